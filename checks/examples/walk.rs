@@ -1,0 +1,41 @@
+use stateright::Model;
+use watermark_checks::{Knobs, WatermarkModel};
+fn main() {
+    let mut k = Knobs::canonical();
+    k.records = 1;
+    k.leader_epoch_max = 1;
+    k.broker_crashes = 0;
+    let m = WatermarkModel::new(k);
+    let mut s = m.init_states().pop().unwrap();
+    let mut seed: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().unwrap())
+        .unwrap_or(1);
+    for step in 0..120 {
+        let mut actions = Vec::new();
+        m.actions(&s, &mut actions);
+        let nexts: Vec<_> = actions
+            .into_iter()
+            .filter_map(|a| {
+                m.next_state(&s, a.clone())
+                    .filter(|n| m.within_boundary(n))
+                    .map(|n| (a, n))
+            })
+            .collect();
+        if nexts.is_empty() {
+            println!("terminal at {step}");
+            break;
+        }
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let (a, n) = nexts[(seed >> 33) as usize % nexts.len()].clone();
+        println!("{step}: {}", m.format_action(&a));
+        s = n;
+    }
+    for (i, st) in s.actor_states.iter().enumerate() {
+        println!("actor {i}: {:?}", st);
+    }
+    println!("network: {:?}", s.network);
+    println!("ghost: {:?}", s.history);
+}

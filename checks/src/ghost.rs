@@ -1,0 +1,243 @@
+//! Ghost history: what the properties need to know about the past. Spec: "Invariants".
+//!
+//! It is updated on every transition from the state before, the action and the state after, so
+//! it sees what no single state shows: which records were ever committed, which replica appended
+//! from a stale leader epoch, which step truncated a log. It is part of the hashed state, so it
+//! holds only what properties read: facts that are monotone (committed records, sticky
+//! violations) and the events of the last step, which are cleared on the next.
+
+use crate::model::{controller, State, WatermarkModel};
+use stateright::actor::ActorModelAction;
+use std::fmt;
+use std::sync::Arc;
+use watermark_model::*;
+
+/// Things that happened in the last step (bit flags).
+pub mod event {
+    /// A replica's log lost entries.
+    pub const TRUNCATED: u16 = 1 << 0;
+    /// The controller added a replica back to an ISR.
+    pub const ISR_EXPANDED: u16 = 1 << 1;
+    /// A leader received a produce request for records its log already holds.
+    pub const DUPLICATE_PRODUCE: u16 = 1 << 2;
+}
+
+/// Invariants that are about transitions, latched once broken (bit flags).
+pub mod violation {
+    /// I5: a replica appended records from a leader epoch older than its own.
+    pub const APPEND_FROM_STALE_EPOCH: u16 = 1 << 0;
+    /// I6: a broker applied a controller request from an older controller epoch.
+    pub const STALE_CONTROLLER_REQUEST_APPLIED: u16 = 1 << 1;
+    /// I8: a leader exposed, below its high watermark, a record other than one committed
+    /// before at that offset.
+    pub const COMMITTED_RECORD_CHANGED: u16 = 1 << 2;
+}
+
+/// A record once below a leader's high watermark.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Committed {
+    pub entry: LogEntry,
+    /// The leader epoch in which it was first seen committed.
+    pub leader_epoch: LeaderEpoch,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Ghost {
+    /// Per partition, in partition order: every offset ever below some leader's high watermark.
+    pub committed: Vec<Arc<Vec<Committed>>>,
+    pub violations: u16,
+    pub events: u16,
+    /// ISR shrinks leaders have asked for (bound B6).
+    pub isr_shrinks: u8,
+}
+
+impl Ghost {
+    pub fn has_event(&self, e: u16) -> bool {
+        self.events & e != 0
+    }
+    pub fn has_violation(&self, v: u16) -> bool {
+        self.violations & v != 0
+    }
+}
+
+impl fmt::Debug for Ghost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("committed")?;
+        for (p, records) in self.committed.iter().enumerate() {
+            write!(f, " p{p}[")?;
+            for (o, c) in records.iter().enumerate() {
+                if o > 0 {
+                    f.write_str(" ")?;
+                }
+                write!(f, "{o}@{}:{:?}", c.entry.leader_epoch, c.entry.record.value)?;
+            }
+            f.write_str("]")?;
+        }
+        if self.violations != 0 {
+            write!(f, " violations {:#b}", self.violations)?;
+        }
+        if self.events != 0 {
+            write!(f, " events {:#b}", self.events)?;
+        }
+        Ok(())
+    }
+}
+
+/// The broker state of actor `index`, if it is a broker.
+fn broker(state: &State, index: usize) -> Option<&BrokerState> {
+    state.actor_states.get(index)?.as_broker()
+}
+
+/// Computes the ghost of `next`, reached from `last` by `action` (both `None` for an initial
+/// state).
+pub fn observe(
+    model: &WatermarkModel,
+    last: Option<&State>,
+    action: Option<&ActorModelAction<Msg, Timer, ()>>,
+    next: &State,
+) -> Ghost {
+    let mut ghost = match last {
+        Some(last) => Ghost {
+            events: 0,
+            ..last.history.clone()
+        },
+        None => Ghost {
+            committed: vec![Arc::new(Vec::new()); model.knobs.partitions as usize],
+            ..Ghost::default()
+        },
+    };
+
+    // Committed records: everything below a (live) leader's high watermark.
+    for i in model.broker_indices() {
+        if next.crashed[i] {
+            continue;
+        }
+        let Some(b) = broker(next, i) else { continue };
+        for r in b.replicas.values() {
+            if !r.is_leader() {
+                continue;
+            }
+            let p = r.partition.topic_partition.partition as usize;
+            for offset in 0..r.high_watermark {
+                let Some(entry) = r.log.get(offset) else {
+                    break; // I1 is violated; that property reports it.
+                };
+                match ghost.committed[p].get(offset as usize) {
+                    Some(c) if c.entry != *entry => {
+                        ghost.violations |= violation::COMMITTED_RECORD_CHANGED;
+                    }
+                    Some(_) => {}
+                    None => Arc::make_mut(&mut ghost.committed[p]).push(Committed {
+                        entry: entry.clone(),
+                        leader_epoch: r.leader_epoch(),
+                    }),
+                }
+            }
+        }
+    }
+
+    let Some(last) = last else {
+        return ghost;
+    };
+
+    // Truncations.
+    for i in model.broker_indices() {
+        let (Some(before), Some(after)) = (broker(last, i), broker(next, i)) else {
+            continue;
+        };
+        if std::ptr::eq(before, after) {
+            continue;
+        }
+        for (tp, r) in &before.replicas {
+            let Some(now) = after.replicas.get(tp) else {
+                continue;
+            };
+            let kept = r
+                .log
+                .entries()
+                .zip(now.log.entries())
+                .take_while(|(a, b)| a == b)
+                .count() as Offset;
+            if kept < r.log_end_offset() {
+                ghost.events |= event::TRUNCATED;
+            }
+        }
+    }
+
+    // ISR expansion at the controller.
+    if let (Some(before), Some(after)) = (controller(last), controller(next)) {
+        let expanded = after.partitions.values().any(|p| {
+            before
+                .partitions
+                .get(&p.topic_partition)
+                .is_some_and(|q| p.isr.iter().any(|b| !q.isr.contains(b)))
+        });
+        if expanded {
+            ghost.events |= event::ISR_EXPANDED;
+        }
+    }
+
+    // A leader asking to drop lagging followers from the ISR.
+    if let Some(ActorModelAction::Timeout(id, Timer::IsrShrink)) = action {
+        ghost.isr_shrinks = ghost.isr_shrinks.saturating_add(1);
+        let _ = id;
+    }
+
+    // Deliveries.
+    if let Some(ActorModelAction::Deliver { dst, msg, .. }) = action {
+        let index = usize::from(*dst);
+        if let (Some(before), Some(after)) = (broker(last, index), broker(next, index)) {
+            observe_delivery(&mut ghost, msg, before, after);
+        }
+    }
+    ghost
+}
+
+fn observe_delivery(ghost: &mut Ghost, msg: &Msg, before: &BrokerState, after: &BrokerState) {
+    match msg {
+        Msg::FetchResponse(response) => {
+            let Some(r) = before.replicas.get(&response.topic_partition) else {
+                return;
+            };
+            if response.leader_epoch < r.leader_epoch() {
+                let appended = after
+                    .replicas
+                    .get(&response.topic_partition)
+                    .is_some_and(|now| now.log_end_offset() > r.log_end_offset());
+                if appended {
+                    ghost.violations |= violation::APPEND_FROM_STALE_EPOCH;
+                }
+            }
+        }
+        Msg::LeaderAndIsr {
+            controller_epoch, ..
+        }
+        | Msg::UpdateMetadata {
+            controller_epoch, ..
+        } => {
+            if *controller_epoch < before.controller_epoch {
+                if before.replicas != after.replicas || before.metadata != after.metadata {
+                    ghost.violations |= violation::STALE_CONTROLLER_REQUEST_APPLIED;
+                }
+            }
+        }
+        Msg::Produce(request) => {
+            let Some(r) = before.replicas.get(&request.topic_partition) else {
+                return;
+            };
+            if !r.is_leader() || request.leader_epoch != r.leader_epoch() {
+                return;
+            }
+            let held = request.records.iter().any(|record| {
+                r.log.entries().any(|e| match record.producer {
+                    Some(p) => e.record.producer == Some(p),
+                    None => e.record.value == record.value,
+                })
+            });
+            if held {
+                ghost.events |= event::DUPLICATE_PRODUCE;
+            }
+        }
+        _ => {}
+    }
+}

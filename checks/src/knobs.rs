@@ -1,0 +1,328 @@
+//! The knobs of a model configuration, and the named presets. Spec: "Model bounds".
+
+use serde::Serialize;
+use std::fmt;
+use watermark_model::{Acks, Protocol};
+
+/// What the network may do to a message in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Network {
+    /// Per-channel FIFO, like Kafka's TCP connections. Otherwise messages overtake each other.
+    pub ordered: bool,
+    /// A message may be delivered any number of times.
+    pub duplicating: bool,
+    /// A message may be lost.
+    pub lossy: bool,
+}
+
+impl Network {
+    pub const UNORDERED: Network = Network {
+        ordered: false,
+        duplicating: false,
+        lossy: false,
+    };
+    /// Per-channel FIFO, as Kafka's TCP connections deliver.
+    pub const ORDERED: Network = Network {
+        ordered: true,
+        duplicating: false,
+        lossy: false,
+    };
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = vec![if self.ordered { "ordered" } else { "unordered" }];
+        if self.duplicating {
+            parts.push("duplicating");
+        }
+        if self.lossy {
+            parts.push("lossy");
+        }
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    /// A comma-separated set of `unordered`, `ordered`, `duplicating`, `lossy`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut network = Network::UNORDERED;
+        for part in s.split([',', '+']).map(str::trim) {
+            match part {
+                "unordered" | "reliable" => {}
+                "ordered" => network.ordered = true,
+                "duplicating" => network.duplicating = true,
+                "lossy" => network.lossy = true,
+                _ => {
+                    return Err(format!(
+                        "unknown network '{part}'; expected a comma-separated set of unordered, ordered, duplicating, lossy"
+                    ))
+                }
+            }
+        }
+        if network.ordered && network.duplicating {
+            return Err("an ordered network cannot also be duplicating".into());
+        }
+        Ok(network)
+    }
+}
+
+/// Everything that shapes a model: the cluster, the workload, the faults and the bounds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Knobs {
+    pub brokers: u32,
+    pub partitions: u32,
+    pub replication_factor: u32,
+    pub min_insync_replicas: u32,
+    pub acks: Acks,
+    pub unclean_leader_election: bool,
+    pub idempotence: bool,
+    pub producers: u32,
+    pub consumers: u32,
+    /// Records each producer writes.
+    pub records: u32,
+    /// Broker crashes in a run (each followed, or not, by a recovery).
+    pub broker_crashes: u32,
+    pub controller_crashes: u32,
+    /// No partition's leader epoch goes past this.
+    pub leader_epoch_max: u32,
+    pub network: Network,
+    pub protocol: Protocol,
+    /// Attempts per batch (`retries` + 1).
+    pub producer_attempts_max: u32,
+    /// Whether producers and consumers time requests out.
+    pub client_request_timeout: bool,
+    /// `auto.leader.rebalance.enable`.
+    pub preferred_leader_election: bool,
+    /// How many times leaders may ask to drop lagging followers from the ISR. The model has no
+    /// clock, so any follower short of the leader's log end may have lagged past
+    /// `replica.lag.time.max.ms` at any moment; this bounds how often that happens.
+    pub isr_shrinks: u32,
+    /// Whether the controller may wrongly expire the session of a live broker (a GC pause, a
+    /// partition between it and the controller). Crashed brokers are always fenced.
+    pub false_suspicions: bool,
+}
+
+impl Knobs {
+    /// The canonical configuration: 3 brokers, one partition with 3 replicas,
+    /// min.insync.replicas=2, acks=all, KIP-320, one producer writing 2 records, one broker crash.
+    pub fn canonical() -> Self {
+        Knobs {
+            brokers: 3,
+            partitions: 1,
+            replication_factor: 3,
+            min_insync_replicas: 2,
+            acks: Acks::All,
+            unclean_leader_election: false,
+            idempotence: false,
+            producers: 1,
+            consumers: 0,
+            records: 2,
+            broker_crashes: 1,
+            controller_crashes: 0,
+            leader_epoch_max: 2,
+            network: Network::ORDERED,
+            protocol: Protocol::Kip320,
+            producer_attempts_max: 2,
+            client_request_timeout: false,
+            preferred_leader_election: true,
+            isr_shrinks: 0,
+            false_suspicions: false,
+        }
+    }
+
+    /// Checks that the knobs describe a cluster that can exist.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.brokers == 0 {
+            problems.push("--brokers must be at least 1".to_string());
+        }
+        if self.partitions == 0 {
+            problems.push("--partitions must be at least 1".to_string());
+        }
+        if self.replication_factor == 0 || self.replication_factor > self.brokers {
+            problems.push(format!(
+                "--replication-factor must be between 1 and the number of brokers ({}), not {}",
+                self.brokers, self.replication_factor
+            ));
+        }
+        if self.min_insync_replicas == 0 || self.min_insync_replicas > self.replication_factor {
+            problems.push(format!(
+                "--min-insync-replicas must be between 1 and the replication factor ({}), not {}",
+                self.replication_factor, self.min_insync_replicas
+            ));
+        }
+        if self.producers == 0 && self.consumers == 0 {
+            problems.push("a model needs at least one producer or consumer".to_string());
+        }
+        if self.producer_attempts_max == 0 {
+            problems.push("producers need at least one attempt per batch".to_string());
+        }
+        if self.brokers > 9 || self.partitions > 8 || self.producers + self.consumers > 8 {
+            problems.push("these knobs are far beyond what a model check can explore".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+
+    /// One line in Kafka's terms.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} brokers, {} partition{}, RF={}, min.insync.replicas={}, acks={}, {}, {} producer{} x {} record{}",
+            self.brokers,
+            self.partitions,
+            plural(self.partitions),
+            self.replication_factor,
+            self.min_insync_replicas,
+            self.acks,
+            self.protocol,
+            self.producers,
+            plural(self.producers),
+            self.records,
+            plural(self.records),
+        );
+        if self.consumers > 0 {
+            s.push_str(&format!(
+                ", {} consumer{}",
+                self.consumers,
+                plural(self.consumers)
+            ));
+        }
+        if self.idempotence {
+            s.push_str(", idempotent");
+        }
+        if self.unclean_leader_election {
+            s.push_str(", unclean election");
+        }
+        if self.false_suspicions {
+            s.push_str(", false suspicions");
+        }
+        s.push_str(&format!(
+            ", {} broker crash{}",
+            self.broker_crashes,
+            if self.broker_crashes == 1 { "" } else { "es" }
+        ));
+        if self.controller_crashes > 0 {
+            s.push_str(&format!(
+                ", {} controller crash{}",
+                self.controller_crashes,
+                if self.controller_crashes == 1 {
+                    ""
+                } else {
+                    "es"
+                }
+            ));
+        }
+        s.push_str(&format!(
+            ", leader epoch <= {}, {} network",
+            self.leader_epoch_max, self.network
+        ));
+        s
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// A named configuration.
+#[derive(Clone, Debug)]
+pub struct Preset {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub knobs: Knobs,
+}
+
+/// Every preset; the first is the default of `watermark check`.
+pub fn presets() -> Vec<Preset> {
+    let canonical = Knobs::canonical();
+    vec![
+        Preset {
+            name: "canonical",
+            description: "The reference configuration, checked exhaustively.",
+            knobs: canonical.clone(),
+        },
+        Preset {
+            name: "two-partitions",
+            description: "Two partitions led by different brokers; one record each.",
+            knobs: Knobs {
+                partitions: 2,
+                records: 2,
+                leader_epoch_max: 1,
+                preferred_leader_election: false,
+                ..canonical.clone()
+            },
+        },
+        Preset {
+            name: "controller-crash",
+            description: "The controller restarts; brokers fence its older epoch.",
+            knobs: Knobs {
+                broker_crashes: 1,
+                controller_crashes: 1,
+                records: 1,
+                leader_epoch_max: 1,
+                preferred_leader_election: false,
+                ..canonical.clone()
+            },
+        },
+        Preset {
+            name: "lossy-duplicating",
+            description: "Messages are lost and duplicated; brokers and clients retransmit.",
+            knobs: Knobs {
+                brokers: 2,
+                replication_factor: 2,
+                min_insync_replicas: 1,
+                records: 1,
+                broker_crashes: 0,
+                leader_epoch_max: 1,
+                network: Network {
+                    ordered: false,
+                    duplicating: true,
+                    lossy: true,
+                },
+                client_request_timeout: true,
+                preferred_leader_election: false,
+                ..canonical.clone()
+            },
+        },
+        Preset {
+            name: "consumer",
+            description: "A consumer reads while leadership moves.",
+            knobs: Knobs {
+                consumers: 1,
+                records: 1,
+                ..canonical.clone()
+            },
+        },
+        Preset {
+            name: "idempotent",
+            description: "An idempotent producer whose retries must not duplicate.",
+            knobs: Knobs {
+                idempotence: true,
+                records: 1,
+                client_request_timeout: true,
+                ..canonical
+            },
+        },
+    ]
+}
+
+pub fn preset(name: &str) -> Result<Preset, String> {
+    presets()
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = presets().iter().map(|p| p.name).collect();
+            format!(
+                "unknown preset '{name}'; known presets: {}",
+                names.join(", ")
+            )
+        })
+}

@@ -1,0 +1,21 @@
+//! # watermark-checks: what is true of the protocol, and how to check it
+//!
+//! - [`knobs`]: the knobs of a configuration and the named presets;
+//! - [`model`]: the actors in a stateright `ActorModel`, wrapped with the bounds and the ghost
+//!   history;
+//! - [`ghost`]: the history that properties about the past need;
+//! - [`properties`]: the invariants (I1…) and their twins (S1…), named as in spec.md;
+//! - [`runner`]: runs the checker and collects verdicts;
+//! - [`report`] and [`trace`]: verdict tables, readable counterexamples, JSON.
+
+pub mod ghost;
+pub mod knobs;
+pub mod model;
+pub mod properties;
+pub mod report;
+pub mod runner;
+pub mod trace;
+
+pub use knobs::{preset, presets, Knobs, Network, Preset};
+pub use model::WatermarkModel;
+pub use runner::{run, Outcome, RunOptions, Strategy, Verdict};

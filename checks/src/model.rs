@@ -1,0 +1,299 @@
+//! The model: the cluster's actors in a stateright `ActorModel`, wrapped to keep a ghost history
+//! and to bound the state space. Spec: "Model bounds".
+//!
+//! Actor indices: 0 is the controller, 1..=brokers are brokers 1..=brokers, then producers, then
+//! consumers.
+
+use crate::ghost::{self, Ghost};
+use crate::knobs::Knobs;
+use crate::properties;
+use stateright::actor::{
+    ActorModel, ActorModelAction, ActorModelState, Id, LossyNetwork, Network as SrNetwork,
+};
+use stateright::{Model, Path, Property};
+use std::sync::Arc;
+use watermark_model::*;
+
+pub type State = ActorModelState<Node, Ghost>;
+pub type Action = ActorModelAction<Msg, Timer, ()>;
+
+/// The model of a configuration.
+pub struct WatermarkModel {
+    pub knobs: Knobs,
+    pub inner: ActorModel<Node, (), Ghost>,
+    pub topic: Topic,
+}
+
+pub const CONTROLLER_INDEX: usize = 0;
+
+impl WatermarkModel {
+    pub fn new(knobs: Knobs) -> Self {
+        let topic = Topic::new("t");
+        let controller = Id::from(CONTROLLER_INDEX);
+        let brokers: Vec<(BrokerId, Id)> = (1..=knobs.brokers)
+            .map(|b| (b, Id::from(b as usize)))
+            .collect();
+        let cluster = Arc::new(ClusterConfig {
+            controller,
+            brokers: brokers.clone(),
+            protocol: knobs.protocol,
+            // Tiny: every fetch response carries one record.
+            fetch_bytes_max: 1,
+            retransmit: knobs.network.lossy,
+            heartbeat_periodic: false,
+            timing: Timing::model(),
+            topics: vec![TopicConfig {
+                topic: topic.clone(),
+                assignments: assignments(&knobs),
+                min_insync_replicas: knobs.min_insync_replicas,
+                unclean_leader_election: knobs.unclean_leader_election,
+            }],
+        });
+        let mut inner = ActorModel::new((), Ghost::default())
+            .actor(Node::Controller(Controller::new(ControllerConfig {
+                cluster: cluster.clone(),
+                preferred_leader_election: knobs.preferred_leader_election,
+            })))
+            .actors(brokers.iter().map(|(broker_id, _)| {
+                Node::Broker(Broker::new(BrokerConfig {
+                    broker_id: *broker_id,
+                    cluster: cluster.clone(),
+                }))
+            }));
+        let bootstrap: Vec<Id> = brokers.iter().map(|(_, id)| *id).collect();
+        let values = record_values(&knobs);
+        for p in 0..knobs.producers {
+            let records = (0..knobs.records)
+                .map(|i| {
+                    let partition = i % knobs.partitions;
+                    (partition, values[(p * knobs.records + i) as usize].clone())
+                })
+                .collect();
+            inner = inner.actor(Node::Producer(Producer::new(ProducerConfig {
+                bootstrap: bootstrap.clone(),
+                topic: topic.clone(),
+                acks: knobs.acks,
+                idempotence: knobs.idempotence.then_some(p as ProducerId + 1),
+                records,
+                attempts_max: knobs.producer_attempts_max,
+                // Tiny: every produce request carries one record.
+                batch_bytes_max: 1,
+                request_timeout: knobs.client_request_timeout,
+                timing: Timing::model(),
+            })));
+        }
+        for c in 0..knobs.consumers {
+            inner = inner.actor(Node::Consumer(Consumer::new(ConsumerConfig {
+                bootstrap: bootstrap.clone(),
+                topic_partition: TopicPartition::new(&topic, c % knobs.partitions),
+                fetch_bytes_max: 1,
+                request_timeout: knobs.client_request_timeout,
+                timing: Timing::model(),
+            })));
+        }
+        let network = if knobs.network.ordered {
+            SrNetwork::new_ordered([])
+        } else if knobs.network.duplicating {
+            SrNetwork::new_unordered_duplicating([])
+        } else {
+            SrNetwork::new_unordered_nonduplicating([])
+        };
+        inner = inner
+            .init_network(network)
+            .lossy_network(if knobs.network.lossy {
+                LossyNetwork::Yes
+            } else {
+                LossyNetwork::No
+            })
+            .max_crashes((knobs.broker_crashes + knobs.controller_crashes) as usize);
+        WatermarkModel {
+            knobs,
+            inner,
+            topic,
+        }
+    }
+
+    pub fn broker_indices(&self) -> std::ops::RangeInclusive<usize> {
+        1..=self.knobs.brokers as usize
+    }
+
+    pub fn producer_indices(&self) -> std::ops::Range<usize> {
+        let start = 1 + self.knobs.brokers as usize;
+        start..start + self.knobs.producers as usize
+    }
+
+    pub fn consumer_indices(&self) -> std::ops::Range<usize> {
+        let start = 1 + self.knobs.brokers as usize + self.knobs.producers as usize;
+        start..start + self.knobs.consumers as usize
+    }
+
+    pub fn topic_partitions(&self) -> Vec<TopicPartition> {
+        (0..self.knobs.partitions)
+            .map(|p| TopicPartition::new(&self.topic, p))
+            .collect()
+    }
+
+    /// The name of actor `index`, in Kafka's terms.
+    pub fn actor_name(&self, index: usize) -> String {
+        if index == CONTROLLER_INDEX {
+            "controller".into()
+        } else if self.broker_indices().contains(&index) {
+            format!("broker {index}")
+        } else if self.producer_indices().contains(&index) {
+            format!("producer {}", index - self.producer_indices().start)
+        } else {
+            format!("consumer {}", index - self.consumer_indices().start)
+        }
+    }
+
+    /// The bounds of the explored state space (spec: "Model bounds").
+    fn within_bounds(&self, state: &State) -> bool {
+        // B1: leader epochs stay within `leader_epoch_max`.
+        if let Some(controller) = controller(state) {
+            if controller
+                .partitions
+                .values()
+                .any(|p| p.leader_epoch > self.knobs.leader_epoch_max)
+            {
+                return false;
+            }
+            // B2: the controller restarts at most `controller_crashes` times.
+            let restarts = controller.controller_epoch - 1 + state.crashed[CONTROLLER_INDEX] as u32;
+            if restarts > self.knobs.controller_crashes {
+                return false;
+            }
+        }
+        // B2: brokers crash at most `broker_crashes` times in all; each recovery is a new
+        // broker epoch.
+        let broker_crashes: u32 = self
+            .broker_indices()
+            .map(|i| {
+                let epoch = state.actor_states[i]
+                    .as_broker()
+                    .map_or(0, |b| b.broker_epoch);
+                epoch + state.crashed[i] as u32
+            })
+            .sum();
+        if broker_crashes > self.knobs.broker_crashes {
+            return false;
+        }
+        // B3: unless false suspicions are allowed, the controller fences only dead incarnations:
+        // a fenced registration belongs to a crashed broker or to one that has restarted since.
+        if !self.knobs.false_suspicions {
+            if let Some(controller) = controller(state) {
+                let falsely_fenced = controller.brokers.iter().any(|(b, r)| {
+                    let i = *b as usize;
+                    r.fenced
+                        && !state.crashed[i]
+                        && state.actor_states[i]
+                            .as_broker()
+                            .is_some_and(|s| s.broker_epoch == r.broker_epoch)
+                });
+                if falsely_fenced {
+                    return false;
+                }
+            }
+        }
+        // B4: clients do not crash.
+        let clients = self.producer_indices().start..self.consumer_indices().end;
+        if clients.into_iter().any(|i| state.crashed[i]) {
+            return false;
+        }
+        // B6: leaders ask to shrink ISRs at most `isr_shrinks` times.
+        if u32::from(state.history.isr_shrinks) > self.knobs.isr_shrinks {
+            return false;
+        }
+        // B5: at most one copy of a message is in flight; two copies are what the duplicating
+        // network models.
+        if let SrNetwork::UnorderedNonDuplicating(multiset) = &state.network {
+            if multiset.values().any(|count| *count > 1) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Kafka's default replica placement: partition `p` starts at broker `p mod brokers + 1` and
+/// takes the next brokers round the ring.
+pub fn assignments(knobs: &Knobs) -> Vec<Vec<BrokerId>> {
+    (0..knobs.partitions)
+        .map(|p| {
+            (0..knobs.replication_factor)
+                .map(|r| (p + r) % knobs.brokers + 1)
+                .collect()
+        })
+        .collect()
+}
+
+/// Record values `a`, `b`, `c`… in the order producers write them.
+fn record_values(knobs: &Knobs) -> Vec<Value> {
+    (0..knobs.producers * knobs.records)
+        .map(|i| {
+            let letter = (b'a' + (i % 26) as u8) as char;
+            let name = if i < 26 {
+                letter.to_string()
+            } else {
+                format!("{letter}{}", i / 26)
+            };
+            Value::from(name.as_str())
+        })
+        .collect()
+}
+
+pub fn controller(state: &State) -> Option<&ControllerState> {
+    state.actor_states[CONTROLLER_INDEX].as_controller()
+}
+
+impl Model for WatermarkModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        self.inner
+            .init_states()
+            .into_iter()
+            .map(|mut s| {
+                s.history = ghost::observe(self, None, None, &s);
+                s
+            })
+            .collect()
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        self.inner.actions(state, actions)
+    }
+
+    fn next_state(&self, last: &State, action: Action) -> Option<State> {
+        let mut next = self.inner.next_state(last, action.clone())?;
+        next.history = ghost::observe(self, Some(last), Some(&action), &next);
+        Some(next)
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        crate::trace::format_action(self, action)
+    }
+
+    fn format_step(&self, last_state: &State, action: Action) -> Option<String> {
+        self.inner.format_step(last_state, action)
+    }
+
+    fn as_svg(&self, path: Path<State, Action>) -> Option<String> {
+        self.inner.as_svg(path)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        properties::enabled(&self.knobs)
+            .into_iter()
+            .map(|p| Property {
+                expectation: p.expectation,
+                name: p.name,
+                condition: p.condition,
+            })
+            .collect()
+    }
+
+    fn within_boundary(&self, state: &State) -> bool {
+        self.within_bounds(state)
+    }
+}

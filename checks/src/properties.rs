@@ -1,0 +1,552 @@
+//! The properties checked, each with the name it has in spec.md and in the output. Spec:
+//! "Invariants" (I1–I12) and "Twins" (S1–S15).
+//!
+//! Every Always property has a Sometimes twin that shows the situation it guards does happen
+//! within the bounds, so that no invariant holds only because nothing happened.
+
+use crate::ghost::{event, violation, Ghost};
+use crate::knobs::Knobs;
+use crate::model::{controller, State, WatermarkModel};
+use stateright::actor::Network;
+use stateright::Expectation;
+use watermark_model::*;
+
+pub type Condition = fn(&WatermarkModel, &State) -> bool;
+
+#[derive(Clone)]
+pub struct PropertyDef {
+    pub name: &'static str,
+    /// `I1`…, or `S1`… for Sometimes properties.
+    pub id: &'static str,
+    pub expectation: Expectation,
+    pub description: &'static str,
+    /// For a Sometimes twin, the Always property it accompanies.
+    pub twin_of: Option<&'static str>,
+    pub condition: Condition,
+    /// Whether the property applies to a configuration (e.g. consumer properties need consumers).
+    pub applies: fn(&Knobs) -> bool,
+}
+
+fn always_applies(_: &Knobs) -> bool {
+    true
+}
+fn with_acks(k: &Knobs) -> bool {
+    k.acks != Acks::None && k.producers > 0
+}
+fn with_controller_crashes(k: &Knobs) -> bool {
+    k.controller_crashes > 0
+}
+fn with_consumers(k: &Knobs) -> bool {
+    k.consumers > 0
+}
+fn with_idempotence(k: &Knobs) -> bool {
+    k.idempotence && k.producers > 0
+}
+fn with_producers(k: &Knobs) -> bool {
+    k.producers > 0
+}
+
+/// Every property, in spec order.
+pub fn all() -> Vec<PropertyDef> {
+    use Expectation::{Always, Sometimes};
+    let p = |id, name, expectation, twin_of, description, condition, applies| PropertyDef {
+        name,
+        id,
+        expectation,
+        description,
+        twin_of,
+        condition,
+        applies,
+    };
+    vec![
+        p("I1", "HighWatermarkWithinLog", Always, None,
+          "Every replica has HWM <= LEO.",
+          high_watermark_within_log as Condition, always_applies as fn(&Knobs) -> bool),
+        p("S1", "FollowerHighWatermarkAdvances", Sometimes, Some("HighWatermarkWithinLog"),
+          "A follower learns a HWM above 0.",
+          follower_high_watermark_advances, with_producers),
+        p("I2", "StrongIsr", Always, None,
+          "Every member of the controller's ISR holds what any presumed leader holds below its HWM.",
+          strong_isr, always_applies),
+        p("S2", "RecordCommitted", Sometimes, Some("StrongIsr"),
+          "A leader's HWM passes a record while the ISR has two members or more.",
+          record_committed, with_producers),
+        p("I3", "OneLeaderPerEpoch", Always, None,
+          "At most one broker acts as leader of a partition in a leader epoch.",
+          one_leader_per_epoch, always_applies),
+        p("S3", "LeaderChangeWithData", Sometimes, Some("OneLeaderPerEpoch"),
+          "A leader in a later epoch holds committed records of an earlier one.",
+          leader_change_with_data, with_producers),
+        p("I4", "LogEpochsMonotonic", Always, None,
+          "Leader epochs never decrease along a replica's log.",
+          log_epochs_monotonic, always_applies),
+        p("S4", "LogSpansEpochs", Sometimes, Some("LogEpochsMonotonic"),
+          "A log holds records of two leader epochs.",
+          log_spans_epochs, with_producers),
+        p("I5", "NoAppendFromStaleEpoch", Always, None,
+          "No replica appends records a leader sent in an epoch older than the replica's own.",
+          no_append_from_stale_epoch, always_applies),
+        p("S5", "StaleFetchResponseInFlight", Sometimes, Some("NoAppendFromStaleEpoch"),
+          "A fetch response from an older leader epoch is on its way to a follower.",
+          stale_fetch_response_in_flight, with_producers),
+        p("I6", "NoStaleControllerRequest", Always, None,
+          "No broker applies a controller request from an older controller epoch.",
+          no_stale_controller_request, with_controller_crashes),
+        p("S6", "StaleControllerRequestInFlight", Sometimes, Some("NoStaleControllerRequest"),
+          "A controller request from an older controller epoch is on its way to a broker that knows a newer one.",
+          stale_controller_request_in_flight, with_controller_crashes),
+        p("I7", "AcknowledgedRecordsSurvive", Always, None,
+          "Every acknowledged record stays, at its offset, in the log of every later leader.",
+          acknowledged_records_survive, with_acks),
+        p("S7", "AcknowledgedRecordOnNewLeader", Sometimes, Some("AcknowledgedRecordsSurvive"),
+          "A leader of a later epoch holds an acknowledged record.",
+          acknowledged_record_on_new_leader, with_acks),
+        p("I8", "CommittedRecordsSurvive", Always, None,
+          "Every record ever below a leader's HWM stays, at its offset, in the log of every later leader.",
+          committed_records_survive, always_applies),
+        p("S8", "CommittedRecordOnNewLeader", Sometimes, Some("CommittedRecordsSurvive"),
+          "A leader of a later epoch holds a record committed in an earlier one.",
+          committed_record_on_new_leader, with_producers),
+        p("I9", "LogMatching", Always, None,
+          "Two replicas that hold the same offset in the same epoch agree on everything up to it.",
+          log_matching, always_applies),
+        p("S9", "LogsDiverge", Sometimes, Some("LogMatching"),
+          "Two replicas hold different epochs at the same offset.",
+          logs_diverge, with_producers),
+        p("I10", "ConsumerReadsCommitted", Always, None,
+          "A consumer reads only records below the HWM.",
+          consumer_reads_committed, with_consumers),
+        p("S10", "ConsumerReadsRecord", Sometimes, Some("ConsumerReadsCommitted"),
+          "A consumer reads a record.",
+          consumer_reads_record, with_consumers),
+        p("I11", "ConsumedRecordsStable", Always, None,
+          "Nothing a consumer read ever changes in the log of a later leader.",
+          consumed_records_stable, with_consumers),
+        p("S11", "ConsumedRecordOnNewLeader", Sometimes, Some("ConsumedRecordsStable"),
+          "A leader of a later epoch holds a record a consumer read.",
+          consumed_record_on_new_leader, with_consumers),
+        p("I12", "NoDuplicateSequence", Always, None,
+          "With idempotence, no (producer id, sequence) appears twice in a log.",
+          no_duplicate_sequence, with_idempotence),
+        p("S12", "RetryOfHeldBatch", Sometimes, Some("NoDuplicateSequence"),
+          "A leader receives a retry of a batch its log already holds.",
+          retry_of_held_batch, with_idempotence),
+        p("S13", "ReplicaTruncates", Sometimes, None,
+          "A replica truncates its log.",
+          replica_truncates, with_producers),
+        p("S14", "IsrShrinkAndExpand", Sometimes, None,
+          "A replica dropped from the ISR is added back.",
+          isr_shrink_and_expand, always_applies),
+        p("S15", "RecordAcknowledged", Sometimes, None,
+          "A producer is told a record is written.",
+          record_acknowledged, with_acks),
+    ]
+}
+
+/// The properties that apply to a configuration.
+pub fn enabled(knobs: &Knobs) -> Vec<PropertyDef> {
+    all().into_iter().filter(|p| (p.applies)(knobs)).collect()
+}
+
+/// Every broker's state, with whether it is crashed.
+fn brokers<'a>(
+    model: &'a WatermarkModel,
+    state: &'a State,
+) -> impl Iterator<Item = (&'a BrokerState, bool)> + 'a {
+    model.broker_indices().filter_map(move |i| {
+        state.actor_states[i]
+            .as_broker()
+            .map(|b| (b, state.crashed[i]))
+    })
+}
+
+/// Every replica of every broker, crashed or not (a crashed broker's log is what it persisted).
+fn replicas<'a>(
+    model: &'a WatermarkModel,
+    state: &'a State,
+) -> impl Iterator<Item = &'a Replica> + 'a {
+    brokers(model, state).flat_map(|(b, _)| b.replicas.values())
+}
+
+/// Replicas that act as leader: live brokers that believe they lead.
+fn leaders<'a>(
+    model: &'a WatermarkModel,
+    state: &'a State,
+) -> impl Iterator<Item = &'a Replica> + 'a {
+    brokers(model, state)
+        .filter(|(_, crashed)| !crashed)
+        .flat_map(|(b, _)| b.replicas.values())
+        .filter(|r| r.is_leader())
+}
+
+fn ghost(state: &State) -> &Ghost {
+    &state.history
+}
+
+/// I1.
+fn high_watermark_within_log(model: &WatermarkModel, state: &State) -> bool {
+    replicas(model, state).all(|r| r.high_watermark <= r.log_end_offset())
+}
+
+/// S1.
+fn follower_high_watermark_advances(model: &WatermarkModel, state: &State) -> bool {
+    replicas(model, state).any(|r| matches!(r.role, Role::Follower(_)) && r.high_watermark > 0)
+}
+
+/// I2: hachikuji's StrongIsr.
+fn strong_isr(model: &WatermarkModel, state: &State) -> bool {
+    let Some(controller) = controller(state) else {
+        return true;
+    };
+    leaders(model, state).all(|leader| {
+        let tp = &leader.partition.topic_partition;
+        let Some(p) = controller.partitions.get(tp) else {
+            return true;
+        };
+        p.isr.iter().all(|member| {
+            let log = state.actor_states[*member as usize]
+                .as_broker()
+                .and_then(|b| b.replicas.get(tp))
+                .map(|r| &r.log);
+            (0..leader.high_watermark).all(|o| log.and_then(|l| l.get(o)) == leader.log.get(o))
+        })
+    })
+}
+
+/// S2.
+fn record_committed(model: &WatermarkModel, state: &State) -> bool {
+    let Some(controller) = controller(state) else {
+        return false;
+    };
+    leaders(model, state).any(|r| {
+        r.high_watermark > 0
+            && controller
+                .partitions
+                .get(&r.partition.topic_partition)
+                .is_some_and(|p| p.isr.len() >= 2)
+    })
+}
+
+/// I3.
+fn one_leader_per_epoch(model: &WatermarkModel, state: &State) -> bool {
+    let mut seen: Vec<(&TopicPartition, LeaderEpoch)> = Vec::new();
+    for r in replicas(model, state).filter(|r| r.is_leader()) {
+        let key = (&r.partition.topic_partition, r.leader_epoch());
+        if seen.contains(&key) {
+            return false;
+        }
+        seen.push(key);
+    }
+    true
+}
+
+/// S3.
+fn leader_change_with_data(model: &WatermarkModel, state: &State) -> bool {
+    leaders(model, state).any(|r| {
+        (0..r.high_watermark)
+            .filter_map(|o| r.log.get(o))
+            .any(|e| e.leader_epoch < r.leader_epoch())
+    })
+}
+
+/// I4.
+fn log_epochs_monotonic(model: &WatermarkModel, state: &State) -> bool {
+    replicas(model, state).all(|r| {
+        let epochs: Vec<LeaderEpoch> = r.log.entries().map(|e| e.leader_epoch).collect();
+        epochs.windows(2).all(|w| w[0] <= w[1])
+    })
+}
+
+/// S4.
+fn log_spans_epochs(model: &WatermarkModel, state: &State) -> bool {
+    replicas(model, state).any(|r| {
+        let mut epochs = r.log.entries().map(|e| e.leader_epoch);
+        let first = epochs.next();
+        epochs.any(|e| Some(e) != first)
+    })
+}
+
+/// I5.
+fn no_append_from_stale_epoch(_: &WatermarkModel, state: &State) -> bool {
+    !ghost(state).has_violation(violation::APPEND_FROM_STALE_EPOCH)
+}
+
+/// Every message in flight, with its destination's actor index.
+fn in_flight(state: &State) -> Vec<(usize, &Msg)> {
+    match &state.network {
+        Network::UnorderedDuplicating(set, _) => {
+            set.iter().map(|e| (usize::from(e.dst), &e.msg)).collect()
+        }
+        Network::UnorderedNonDuplicating(multiset) => multiset
+            .keys()
+            .map(|e| (usize::from(e.dst), &e.msg))
+            .collect(),
+        Network::Ordered(channels) => channels
+            .iter()
+            .flat_map(|((_, dst), msgs)| msgs.iter().map(move |m| (usize::from(*dst), m)))
+            .collect(),
+    }
+}
+
+/// S5.
+fn stale_fetch_response_in_flight(_: &WatermarkModel, state: &State) -> bool {
+    in_flight(state).into_iter().any(|(dst, msg)| {
+        let Msg::FetchResponse(response) = msg else {
+            return false;
+        };
+        let Some(b) = state.actor_states[dst].as_broker() else {
+            return false;
+        };
+        let stale = b
+            .replicas
+            .get(&response.topic_partition)
+            .is_some_and(|r| response.leader_epoch < r.leader_epoch());
+        stale && matches!(response.result, FetchResult::Records { ref records, .. } if !records.is_empty())
+    })
+}
+
+/// I6.
+fn no_stale_controller_request(_: &WatermarkModel, state: &State) -> bool {
+    !ghost(state).has_violation(violation::STALE_CONTROLLER_REQUEST_APPLIED)
+}
+
+/// S6.
+fn stale_controller_request_in_flight(_: &WatermarkModel, state: &State) -> bool {
+    in_flight(state).into_iter().any(|(dst, msg)| {
+        let (epoch, incarnation) = match msg {
+            Msg::LeaderAndIsr {
+                controller_epoch,
+                broker_epoch,
+                ..
+            }
+            | Msg::UpdateMetadata {
+                controller_epoch,
+                broker_epoch,
+                ..
+            } => (*controller_epoch, *broker_epoch),
+            _ => return false,
+        };
+        state.actor_states[dst]
+            .as_broker()
+            .is_some_and(|b| epoch < b.controller_epoch && incarnation == b.broker_epoch)
+    })
+}
+
+/// Whether every live leader of `tp` in epoch `epoch` or later holds `check` at `offset`.
+fn later_leaders_hold(
+    model: &WatermarkModel,
+    state: &State,
+    tp: &TopicPartition,
+    epoch: LeaderEpoch,
+    offset: Offset,
+    check: impl Fn(&LogEntry) -> bool,
+) -> bool {
+    leaders(model, state)
+        .filter(|r| &r.partition.topic_partition == tp && r.leader_epoch() >= epoch)
+        .all(|r| r.log.get(offset).is_some_and(&check))
+}
+
+/// Whether some live leader of `tp` in an epoch after `epoch` holds `check` at `offset`.
+fn newer_leader_holds(
+    model: &WatermarkModel,
+    state: &State,
+    tp: &TopicPartition,
+    epoch: LeaderEpoch,
+    offset: Offset,
+    check: impl Fn(&LogEntry) -> bool,
+) -> bool {
+    leaders(model, state)
+        .filter(|r| &r.partition.topic_partition == tp && r.leader_epoch() > epoch)
+        .any(|r| r.log.get(offset).is_some_and(&check))
+}
+
+fn acks(model: &WatermarkModel, state: &State) -> Vec<watermark_model::producer::Ack> {
+    model
+        .producer_indices()
+        .filter_map(|i| state.actor_states[i].as_producer())
+        .flat_map(|p| p.acked.iter().cloned())
+        .collect()
+}
+
+/// I7.
+fn acknowledged_records_survive(model: &WatermarkModel, state: &State) -> bool {
+    acks(model, state).iter().all(|a| {
+        later_leaders_hold(
+            model,
+            state,
+            &a.topic_partition,
+            a.leader_epoch,
+            a.offset,
+            |e| e.record.value == a.value,
+        )
+    })
+}
+
+/// S7.
+fn acknowledged_record_on_new_leader(model: &WatermarkModel, state: &State) -> bool {
+    acks(model, state).iter().any(|a| {
+        newer_leader_holds(
+            model,
+            state,
+            &a.topic_partition,
+            a.leader_epoch,
+            a.offset,
+            |e| e.record.value == a.value,
+        )
+    })
+}
+
+/// I8.
+fn committed_records_survive(model: &WatermarkModel, state: &State) -> bool {
+    let g = ghost(state);
+    !g.has_violation(violation::COMMITTED_RECORD_CHANGED)
+        && model.topic_partitions().iter().all(|tp| {
+            g.committed[tp.partition as usize]
+                .iter()
+                .enumerate()
+                .all(|(o, c)| {
+                    later_leaders_hold(model, state, tp, c.leader_epoch, o as Offset, |e| {
+                        *e == c.entry
+                    })
+                })
+        })
+}
+
+/// S8.
+fn committed_record_on_new_leader(model: &WatermarkModel, state: &State) -> bool {
+    let g = ghost(state);
+    model.topic_partitions().iter().any(|tp| {
+        g.committed[tp.partition as usize]
+            .iter()
+            .enumerate()
+            .any(|(o, c)| {
+                newer_leader_holds(model, state, tp, c.leader_epoch, o as Offset, |e| {
+                    *e == c.entry
+                })
+            })
+    })
+}
+
+/// Replicas of `tp` on every broker.
+fn replicas_of<'a>(
+    model: &'a WatermarkModel,
+    state: &'a State,
+    tp: &'a TopicPartition,
+) -> Vec<&'a Replica> {
+    replicas(model, state)
+        .filter(|r| &r.partition.topic_partition == tp)
+        .collect()
+}
+
+/// I9.
+fn log_matching(model: &WatermarkModel, state: &State) -> bool {
+    model.topic_partitions().iter().all(|tp| {
+        let rs = replicas_of(model, state, tp);
+        rs.iter().enumerate().all(|(i, a)| {
+            rs[i + 1..].iter().all(|b| {
+                let common = a.log_end_offset().min(b.log_end_offset());
+                // The last offset where both hold the same epoch: everything up to it must agree.
+                let last_match = (0..common).rev().find(|o| {
+                    a.log.get(*o).map(|e| e.leader_epoch) == b.log.get(*o).map(|e| e.leader_epoch)
+                });
+                last_match.is_none_or(|o| (0..=o).all(|k| a.log.get(k) == b.log.get(k)))
+            })
+        })
+    })
+}
+
+/// S9.
+fn logs_diverge(model: &WatermarkModel, state: &State) -> bool {
+    model.topic_partitions().iter().any(|tp| {
+        let rs = replicas_of(model, state, tp);
+        rs.iter().enumerate().any(|(i, a)| {
+            rs[i + 1..].iter().any(|b| {
+                a.log
+                    .entries()
+                    .zip(b.log.entries())
+                    .any(|(x, y)| x.leader_epoch != y.leader_epoch)
+            })
+        })
+    })
+}
+
+fn consumed(model: &WatermarkModel, state: &State) -> Vec<(TopicPartition, Consumed)> {
+    model
+        .consumer_indices()
+        .filter_map(|i| {
+            let tp = match &model.inner.actors[i] {
+                Node::Consumer(c) => c.config.topic_partition.clone(),
+                _ => return None,
+            };
+            let c = state.actor_states[i].as_consumer()?;
+            Some(c.consumed.iter().map(move |r| (tp.clone(), r.clone())))
+        })
+        .flatten()
+        .collect()
+}
+use watermark_model::consumer::Consumed;
+
+/// I10.
+fn consumer_reads_committed(model: &WatermarkModel, state: &State) -> bool {
+    let g = ghost(state);
+    consumed(model, state).iter().all(|(tp, c)| {
+        g.committed[tp.partition as usize]
+            .get(c.offset as usize)
+            .is_some_and(|committed| committed.entry == c.entry)
+    })
+}
+
+/// S10.
+fn consumer_reads_record(model: &WatermarkModel, state: &State) -> bool {
+    !consumed(model, state).is_empty()
+}
+
+/// I11.
+fn consumed_records_stable(model: &WatermarkModel, state: &State) -> bool {
+    consumed(model, state).iter().all(|(tp, c)| {
+        later_leaders_hold(model, state, tp, c.leader_epoch, c.offset, |e| {
+            *e == c.entry
+        })
+    })
+}
+
+/// S11.
+fn consumed_record_on_new_leader(model: &WatermarkModel, state: &State) -> bool {
+    consumed(model, state).iter().any(|(tp, c)| {
+        newer_leader_holds(model, state, tp, c.leader_epoch, c.offset, |e| {
+            *e == c.entry
+        })
+    })
+}
+
+/// I12.
+fn no_duplicate_sequence(model: &WatermarkModel, state: &State) -> bool {
+    replicas(model, state).all(|r| {
+        let stamps: Vec<ProducerSequence> =
+            r.log.entries().filter_map(|e| e.record.producer).collect();
+        stamps
+            .iter()
+            .enumerate()
+            .all(|(i, a)| !stamps[i + 1..].contains(a))
+    })
+}
+
+/// S12.
+fn retry_of_held_batch(_: &WatermarkModel, state: &State) -> bool {
+    ghost(state).has_event(event::DUPLICATE_PRODUCE)
+}
+
+/// S13.
+fn replica_truncates(_: &WatermarkModel, state: &State) -> bool {
+    ghost(state).has_event(event::TRUNCATED)
+}
+
+/// S14.
+fn isr_shrink_and_expand(_: &WatermarkModel, state: &State) -> bool {
+    ghost(state).has_event(event::ISR_EXPANDED)
+}
+
+/// S15.
+fn record_acknowledged(model: &WatermarkModel, state: &State) -> bool {
+    !acks(model, state).is_empty()
+}

@@ -1,0 +1,225 @@
+//! Runs the checker on a configuration and collects verdicts.
+
+use crate::knobs::Knobs;
+use crate::model::{Action, State, WatermarkModel};
+use crate::properties;
+use crate::trace::{self, TraceStep};
+use serde::Serialize;
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Breadth first: shortest counterexamples, the most memory.
+    Bfs,
+    /// Depth first: lean on memory.
+    Dfs,
+    /// Random walks from a seed, until the timeout; never complete.
+    Simulation,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bfs" => Ok(Strategy::Bfs),
+            "dfs" => Ok(Strategy::Dfs),
+            "simulation" => Ok(Strategy::Simulation),
+            _ => Err(format!(
+                "strategy must be bfs, dfs or simulation, not '{s}'"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub strategy: Strategy,
+    pub threads: usize,
+    pub timeout: Option<Duration>,
+    /// Stop as soon as these properties have a discovery (all of them).
+    pub stop_when_found: Option<Vec<&'static str>>,
+    /// Called about once a second while checking.
+    pub progress: Option<fn(&Progress)>,
+    pub seed: u64,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            strategy: Strategy::Bfs,
+            threads: 1,
+            timeout: None,
+            stop_when_found: None,
+            progress: None,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub states: usize,
+    pub unique_states: usize,
+    pub max_depth: usize,
+    pub elapsed: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Holds,
+    Violated,
+    Found,
+    NotFound,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Holds => "holds",
+            Verdict::Violated => "violated",
+            Verdict::Found => "found",
+            Verdict::NotFound => "not-found",
+        }
+    }
+    /// Whether this verdict is what a correct protocol gives.
+    pub fn is_good(self) -> bool {
+        matches!(self, Verdict::Holds | Verdict::Found)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PropertyOutcome {
+    pub name: &'static str,
+    pub id: &'static str,
+    pub expectation: Expectation,
+    pub verdict: Verdict,
+    pub path: Option<Path<State, Action>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub knobs: Knobs,
+    pub strategy: Strategy,
+    /// The search explored every reachable state within the bounds.
+    pub complete: bool,
+    pub states: usize,
+    pub unique_states: usize,
+    pub max_depth: usize,
+    pub seconds: f64,
+    pub properties: Vec<PropertyOutcome>,
+}
+
+impl Outcome {
+    /// No Always property violated and every Sometimes property found.
+    pub fn all_good(&self) -> bool {
+        self.properties.iter().all(|p| p.verdict.is_good())
+    }
+
+    pub fn property(&self, name: &str) -> Option<&PropertyOutcome> {
+        self.properties.iter().find(|p| p.name == name)
+    }
+
+    /// The readable trace of a property's discovery.
+    pub fn trace(&self, name: &str) -> Option<Vec<TraceStep>> {
+        let path = self.property(name)?.path.as_ref()?;
+        Some(trace::render(
+            &WatermarkModel::new(self.knobs.clone()),
+            path,
+        ))
+    }
+}
+
+/// Checks a configuration.
+pub fn run(knobs: &Knobs, options: &RunOptions) -> Outcome {
+    let model = WatermarkModel::new(knobs.clone());
+    let defs = properties::enabled(knobs);
+    let mut builder = model.checker().threads(options.threads.max(1));
+    if let Some(timeout) = options.timeout {
+        builder = builder.timeout(timeout);
+    }
+    if let Some(names) = &options.stop_when_found {
+        builder = builder.finish_when(HasDiscoveries::AllOf(
+            names.iter().copied().collect::<BTreeSet<_>>(),
+        ));
+    }
+    let started = Instant::now();
+    let checker: Box<dyn Checker<WatermarkModel>> = match options.strategy {
+        Strategy::Bfs => Box::new(builder.spawn_bfs()),
+        Strategy::Dfs => Box::new(builder.spawn_dfs()),
+        Strategy::Simulation => Box::new(builder.spawn_simulation(options.seed, UniformChooser)),
+    };
+    let mut next_report = Instant::now() + Duration::from_secs(1);
+    while !checker.is_done() {
+        std::thread::sleep(Duration::from_millis(20));
+        if let Some(progress) = options.progress {
+            if Instant::now() >= next_report {
+                next_report += Duration::from_secs(1);
+                progress(&Progress {
+                    states: checker.state_count(),
+                    unique_states: checker.unique_state_count(),
+                    max_depth: checker.max_depth(),
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let mut discoveries = checker.discoveries();
+    let timed_out = options
+        .timeout
+        .is_some_and(|t| elapsed + Duration::from_millis(50) >= t);
+    let stopped_early = options.stop_when_found.is_some()
+        && options
+            .stop_when_found
+            .iter()
+            .flatten()
+            .all(|n| discoveries.contains_key(n));
+    let complete = options.strategy != Strategy::Simulation && !timed_out && !stopped_early;
+    let properties = defs
+        .iter()
+        .map(|d| {
+            let path = discoveries.remove(d.name);
+            let verdict = match (d.expectation.clone(), path.is_some()) {
+                (Expectation::Sometimes, true) => Verdict::Found,
+                (Expectation::Sometimes, false) => Verdict::NotFound,
+                (_, true) => Verdict::Violated,
+                (_, false) => Verdict::Holds,
+            };
+            PropertyOutcome {
+                name: d.name,
+                id: d.id,
+                expectation: d.expectation.clone(),
+                verdict,
+                path,
+            }
+        })
+        .collect();
+    Outcome {
+        knobs: knobs.clone(),
+        strategy: options.strategy,
+        complete,
+        states: checker.state_count(),
+        unique_states: checker.unique_state_count(),
+        max_depth: checker.max_depth(),
+        seconds: elapsed.as_secs_f64(),
+        properties,
+    }
+}
+
+/// Convenience for tests: the model of a configuration.
+pub fn model(knobs: &Knobs) -> WatermarkModel {
+    WatermarkModel::new(knobs.clone())
+}
+
+/// Whether a model's properties are all registered (for tests of property coverage).
+pub fn property_names(knobs: &Knobs) -> Vec<&'static str> {
+    WatermarkModel::new(knobs.clone())
+        .properties()
+        .iter()
+        .map(|p| p.name)
+        .collect()
+}

@@ -1,0 +1,499 @@
+//! A broker: the leader and follower replicas of its partitions. Spec: "Broker", rules R10–R36.
+//!
+//! Handlers are split by concern: `control` takes the controller's orders, `leader` serves
+//! produce and fetch and keeps the high watermark and ISR, `follower` fetches and truncates.
+
+mod control;
+mod follower;
+mod leader;
+
+use crate::collections::{BrokerIds, PartitionMap};
+use crate::config::{initial_partitions, BrokerConfig};
+use crate::log::Log;
+use crate::msg::{Msg, PartitionMetadata, PartitionState};
+use crate::node::{Node, Storage, Timer};
+use crate::outbox::Outbox;
+use crate::revision::Revision;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Id, Out};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// What a leader tracks about one follower in its current epoch.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FollowerProgress {
+    pub broker_id: BrokerId,
+    /// The fetch offset of the follower's latest fetch in this epoch: its log end offset, as far
+    /// as the leader knows. `None` until it fetches in this epoch.
+    pub log_end_offset: Option<Offset>,
+}
+
+/// An `acks=all` produce request waiting for the high watermark (Kafka's DelayedProduce).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DelayedProduce {
+    pub client: Id,
+    pub batch: u32,
+    pub attempt: u32,
+    pub base_offset: Offset,
+    /// The offset after the batch's last record: the high watermark that completes it.
+    pub end_offset: Offset,
+}
+
+/// A fetch with nothing to return yet, held until there is (Kafka's DelayedFetch).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DelayedFetch {
+    pub client: Id,
+    pub request: crate::msg::FetchRequest,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaderState {
+    /// The log end offset when this broker became leader: where its epoch starts.
+    pub epoch_start_offset: Offset,
+    pub followers: Vec<FollowerProgress>,
+    /// The ISR of an AlterPartition in flight, if any. Until the controller answers, the leader
+    /// counts the union of this and its ISR (the maximal ISR) for the high watermark.
+    pub pending_isr: Option<BrokerIds>,
+    pub delayed_produces: Vec<DelayedProduce>,
+    pub delayed_fetches: Vec<DelayedFetch>,
+}
+
+/// Where a follower's replication stands. `in_flight` is false after a retriable error: the
+/// next `FetchBackoff` sends the request again.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FollowerState {
+    /// Asking the leader for the end offset of `epoch` (OffsetsForLeaderEpoch; KIP-101, KIP-279).
+    Truncating { epoch: LeaderEpoch, in_flight: bool },
+    /// Fetching at `fetch_offset`, the log end offset.
+    Fetching {
+        fetch_offset: Offset,
+        in_flight: bool,
+    },
+    /// The leader fenced our leader epoch; wait for LeaderAndIsr.
+    Waiting,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Restarted and not yet told its role by the controller.
+    Recovering,
+    /// The partition has no leader (offline), or this replica has nobody to follow.
+    Offline,
+    Leader(LeaderState),
+    Follower(FollowerState),
+}
+
+/// One replica of one partition on this broker.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Replica {
+    /// The latest partition state from the controller, including the current leader epoch.
+    pub partition: PartitionState,
+    pub log: Log,
+    pub high_watermark: Offset,
+    pub role: Role,
+}
+
+impl Replica {
+    pub fn log_end_offset(&self) -> Offset {
+        self.log.log_end_offset()
+    }
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.partition.leader_epoch
+    }
+    pub fn leader_state(&self) -> Option<&LeaderState> {
+        match &self.role {
+            Role::Leader(l) => Some(l),
+            _ => None,
+        }
+    }
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BrokerState {
+    pub broker_epoch: BrokerEpoch,
+    /// The newest controller epoch seen; older controller requests are rejected.
+    pub controller_epoch: ControllerEpoch,
+    /// Whether the controller has this incarnation registered and unfenced, as far as we know.
+    pub registered: bool,
+    pub replicas: PartitionMap<Replica>,
+    /// Partition states for partitions this broker does not replicate (UpdateMetadata).
+    pub metadata: PartitionMap<PartitionState>,
+}
+
+/// What a broker persists of one replica.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplicaStorage {
+    pub partition: PartitionState,
+    pub log: Log,
+    /// The high watermark checkpoint.
+    pub high_watermark: Offset,
+}
+
+/// What a broker persists.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BrokerStorage {
+    pub broker_epoch: BrokerEpoch,
+    pub controller_epoch: ControllerEpoch,
+    pub replicas: PartitionMap<ReplicaStorage>,
+}
+
+impl BrokerState {
+    pub fn storage(&self) -> BrokerStorage {
+        BrokerStorage {
+            broker_epoch: self.broker_epoch,
+            controller_epoch: self.controller_epoch,
+            replicas: self
+                .replicas
+                .iter()
+                .map(|(tp, r)| {
+                    (
+                        tp.clone(),
+                        ReplicaStorage {
+                            partition: r.partition.clone(),
+                            log: r.log.clone(),
+                            high_watermark: r.high_watermark,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The partition state this broker knows for `tp`, as replica or from metadata.
+    pub fn partition_state(&self, tp: &TopicPartition) -> Option<&PartitionState> {
+        self.replicas
+            .get(tp)
+            .map(|r| &r.partition)
+            .or_else(|| self.metadata.get(tp))
+    }
+}
+
+#[derive(Clone)]
+pub struct Broker {
+    pub config: BrokerConfig,
+}
+
+impl Broker {
+    pub fn new(config: BrokerConfig) -> Self {
+        Broker { config }
+    }
+
+    pub(crate) fn revision(&self) -> &'static dyn Revision {
+        self.config.cluster.protocol.revision()
+    }
+
+    pub(crate) fn broker_id(&self) -> BrokerId {
+        self.config.broker_id
+    }
+
+    pub(crate) fn address_of(&self, broker_id: BrokerId) -> Option<Id> {
+        self.config.cluster.broker_address(broker_id)
+    }
+
+    fn arm_timers(&self, o: &mut Out<Node>) {
+        let timing = &self.config.cluster.timing;
+        o.set_timer(Timer::Heartbeat, timing.heartbeat_interval.clone());
+        o.set_timer(Timer::IsrShrink, timing.isr_shrink_interval.clone());
+        o.set_timer(Timer::FetchBackoff, timing.retry_backoff.clone());
+        if self.config.cluster.retransmit {
+            o.set_timer(Timer::RequestTimeout, timing.request_timeout.clone());
+        }
+    }
+
+    /// R10: a fresh broker starts registered in its first incarnation (the controller's initial
+    /// registry holds it), with empty replicas of the configured topics in their initial roles.
+    /// A recovered broker loads its logs, high watermarks and partition states, bumps its broker
+    /// epoch, registers, and waits for LeaderAndIsr before it leads or fetches anything.
+    pub fn start(
+        &self,
+        _id: Id,
+        storage: Option<&BrokerStorage>,
+        o: &mut Out<Node>,
+    ) -> BrokerState {
+        self.arm_timers(o);
+        let mut outbox = Outbox::new();
+        outbox.persist();
+        let state = match storage {
+            None => {
+                let mut state = BrokerState {
+                    broker_epoch: 0,
+                    controller_epoch: 0,
+                    registered: true,
+                    replicas: PartitionMap::new(),
+                    metadata: PartitionMap::new(),
+                };
+                for ps in initial_partitions(&self.config.cluster.topics) {
+                    if ps.replicas.contains(&self.broker_id()) {
+                        let mut r = Replica {
+                            partition: ps.clone(),
+                            log: Log::new(),
+                            high_watermark: 0,
+                            role: Role::Recovering,
+                        };
+                        self.take_role(0, &mut r, ps, &mut outbox);
+                        state
+                            .replicas
+                            .insert(r.partition.topic_partition.clone(), r);
+                    } else {
+                        state.metadata.insert(ps.topic_partition.clone(), ps);
+                    }
+                }
+                state
+            }
+            Some(stored) => {
+                let state = BrokerState {
+                    broker_epoch: stored.broker_epoch + 1,
+                    controller_epoch: stored.controller_epoch,
+                    registered: false,
+                    replicas: stored
+                        .replicas
+                        .iter()
+                        .map(|(tp, r)| {
+                            (
+                                tp.clone(),
+                                Replica {
+                                    partition: r.partition.clone(),
+                                    log: r.log.clone(),
+                                    high_watermark: r.high_watermark.min(r.log.log_end_offset()),
+                                    role: Role::Recovering,
+                                },
+                            )
+                        })
+                        .collect(),
+                    metadata: PartitionMap::new(),
+                };
+                outbox.send(self.config.cluster.controller, self.heartbeat(&state));
+                state
+            }
+        };
+        outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));
+        state
+    }
+
+    pub(crate) fn heartbeat(&self, state: &BrokerState) -> Msg {
+        Msg::BrokerHeartbeat {
+            broker_id: self.broker_id(),
+            broker_epoch: state.broker_epoch,
+        }
+    }
+
+    pub fn on_msg(&self, state: &mut Cow<BrokerState>, src: Id, msg: Msg, o: &mut Out<Node>) {
+        let mut outbox = Outbox::new();
+        match msg {
+            Msg::LeaderAndIsr {
+                controller_epoch,
+                broker_epoch,
+                partitions,
+            } => self.on_leader_and_isr(
+                state,
+                controller_epoch,
+                broker_epoch,
+                partitions,
+                &mut outbox,
+            ),
+            Msg::UpdateMetadata {
+                controller_epoch,
+                broker_epoch,
+                partitions,
+            } => self.on_update_metadata(state, controller_epoch, broker_epoch, partitions),
+            Msg::BrokerHeartbeatResponse {
+                controller_epoch,
+                broker_epoch,
+                is_fenced,
+            } => self.on_heartbeat_response(
+                state,
+                controller_epoch,
+                broker_epoch,
+                is_fenced,
+                &mut outbox,
+            ),
+            Msg::AlterPartitionResponse {
+                controller_epoch,
+                topic_partition,
+                result,
+            } => self.on_alter_partition_response(
+                state,
+                controller_epoch,
+                &topic_partition,
+                result,
+                &mut outbox,
+            ),
+            Msg::Produce(request) => self.on_produce(state, src, request, &mut outbox),
+            Msg::Fetch(request) => self.on_fetch(state, src, request, &mut outbox),
+            Msg::FetchResponse(response) => {
+                self.on_fetch_response(state, src, response, &mut outbox)
+            }
+            Msg::OffsetsForLeaderEpoch {
+                topic_partition,
+                replica_id: _,
+                leader_epoch,
+                current_leader_epoch,
+            } => self.on_offsets_for_leader_epoch(
+                state,
+                src,
+                topic_partition,
+                leader_epoch,
+                current_leader_epoch,
+                &mut outbox,
+            ),
+            Msg::OffsetsForLeaderEpochResponse {
+                topic_partition,
+                requested_epoch,
+                result,
+            } => self.on_offsets_for_leader_epoch_response(
+                state,
+                src,
+                topic_partition,
+                requested_epoch,
+                result,
+                &mut outbox,
+            ),
+            Msg::Metadata { topic } => {
+                // R36: any broker answers metadata from what it knows.
+                outbox.send(src, self.metadata_response(state, &topic));
+            }
+            Msg::BrokerHeartbeat { .. }
+            | Msg::AlterPartition { .. }
+            | Msg::MetadataResponse { .. }
+            | Msg::ProduceResponse(_) => {}
+        }
+        outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));
+    }
+
+    pub fn on_timer(&self, state: &mut Cow<BrokerState>, timer: &Timer, o: &mut Out<Node>) {
+        let timing = &self.config.cluster.timing;
+        let mut outbox = Outbox::new();
+        match timer {
+            Timer::Heartbeat => {
+                o.set_timer(Timer::Heartbeat, timing.heartbeat_interval.clone());
+                // R16: keep the session (real cluster), or retry registration (retransmitting).
+                let retry = !state.registered && self.config.cluster.retransmit;
+                if retry || self.config.cluster.heartbeat_periodic {
+                    outbox.send(self.config.cluster.controller, self.heartbeat(state));
+                }
+            }
+            Timer::IsrShrink => {
+                o.set_timer(Timer::IsrShrink, timing.isr_shrink_interval.clone());
+                self.shrink_isr(state, &mut outbox);
+            }
+            Timer::FetchBackoff => {
+                o.set_timer(Timer::FetchBackoff, timing.retry_backoff.clone());
+                self.resend_follower_requests(state, false, &mut outbox);
+            }
+            Timer::RequestTimeout => {
+                o.set_timer(Timer::RequestTimeout, timing.request_timeout.clone());
+                self.retransmit(state, &mut outbox);
+            }
+            _ => {}
+        }
+        outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));
+    }
+
+    fn metadata_response(&self, state: &BrokerState, topic: &Topic) -> Msg {
+        let partitions = state
+            .replicas
+            .values()
+            .map(|r| &r.partition)
+            .chain(state.metadata.values())
+            .filter(|p| &p.topic_partition.topic == topic)
+            .map(|p| PartitionMetadata {
+                topic_partition: p.topic_partition.clone(),
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+            })
+            .collect();
+        Msg::MetadataResponse {
+            brokers: self.config.cluster.brokers.as_slice().into(),
+            partitions,
+        }
+    }
+}
+
+impl fmt::Debug for BrokerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "broker epoch {}", self.broker_epoch)?;
+        if !self.registered {
+            f.write_str(" (registering)")?;
+        }
+        for r in self.replicas.values() {
+            write!(f, " | {r:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Replica {
+    /// `t-0 leader epoch 2 log [0@1:a 1@2:b] LEO 2 HWM 1 ISR [1,2]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.partition;
+        let role = match &self.role {
+            Role::Recovering => "recovering".to_string(),
+            Role::Offline => "offline".to_string(),
+            Role::Leader(l) => {
+                let mut s = format!("leader (epoch start {})", l.epoch_start_offset);
+                if let Some(pending) = &l.pending_isr {
+                    s.push_str(&format!(" pending ISR {}", broker_list(pending)));
+                }
+                s
+            }
+            Role::Follower(fs) => {
+                let (what, in_flight) = match fs {
+                    FollowerState::Truncating { epoch, in_flight } => {
+                        (format!("asking end of epoch {epoch}"), *in_flight)
+                    }
+                    FollowerState::Fetching {
+                        fetch_offset,
+                        in_flight,
+                    } => (format!("fetching at {fetch_offset}"), *in_flight),
+                    FollowerState::Waiting => ("fenced, waiting".to_string(), true),
+                };
+                let backoff = if in_flight { "" } else { ", backing off" };
+                format!("follower of {} ({what}{backoff})", leader_name(p.leader))
+            }
+        };
+        write!(
+            f,
+            "{:?} {role} epoch {} log {:?} LEO {} HWM {} ISR {}",
+            p.topic_partition,
+            p.leader_epoch,
+            self.log,
+            self.log.log_end_offset(),
+            self.high_watermark,
+            broker_list(&p.isr)
+        )
+    }
+}
+
+impl fmt::Debug for BrokerStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stored: broker epoch {}", self.broker_epoch)?;
+        for (tp, r) in self.replicas.iter() {
+            write!(
+                f,
+                " | {tp:?} epoch {} log {:?} HWM {}",
+                r.partition.leader_epoch, r.log, r.high_watermark
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn leader_name(leader: Option<BrokerId>) -> String {
+    match leader {
+        Some(b) => format!("broker {b}"),
+        None => "nobody".into(),
+    }
+}
+
+/// `[1,2,3]`.
+pub fn broker_list(brokers: &[BrokerId]) -> String {
+    let ids: Vec<String> = brokers.iter().map(|b| b.to_string()).collect();
+    format!("[{}]", ids.join(","))
+}

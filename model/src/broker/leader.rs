@@ -1,0 +1,689 @@
+//! A broker as the leader of a partition: produce, serving fetches, the high watermark and the
+//! ISR. Spec: rules R17–R30, R34.
+
+use super::*;
+use crate::msg::{FetchRequest, FetchResponse, FetchResult, ProduceRequest, ProduceResponse};
+
+impl Broker {
+    /// R17–R21.
+    pub(super) fn on_produce(
+        &self,
+        state: &mut Cow<BrokerState>,
+        src: Id,
+        request: ProduceRequest,
+        outbox: &mut Outbox,
+    ) {
+        let tp = request.topic_partition.clone();
+        let reply = |outbox: &mut Outbox, leader_epoch, result| {
+            if request.acks != Acks::None {
+                outbox.send(
+                    src,
+                    Msg::ProduceResponse(ProduceResponse {
+                        topic_partition: tp.clone(),
+                        batch: request.batch,
+                        attempt: request.attempt,
+                        leader_epoch,
+                        result,
+                    }),
+                );
+            }
+        };
+        let Some(r) = state.replicas.get(&tp) else {
+            // R17: this broker does not host the partition at all.
+            let error = if state.metadata.contains_key(&tp) {
+                ErrorCode::NotLeaderOrFollower
+            } else {
+                ErrorCode::UnknownTopicOrPartition
+            };
+            reply(outbox, 0, Err(error));
+            return;
+        };
+        let epoch = r.leader_epoch();
+        let Role::Leader(_) = &r.role else {
+            // R17: not the leader.
+            reply(outbox, epoch, Err(ErrorCode::NotLeaderOrFollower));
+            return;
+        };
+        if request.leader_epoch != epoch {
+            // R17: the producer's metadata names another epoch.
+            let error = if request.leader_epoch < epoch {
+                ErrorCode::FencedLeaderEpoch
+            } else {
+                ErrorCode::UnknownLeaderEpoch
+            };
+            reply(outbox, epoch, Err(error));
+            return;
+        }
+        if request.acks == Acks::All
+            && (r.partition.isr.len() as u32) < r.partition.min_insync_replicas
+        {
+            // R18: acks=all needs min.insync.replicas in the ISR before the append.
+            reply(outbox, epoch, Err(ErrorCode::NotEnoughReplicas));
+            return;
+        }
+        let count = request.records.len() as Offset;
+        let base_offset = match idempotence_check(&r.log, &request.records) {
+            Sequencing::Append => None,
+            // R19: a retry of a batch this log already holds is answered with its offset.
+            Sequencing::Duplicate(offset) => Some(offset),
+            Sequencing::OutOfOrder => {
+                // R20: a gap in the producer's sequence.
+                reply(outbox, epoch, Err(ErrorCode::OutOfOrderSequence));
+                return;
+            }
+        };
+        let mut r = r.clone();
+        let base_offset = match base_offset {
+            Some(offset) => offset,
+            None => {
+                // R21: append in the current leader epoch.
+                let base = r.log_end_offset();
+                for record in request.records.iter().cloned() {
+                    r.log.append(LogEntry {
+                        leader_epoch: epoch,
+                        record,
+                    });
+                }
+                outbox.persist();
+                self.complete_delayed_fetches(&mut r, outbox);
+                base
+            }
+        };
+        match request.acks {
+            Acks::None => {}
+            Acks::Leader => reply(outbox, epoch, Ok(base_offset)),
+            Acks::All => {
+                let Role::Leader(leader) = &mut r.role else {
+                    unreachable!("checked above")
+                };
+                leader.delayed_produces.push(DelayedProduce {
+                    client: src,
+                    batch: request.batch,
+                    attempt: request.attempt,
+                    base_offset,
+                    end_offset: base_offset + count,
+                });
+                self.maybe_advance_high_watermark(&mut r, outbox);
+            }
+        }
+        state.to_mut().replicas.insert(tp, r);
+    }
+
+    /// R22–R27.
+    pub(super) fn on_fetch(
+        &self,
+        state: &mut Cow<BrokerState>,
+        src: Id,
+        request: FetchRequest,
+        outbox: &mut Outbox,
+    ) {
+        let tp = request.topic_partition.clone();
+        let Some(r) = state.replicas.get(&tp) else {
+            let error = if state.metadata.contains_key(&tp) {
+                ErrorCode::NotLeaderOrFollower
+            } else {
+                ErrorCode::UnknownTopicOrPartition
+            };
+            outbox.send(
+                src,
+                Msg::FetchResponse(FetchResponse {
+                    topic_partition: tp,
+                    fetch_offset: request.fetch_offset,
+                    leader_epoch: 0,
+                    result: FetchResult::Error {
+                        error,
+                        log_end_offset: 0,
+                    },
+                }),
+            );
+            return;
+        };
+        let Role::Leader(leader) = &r.role else {
+            // R22: only the leader serves fetches.
+            outbox.send(
+                src,
+                self.fetch_error(r, &request, ErrorCode::NotLeaderOrFollower),
+            );
+            return;
+        };
+        if let Some(error) = self.fence(r, request.current_leader_epoch) {
+            // R23: KIP-320, the fetcher is in another leader epoch.
+            outbox.send(src, self.fetch_error(r, &request, error));
+            return;
+        }
+        let epoch_start_offset = leader.epoch_start_offset;
+        let mut r = r.clone();
+        match request.replica_id {
+            Some(follower) => {
+                if !r.partition.replicas.contains(&follower) {
+                    outbox.send(
+                        src,
+                        self.fetch_error(&r, &request, ErrorCode::NotLeaderOrFollower),
+                    );
+                    return;
+                }
+                if let (true, Some(last_fetched_epoch)) = (
+                    self.revision().fetch_carries_last_fetched_epoch(),
+                    request.last_fetched_epoch,
+                ) {
+                    let answer = r
+                        .log
+                        .end_offset_for_epoch(last_fetched_epoch, self.own_epoch(&r));
+                    let diverging = match answer {
+                        None => true,
+                        Some((epoch, end_offset)) => {
+                            epoch < last_fetched_epoch || end_offset < request.fetch_offset
+                        }
+                    };
+                    if diverging {
+                        // R24: the follower's log has a tail the leader's lacks.
+                        outbox.send(
+                            src,
+                            self.fetch_response(&r, &request, FetchResult::Diverging(answer)),
+                        );
+                        return;
+                    }
+                }
+                if request.fetch_offset > r.log_end_offset() {
+                    // R25.
+                    outbox.send(
+                        src,
+                        self.fetch_error(&r, &request, ErrorCode::OffsetOutOfRange),
+                    );
+                    return;
+                }
+                // R26: the fetch offset is the follower's log end offset.
+                let leader = leader_mut(&mut r);
+                if let Some(p) = leader
+                    .followers
+                    .iter_mut()
+                    .find(|p| p.broker_id == follower)
+                {
+                    p.log_end_offset = Some(request.fetch_offset);
+                }
+                self.maybe_expand_isr(state.broker_epoch, &mut r, follower, outbox);
+                self.maybe_advance_high_watermark(&mut r, outbox);
+                if request.fetch_offset < r.log_end_offset() {
+                    let records = r.log.read(
+                        request.fetch_offset,
+                        r.log_end_offset(),
+                        request.fetch_bytes_max,
+                    );
+                    let result = FetchResult::Records {
+                        records: records.into(),
+                        high_watermark: r.high_watermark,
+                    };
+                    outbox.send(src, self.fetch_response(&r, &request, result));
+                } else {
+                    hold_fetch(&mut r, src, request);
+                }
+            }
+            None => {
+                // R27: consumers read below the high watermark only, and only once the high
+                // watermark has reached this leader's epoch.
+                if r.high_watermark < epoch_start_offset {
+                    outbox.send(
+                        src,
+                        self.fetch_error(&r, &request, ErrorCode::OffsetNotAvailable),
+                    );
+                    return;
+                }
+                if request.fetch_offset > r.high_watermark {
+                    outbox.send(
+                        src,
+                        self.fetch_error(&r, &request, ErrorCode::OffsetOutOfRange),
+                    );
+                    return;
+                }
+                if request.fetch_offset < r.high_watermark {
+                    outbox.send(src, self.consumer_records(&r, &request));
+                } else {
+                    hold_fetch(&mut r, src, request);
+                }
+            }
+        }
+        if state.replicas.get(&tp) != Some(&r) {
+            state.to_mut().replicas.insert(tp, r);
+        }
+    }
+
+    /// R23: KIP-320 fencing of a request's current leader epoch; `None` if it passes.
+    pub(super) fn fence(&self, r: &Replica, current: Option<LeaderEpoch>) -> Option<ErrorCode> {
+        if !self.revision().fences_current_leader_epoch() {
+            return None;
+        }
+        let current = current?;
+        match current.cmp(&r.leader_epoch()) {
+            std::cmp::Ordering::Less => Some(ErrorCode::FencedLeaderEpoch),
+            std::cmp::Ordering::Greater => Some(ErrorCode::UnknownLeaderEpoch),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+
+    /// The leader's own epoch and its start offset, when its epoch cache holds it (R34).
+    fn own_epoch(&self, r: &Replica) -> Option<(LeaderEpoch, Offset)> {
+        let leader = r.leader_state()?;
+        self.revision()
+            .leader_caches_own_epoch()
+            .then_some((r.leader_epoch(), leader.epoch_start_offset))
+    }
+
+    /// R34: the leader's end offset for a follower's epoch.
+    pub(super) fn on_offsets_for_leader_epoch(
+        &self,
+        state: &mut Cow<BrokerState>,
+        src: Id,
+        tp: TopicPartition,
+        requested_epoch: LeaderEpoch,
+        current_leader_epoch: Option<LeaderEpoch>,
+        outbox: &mut Outbox,
+    ) {
+        let result = match state.replicas.get(&tp) {
+            None => Err(ErrorCode::UnknownTopicOrPartition),
+            Some(r) if !r.is_leader() => Err(ErrorCode::NotLeaderOrFollower),
+            Some(r) => match self.fence(r, current_leader_epoch) {
+                Some(error) => Err(error),
+                None => Ok(r
+                    .log
+                    .end_offset_for_epoch(requested_epoch, self.own_epoch(r))),
+            },
+        };
+        outbox.send(
+            src,
+            Msg::OffsetsForLeaderEpochResponse {
+                topic_partition: tp,
+                requested_epoch,
+                result,
+            },
+        );
+    }
+
+    /// R28: the high watermark is the smallest log end offset in the maximal ISR (the ISR and any
+    /// member being added). It never moves backward, and a follower that has not fetched in this
+    /// epoch holds it still. Held requests it passes are answered.
+    pub(super) fn maybe_advance_high_watermark(&self, r: &mut Replica, outbox: &mut Outbox) {
+        let me = self.broker_id();
+        let log_end_offset = r.log_end_offset();
+        let Role::Leader(leader) = &r.role else {
+            return;
+        };
+        let mut candidate = Some(log_end_offset);
+        for member in maximal_isr(&r.partition.isr, leader) {
+            if member == me {
+                continue;
+            }
+            let progress = leader
+                .followers
+                .iter()
+                .find(|p| p.broker_id == member)
+                .and_then(|p| p.log_end_offset);
+            candidate = match (candidate, progress) {
+                (Some(c), Some(p)) => Some(c.min(p)),
+                _ => None,
+            };
+        }
+        if let Some(candidate) = candidate.filter(|c| *c > r.high_watermark) {
+            r.high_watermark = candidate;
+            outbox.persist();
+        }
+        self.complete_delayed_produces(r, outbox);
+        self.complete_delayed_fetches(r, outbox);
+    }
+
+    /// R28: answer held `acks=all` requests the high watermark has passed. If the ISR has shrunk
+    /// below `min.insync.replicas` meanwhile, the records are committed but the producer is told
+    /// NotEnoughReplicasAfterAppend, and retries.
+    fn complete_delayed_produces(&self, r: &mut Replica, outbox: &mut Outbox) {
+        let high_watermark = r.high_watermark;
+        let enough = r.partition.isr.len() as u32 >= r.partition.min_insync_replicas;
+        let tp = r.partition.topic_partition.clone();
+        let epoch = r.leader_epoch();
+        let leader = leader_mut(r);
+        let (done, waiting): (Vec<_>, Vec<_>) = leader
+            .delayed_produces
+            .drain(..)
+            .partition(|p| p.end_offset <= high_watermark);
+        leader.delayed_produces = waiting;
+        for p in done {
+            let result = if enough {
+                Ok(p.base_offset)
+            } else {
+                Err(ErrorCode::NotEnoughReplicasAfterAppend)
+            };
+            outbox.send(
+                p.client,
+                Msg::ProduceResponse(ProduceResponse {
+                    topic_partition: tp.clone(),
+                    batch: p.batch,
+                    attempt: p.attempt,
+                    leader_epoch: epoch,
+                    result,
+                }),
+            );
+        }
+    }
+
+    /// Answers held fetches that now have something to return: follower fetches once there are
+    /// records past their offset, consumer fetches once the high watermark is.
+    pub(super) fn complete_delayed_fetches(&self, r: &mut Replica, outbox: &mut Outbox) {
+        let Role::Leader(leader) = &r.role else {
+            return;
+        };
+        if leader.delayed_fetches.is_empty() {
+            return;
+        }
+        let log_end_offset = r.log_end_offset();
+        let high_watermark = r.high_watermark;
+        let epoch_start_offset = leader.epoch_start_offset;
+        let ready = |f: &DelayedFetch| match f.request.replica_id {
+            Some(_) => f.request.fetch_offset < log_end_offset,
+            None => f.request.fetch_offset < high_watermark && high_watermark >= epoch_start_offset,
+        };
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            leader.delayed_fetches.iter().cloned().partition(ready);
+        if done.is_empty() {
+            return;
+        }
+        for f in &done {
+            let response = match f.request.replica_id {
+                Some(_) => {
+                    let records = r.log.read(
+                        f.request.fetch_offset,
+                        log_end_offset,
+                        f.request.fetch_bytes_max,
+                    );
+                    self.fetch_response(
+                        r,
+                        &f.request,
+                        FetchResult::Records {
+                            records: records.into(),
+                            high_watermark,
+                        },
+                    )
+                }
+                None => self.consumer_records(r, &f.request),
+            };
+            outbox.send(f.client, response);
+        }
+        leader_mut(r).delayed_fetches = waiting;
+    }
+
+    /// R26 for followers that have caught up to the log end offset. Their fetches are held
+    /// until there is more to send, so without this a follower that caught up while another ISR
+    /// change was in flight would wait for the next record to rejoin. Followers still behind
+    /// rejoin on their next fetch, as in Kafka; checking them here too would let a follower
+    /// past the HWM but short of the log end flap in and out of the ISR forever, since the model
+    /// has no clock to hold it out for `replica.lag.time.max.ms`.
+    pub(super) fn maybe_expand_isr_all(
+        &self,
+        broker_epoch: BrokerEpoch,
+        r: &mut Replica,
+        outbox: &mut Outbox,
+    ) {
+        let log_end_offset = r.log_end_offset();
+        let followers: Vec<BrokerId> = match &r.role {
+            Role::Leader(l) => l
+                .followers
+                .iter()
+                .filter(|p| p.log_end_offset == Some(log_end_offset))
+                .map(|p| p.broker_id)
+                .collect(),
+            _ => return,
+        };
+        for follower in followers {
+            self.maybe_expand_isr(broker_epoch, r, follower, outbox);
+        }
+    }
+
+    /// R26: a follower outside the ISR joins once it has reached the high watermark and the start
+    /// of this leader's epoch, fetching in this epoch.
+    fn maybe_expand_isr(
+        &self,
+        broker_epoch: BrokerEpoch,
+        r: &mut Replica,
+        follower: BrokerId,
+        outbox: &mut Outbox,
+    ) {
+        let high_watermark = r.high_watermark;
+        let Role::Leader(leader) = &r.role else {
+            return;
+        };
+        if leader.pending_isr.is_some() || r.partition.isr.contains(&follower) {
+            return;
+        }
+        let Some(follower_end_offset) = leader
+            .followers
+            .iter()
+            .find(|p| p.broker_id == follower)
+            .and_then(|p| p.log_end_offset)
+        else {
+            return;
+        };
+        if follower_end_offset < high_watermark || follower_end_offset < leader.epoch_start_offset {
+            return;
+        }
+        let new_isr: BrokerIds = r
+            .partition
+            .replicas
+            .iter()
+            .copied()
+            .filter(|b| *b == follower || r.partition.isr.contains(b))
+            .collect();
+        self.alter_partition(broker_epoch, r, new_isr, outbox);
+    }
+
+    /// R29: drop followers that have fallen behind from the ISR. Time is not modelled, so any
+    /// follower short of the leader's log end offset (or silent in this epoch) may have lagged
+    /// past `replica.lag.time.max.ms`; one that has caught up never has.
+    pub(super) fn shrink_isr(&self, state: &mut Cow<BrokerState>, outbox: &mut Outbox) {
+        let me = self.broker_id();
+        let lagging: Vec<(TopicPartition, BrokerIds)> = state
+            .replicas
+            .values()
+            .filter_map(|r| {
+                let leader = r.leader_state()?;
+                if leader.pending_isr.is_some() {
+                    return None;
+                }
+                let in_sync = |b: &BrokerId| {
+                    *b == me
+                        || leader.followers.iter().any(|p| {
+                            p.broker_id == *b && p.log_end_offset == Some(r.log_end_offset())
+                        })
+                };
+                let new_isr: BrokerIds = r.partition.isr.iter().copied().filter(in_sync).collect();
+                (new_isr.len() < r.partition.isr.len())
+                    .then(|| (r.partition.topic_partition.clone(), new_isr))
+            })
+            .collect();
+        let broker_epoch = state.broker_epoch;
+        for (tp, new_isr) in lagging {
+            let mut r = state.replicas[&tp].clone();
+            self.alter_partition(broker_epoch, &mut r, new_isr, outbox);
+            state.to_mut().replicas.insert(tp, r);
+        }
+    }
+
+    /// Sends AlterPartition and remembers the ISR it asks for.
+    fn alter_partition(
+        &self,
+        broker_epoch: BrokerEpoch,
+        r: &mut Replica,
+        new_isr: BrokerIds,
+        outbox: &mut Outbox,
+    ) {
+        outbox.send(
+            self.config.cluster.controller,
+            self.alter_partition_request(broker_epoch, r, &new_isr),
+        );
+        leader_mut(r).pending_isr = Some(new_isr);
+    }
+
+    pub(super) fn alter_partition_request(
+        &self,
+        broker_epoch: BrokerEpoch,
+        r: &Replica,
+        new_isr: &[BrokerId],
+    ) -> Msg {
+        Msg::AlterPartition {
+            broker_id: self.broker_id(),
+            broker_epoch,
+            topic_partition: r.partition.topic_partition.clone(),
+            leader_epoch: r.leader_epoch(),
+            partition_epoch: r.partition.partition_epoch,
+            new_isr: new_isr.into(),
+        }
+    }
+
+    /// R30: the controller's answer to AlterPartition.
+    pub(super) fn on_alter_partition_response(
+        &self,
+        state: &mut Cow<BrokerState>,
+        controller_epoch: ControllerEpoch,
+        tp: &TopicPartition,
+        result: Result<PartitionState, ErrorCode>,
+        outbox: &mut Outbox,
+    ) {
+        if controller_epoch < state.controller_epoch {
+            return; // R11
+        }
+        let Some(r) = state.replicas.get(tp) else {
+            return;
+        };
+        let Some(leader) = r.leader_state() else {
+            return;
+        };
+        if leader.pending_isr.is_none() {
+            return;
+        }
+        let mut r = r.clone();
+        match result {
+            Ok(ps) => {
+                if ps.leader_epoch != r.leader_epoch()
+                    || ps.partition_epoch <= r.partition.partition_epoch
+                {
+                    return; // An answer to an earlier request.
+                }
+                r.partition = ps;
+                leader_mut(&mut r).pending_isr = None;
+                outbox.persist();
+            }
+            Err(_) => {
+                // Rejected: the leader waits for LeaderAndIsr and may try again later.
+                leader_mut(&mut r).pending_isr = None;
+            }
+        }
+        // Followers that caught up while the change was in flight join now, as they would on
+        // their next fetch.
+        self.maybe_expand_isr_all(state.broker_epoch, &mut r, outbox);
+        self.maybe_advance_high_watermark(&mut r, outbox);
+        state.to_mut().replicas.insert(tp.clone(), r);
+    }
+
+    pub(super) fn fetch_response(
+        &self,
+        r: &Replica,
+        request: &FetchRequest,
+        result: FetchResult,
+    ) -> Msg {
+        Msg::FetchResponse(FetchResponse {
+            topic_partition: request.topic_partition.clone(),
+            fetch_offset: request.fetch_offset,
+            leader_epoch: r.leader_epoch(),
+            result,
+        })
+    }
+
+    pub(super) fn fetch_error(&self, r: &Replica, request: &FetchRequest, error: ErrorCode) -> Msg {
+        let log_end_offset = match error {
+            ErrorCode::OffsetOutOfRange if request.replica_id.is_none() => r.high_watermark,
+            _ => r.log_end_offset(),
+        };
+        self.fetch_response(
+            r,
+            request,
+            FetchResult::Error {
+                error,
+                log_end_offset,
+            },
+        )
+    }
+
+    fn consumer_records(&self, r: &Replica, request: &FetchRequest) -> Msg {
+        let records = r.log.read(
+            request.fetch_offset,
+            r.high_watermark,
+            request.fetch_bytes_max,
+        );
+        self.fetch_response(
+            r,
+            request,
+            FetchResult::Records {
+                records: records.into(),
+                high_watermark: r.high_watermark,
+            },
+        )
+    }
+}
+
+/// The ISR, plus a member being added while AlterPartition is in flight.
+fn maximal_isr(isr: &[BrokerId], leader: &LeaderState) -> Vec<BrokerId> {
+    let mut members = isr.to_vec();
+    for b in leader.pending_isr.iter().flat_map(|p| p.iter()) {
+        if !members.contains(b) {
+            members.push(*b);
+        }
+    }
+    members
+}
+
+fn leader_mut(r: &mut Replica) -> &mut LeaderState {
+    match &mut r.role {
+        Role::Leader(l) => l,
+        _ => unreachable!("only leaders hold leader state"),
+    }
+}
+
+/// Holds a fetch with nothing to return yet, replacing any earlier one from the same fetcher.
+fn hold_fetch(r: &mut Replica, client: Id, request: FetchRequest) {
+    let leader = leader_mut(r);
+    leader
+        .delayed_fetches
+        .retain(|f| f.client != client || f.request.topic_partition != request.topic_partition);
+    leader
+        .delayed_fetches
+        .push(DelayedFetch { client, request });
+}
+
+enum Sequencing {
+    Append,
+    Duplicate(Offset),
+    OutOfOrder,
+}
+
+/// R19, R20: where an idempotent batch stands against the producer's records in the log.
+fn idempotence_check(log: &Log, records: &[Record]) -> Sequencing {
+    let Some(first) = records.first().and_then(|r| r.producer) else {
+        return Sequencing::Append;
+    };
+    let mine = |e: &LogEntry| {
+        e.record
+            .producer
+            .filter(|p| p.producer_id == first.producer_id)
+    };
+    let last = log.entries().rev().find_map(mine).map(|p| p.sequence);
+    match last {
+        Some(last) if first.sequence <= last => {
+            let offset = log
+                .entries()
+                .position(|e| mine(e).is_some_and(|p| p.sequence == first.sequence));
+            match offset {
+                Some(offset) => Sequencing::Duplicate(offset as Offset),
+                None => Sequencing::OutOfOrder,
+            }
+        }
+        Some(last) if first.sequence != last + 1 => Sequencing::OutOfOrder,
+        None if first.sequence != 0 => Sequencing::OutOfOrder,
+        _ => Sequencing::Append,
+    }
+}

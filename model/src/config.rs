@@ -1,0 +1,154 @@
+//! Static configuration of each actor. Spec: "Configuration".
+//!
+//! Peers are named by broker id in the protocol and reached through the address table given
+//! here: the model fills it with `Id::from(index)`, the real cluster with socket addresses.
+
+use crate::revision::Protocol;
+use crate::types::*;
+use stateright::actor::{model_timeout, Id};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Timer durations. The model uses `model_timeout()` for all of them: its timers fire at any
+/// moment, in any order. The real cluster sets real durations.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Timing {
+    /// `broker.session.timeout.ms`.
+    pub session_timeout: Range<Duration>,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval: Range<Duration>,
+    /// How often a leader looks for followers to drop (half of `replica.lag.time.max.ms`).
+    pub isr_shrink_interval: Range<Duration>,
+    /// `replica.fetch.backoff.ms` and `retry.backoff.ms`.
+    pub retry_backoff: Range<Duration>,
+    /// `request.timeout.ms`.
+    pub request_timeout: Range<Duration>,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub preferred_leader_election_interval: Range<Duration>,
+}
+
+impl Timing {
+    /// Every timer may fire at any moment.
+    pub fn model() -> Self {
+        Timing {
+            session_timeout: model_timeout(),
+            heartbeat_interval: model_timeout(),
+            isr_shrink_interval: model_timeout(),
+            retry_backoff: model_timeout(),
+            request_timeout: model_timeout(),
+            preferred_leader_election_interval: model_timeout(),
+        }
+    }
+}
+
+/// What every broker and the controller share.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClusterConfig {
+    pub controller: Id,
+    /// Every broker's id and address, in broker id order.
+    pub brokers: Vec<(BrokerId, Id)>,
+    pub protocol: Protocol,
+    /// `replica.fetch.max.bytes`: the byte limit of a follower's fetch response.
+    pub fetch_bytes_max: u32,
+    /// Whether brokers retransmit their requests on a timer (heartbeat, fetch, epoch lookup,
+    /// AlterPartition). The real cluster does; the model turns it on with a lossy network only,
+    /// because over a network that loses nothing a retransmission is a duplicate, and the
+    /// duplicating network covers duplicates.
+    pub retransmit: bool,
+    /// Whether a registered broker keeps heartbeating. The real cluster does, to hold its
+    /// session; the model does not, because its session timer may fire at any moment anyway, so
+    /// steady heartbeats add states and no behaviour (spec: "Model bounds").
+    pub heartbeat_periodic: bool,
+    pub timing: Timing,
+    /// Topics that exist when the cluster first starts. The controller and every broker derive
+    /// the same initial partition states from them ([`initial_partitions`]): each partition led
+    /// by its preferred replica in leader epoch 0, with every replica in the ISR.
+    pub topics: Vec<TopicConfig>,
+}
+
+/// The partition states of a freshly bootstrapped cluster.
+pub fn initial_partitions(topics: &[TopicConfig]) -> Vec<crate::msg::PartitionState> {
+    topics
+        .iter()
+        .flat_map(|t| {
+            t.assignments
+                .iter()
+                .enumerate()
+                .map(|(p, replicas)| crate::msg::PartitionState {
+                    topic_partition: TopicPartition::new(&t.topic, p as u32),
+                    leader: replicas.first().copied(),
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    isr: replicas.as_slice().into(),
+                    replicas: replicas.as_slice().into(),
+                    min_insync_replicas: t.min_insync_replicas,
+                })
+        })
+        .collect()
+}
+
+impl ClusterConfig {
+    pub fn broker_address(&self, broker_id: BrokerId) -> Option<Id> {
+        self.brokers
+            .iter()
+            .find(|(b, _)| *b == broker_id)
+            .map(|(_, id)| *id)
+    }
+}
+
+/// A topic: its partitions' replica assignments and its configs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TopicConfig {
+    pub topic: Topic,
+    /// Replica assignment per partition, preferred leader first.
+    pub assignments: Vec<Vec<BrokerId>>,
+    pub min_insync_replicas: u32,
+    /// `unclean.leader.election.enable`.
+    pub unclean_leader_election: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ControllerConfig {
+    pub cluster: Arc<ClusterConfig>,
+    /// Whether the controller moves leadership back to the preferred replica
+    /// (`auto.leader.rebalance.enable`).
+    pub preferred_leader_election: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BrokerConfig {
+    pub broker_id: BrokerId,
+    pub cluster: Arc<ClusterConfig>,
+}
+
+/// The records a producer sends, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProducerConfig {
+    /// Brokers to ask for metadata, tried in turn.
+    pub bootstrap: Vec<Id>,
+    pub topic: Topic,
+    pub acks: Acks,
+    /// `Some(producer id)` for an idempotent producer.
+    pub idempotence: Option<ProducerId>,
+    /// (partition, value) per record.
+    pub records: Vec<(u32, Value)>,
+    /// Attempts per batch before the producer gives up on it (`retries` + 1).
+    pub attempts_max: u32,
+    /// `batch.size`: the byte limit of one produce request.
+    pub batch_bytes_max: u32,
+    /// Whether the producer times requests out (`request.timeout.ms`) and retries.
+    pub request_timeout: bool,
+    pub timing: Timing,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConsumerConfig {
+    pub bootstrap: Vec<Id>,
+    pub topic_partition: TopicPartition,
+    /// `fetch.max.bytes`.
+    pub fetch_bytes_max: u32,
+    /// Whether the consumer times requests out and retries.
+    pub request_timeout: bool,
+    pub timing: Timing,
+}

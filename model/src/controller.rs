@@ -1,0 +1,508 @@
+//! The controller: broker sessions, leader election, ISR changes. Spec: "Controller", rules
+//! R1–R9.
+//!
+//! The controller owns the authoritative partition table. Brokers heartbeat to it; a broker
+//! whose session expires is fenced, dropped from every ISR it is in (never emptying one), and
+//! its leaderships move to the first live in-ISR replica in assignment order. Leaders ask it to
+//! change their ISR (AlterPartition) and it accepts only requests stamped with the current leader
+//! and partition epochs. Everything it decides is persisted before it is sent.
+
+use crate::collections::{BrokerIds, PartitionMap};
+use crate::config::{initial_partitions, ControllerConfig, TopicConfig};
+use crate::msg::{Msg, PartitionState};
+use crate::node::{Node, Storage, Timer};
+use crate::outbox::Outbox;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Id, Out};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// The controller's view of one broker.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    /// The incarnation the controller knows.
+    pub broker_epoch: BrokerEpoch,
+    /// Fenced brokers are considered dead: they lead nothing and join no ISR.
+    pub fenced: bool,
+}
+
+/// The controller's whole state, which is also what it persists.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ControllerState {
+    pub controller_epoch: ControllerEpoch,
+    /// Indexed like `ClusterConfig::brokers`.
+    pub brokers: Vec<(BrokerId, BrokerRegistration)>,
+    pub partitions: PartitionMap<PartitionState>,
+}
+
+impl ControllerState {
+    pub fn registration(&self, broker_id: BrokerId) -> Option<&BrokerRegistration> {
+        self.brokers
+            .iter()
+            .find(|(b, _)| *b == broker_id)
+            .map(|(_, r)| r)
+    }
+
+    fn registration_mut(&mut self, broker_id: BrokerId) -> Option<&mut BrokerRegistration> {
+        self.brokers
+            .iter_mut()
+            .find(|(b, _)| *b == broker_id)
+            .map(|(_, r)| r)
+    }
+
+    pub fn is_live(&self, broker_id: BrokerId) -> bool {
+        self.registration(broker_id).is_some_and(|r| !r.fenced)
+    }
+}
+
+#[derive(Clone)]
+pub struct Controller {
+    pub config: ControllerConfig,
+}
+
+impl Controller {
+    pub fn new(config: ControllerConfig) -> Self {
+        Controller { config }
+    }
+
+    fn topic_config(&self, tp: &TopicPartition) -> Option<&TopicConfig> {
+        self.config
+            .cluster
+            .topics
+            .iter()
+            .find(|t| t.topic == tp.topic)
+    }
+
+    fn unclean_allowed(&self, tp: &TopicPartition) -> bool {
+        self.topic_config(tp)
+            .is_some_and(|t| t.unclean_leader_election)
+    }
+
+    fn arm_timers(&self, o: &mut Out<Node>) {
+        let timing = &self.config.cluster.timing;
+        for (broker_id, _) in &self.config.cluster.brokers {
+            o.set_timer(
+                Timer::SessionTimeout(*broker_id),
+                timing.session_timeout.clone(),
+            );
+        }
+        if self.config.preferred_leader_election {
+            o.set_timer(
+                Timer::PreferredLeaderElection,
+                timing.preferred_leader_election_interval.clone(),
+            );
+        }
+    }
+
+    /// R1: on first start, take the configured topics' initial partition states, which every
+    /// broker derives too, and treat every configured broker as registered in its first
+    /// incarnation. On restart, bump the controller epoch and resend every partition's state
+    /// stamped with it.
+    pub fn start(
+        &self,
+        _id: Id,
+        storage: Option<&ControllerState>,
+        o: &mut Out<Node>,
+    ) -> ControllerState {
+        let state = match storage {
+            Some(stored) => ControllerState {
+                controller_epoch: stored.controller_epoch + 1,
+                ..stored.clone()
+            },
+            None => ControllerState {
+                controller_epoch: 1,
+                brokers: self
+                    .config
+                    .cluster
+                    .brokers
+                    .iter()
+                    .map(|(b, _)| {
+                        (
+                            *b,
+                            BrokerRegistration {
+                                broker_epoch: 0,
+                                fenced: false,
+                            },
+                        )
+                    })
+                    .collect(),
+                partitions: initial_partitions(&self.config.cluster.topics)
+                    .into_iter()
+                    .map(|p| (p.topic_partition.clone(), p))
+                    .collect(),
+            },
+        };
+        self.arm_timers(o);
+        let mut outbox = Outbox::new();
+        outbox.persist();
+        if storage.is_some() {
+            let all: Vec<TopicPartition> = state.partitions.keys().cloned().collect();
+            self.propagate(&state, &all, None, &mut outbox);
+        }
+        outbox.flush(o, || Storage::Controller(Arc::new(state.clone())));
+        state
+    }
+
+    pub fn on_msg(&self, state: &mut Cow<ControllerState>, src: Id, msg: Msg, o: &mut Out<Node>) {
+        let mut outbox = Outbox::new();
+        match msg {
+            Msg::BrokerHeartbeat {
+                broker_id,
+                broker_epoch,
+            } => {
+                let Some(registration) = state.registration(broker_id).copied() else {
+                    return; // Not a broker of this cluster.
+                };
+                if broker_epoch < registration.broker_epoch {
+                    // R3: a heartbeat from an older incarnation of the broker is ignored.
+                    return;
+                }
+                if broker_epoch > registration.broker_epoch {
+                    // R4: the broker restarted. Its previous incarnation is dead: fence it, then
+                    // register the new one.
+                    let state = state.to_mut();
+                    let mut changed = self.fence(state, broker_id);
+                    let r = state.registration_mut(broker_id).expect("registered");
+                    r.broker_epoch = broker_epoch;
+                    changed.extend(self.unfence(state, broker_id));
+                    outbox.persist();
+                    self.propagate(state, &changed, Some(broker_id), &mut outbox);
+                } else if registration.fenced {
+                    // R5: a fenced broker that is alive asks to be unfenced.
+                    let state = state.to_mut();
+                    let changed = self.unfence(state, broker_id);
+                    outbox.persist();
+                    self.propagate(state, &changed, Some(broker_id), &mut outbox);
+                } else {
+                    // R6: a heartbeat from a live broker keeps its session.
+                    o.set_timer(
+                        Timer::SessionTimeout(broker_id),
+                        self.config.cluster.timing.session_timeout.clone(),
+                    );
+                }
+                outbox.send(
+                    src,
+                    Msg::BrokerHeartbeatResponse {
+                        controller_epoch: state.controller_epoch,
+                        broker_epoch,
+                        is_fenced: false,
+                    },
+                );
+            }
+            Msg::AlterPartition {
+                broker_id,
+                broker_epoch,
+                topic_partition,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            } => {
+                let result = self.alter_partition(
+                    state,
+                    broker_id,
+                    broker_epoch,
+                    &topic_partition,
+                    leader_epoch,
+                    partition_epoch,
+                    new_isr,
+                );
+                if result.is_ok() {
+                    outbox.persist();
+                }
+                outbox.send(
+                    src,
+                    Msg::AlterPartitionResponse {
+                        controller_epoch: state.controller_epoch,
+                        topic_partition,
+                        result,
+                    },
+                );
+            }
+            _ => {}
+        }
+        outbox.flush(o, || Storage::Controller(Arc::new(state.as_ref().clone())));
+    }
+
+    /// R7, R8: validate and apply a leader's ISR change.
+    #[allow(clippy::too_many_arguments)]
+    fn alter_partition(
+        &self,
+        state: &mut Cow<ControllerState>,
+        broker_id: BrokerId,
+        broker_epoch: BrokerEpoch,
+        tp: &TopicPartition,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: PartitionEpoch,
+        new_isr: BrokerIds,
+    ) -> Result<PartitionState, ErrorCode> {
+        let Some(current) = state.partitions.get(tp) else {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        };
+        if state
+            .registration(broker_id)
+            .is_none_or(|r| r.broker_epoch != broker_epoch)
+        {
+            // R8: KIP-903, a request from a dead incarnation.
+            return Err(ErrorCode::StaleBrokerEpoch);
+        }
+        if current.leader != Some(broker_id) || current.leader_epoch != leader_epoch {
+            // R8: only the current leader, in the current epoch, changes the ISR.
+            return Err(ErrorCode::FencedLeaderEpoch);
+        }
+        if current.partition_epoch != partition_epoch {
+            // R8: the leader's view of the ISR is stale.
+            return Err(ErrorCode::InvalidUpdateVersion);
+        }
+        let eligible = |b: &BrokerId| {
+            current.replicas.contains(b) && (current.isr.contains(b) || state.is_live(*b))
+        };
+        if !new_isr.contains(&broker_id) || !new_isr.iter().all(eligible) {
+            // R8: KIP-841, only live assigned replicas join; the leader never leaves.
+            return Err(ErrorCode::IneligibleReplica);
+        }
+        // R7: accepted; the partition epoch moves on.
+        let state = state.to_mut();
+        let p = state.partitions.get_mut(tp).expect("checked above");
+        p.isr = new_isr;
+        p.partition_epoch += 1;
+        Ok(p.clone())
+    }
+
+    pub fn on_timer(&self, state: &mut Cow<ControllerState>, timer: &Timer, o: &mut Out<Node>) {
+        let timing = &self.config.cluster.timing;
+        let mut outbox = Outbox::new();
+        match timer {
+            Timer::SessionTimeout(broker_id) => {
+                o.set_timer(timer.clone(), timing.session_timeout.clone());
+                let Some(registration) = state.registration(*broker_id).copied() else {
+                    return;
+                };
+                if registration.fenced {
+                    return;
+                }
+                // R2: the session expired (the broker died, or the controller wrongly suspects
+                // it). Fence it and tell it so, in case it is alive.
+                let state = state.to_mut();
+                let changed = self.fence(state, *broker_id);
+                outbox.persist();
+                self.propagate(state, &changed, None, &mut outbox);
+                if let Some(address) = self.config.cluster.broker_address(*broker_id) {
+                    outbox.send(
+                        address,
+                        Msg::BrokerHeartbeatResponse {
+                            controller_epoch: state.controller_epoch,
+                            broker_epoch: registration.broker_epoch,
+                            is_fenced: true,
+                        },
+                    );
+                }
+            }
+            Timer::PreferredLeaderElection => {
+                o.set_timer(
+                    timer.clone(),
+                    timing.preferred_leader_election_interval.clone(),
+                );
+                // R9: move leadership back to the preferred replica once it is live and in sync.
+                let movable: Vec<TopicPartition> = state
+                    .partitions
+                    .values()
+                    .filter(|p| {
+                        let preferred = p.replicas[0];
+                        p.leader.is_some()
+                            && p.leader != Some(preferred)
+                            && p.isr.contains(&preferred)
+                            && state.is_live(preferred)
+                    })
+                    .map(|p| p.topic_partition.clone())
+                    .collect();
+                if movable.is_empty() {
+                    return;
+                }
+                let state = state.to_mut();
+                for tp in &movable {
+                    let p = state.partitions.get_mut(tp).expect("listed above");
+                    p.leader = Some(p.replicas[0]);
+                    p.leader_epoch += 1;
+                    p.partition_epoch += 1;
+                }
+                outbox.persist();
+                self.propagate(state, &movable, None, &mut outbox);
+            }
+            _ => {}
+        }
+        outbox.flush(o, || Storage::Controller(Arc::new(state.as_ref().clone())));
+    }
+
+    /// Fences a broker: drops it from every ISR it is in unless it is the last member, and moves
+    /// every leadership it holds (R2). Returns the partitions that changed.
+    fn fence(&self, state: &mut ControllerState, broker_id: BrokerId) -> Vec<TopicPartition> {
+        if let Some(r) = state.registration_mut(broker_id) {
+            r.fenced = true;
+        }
+        let mut changed = Vec::new();
+        let tps: Vec<TopicPartition> = state.partitions.keys().cloned().collect();
+        for tp in tps {
+            let unclean = self.unclean_allowed(&tp);
+            let live: Vec<BrokerId> = state
+                .brokers
+                .iter()
+                .filter(|(_, r)| !r.fenced)
+                .map(|(b, _)| *b)
+                .collect();
+            let p = state.partitions.get_mut(&tp).expect("listed above");
+            let isr: BrokerIds = if p.isr.len() > 1 {
+                p.isr.iter().copied().filter(|b| *b != broker_id).collect()
+            } else {
+                p.isr.clone()
+            };
+            let leader = if p.leader == Some(broker_id) {
+                elect(&p.replicas, &isr, &live, unclean)
+            } else {
+                p.leader.map(|l| (l, isr.clone()))
+            };
+            let (leader, isr) = match leader {
+                Some((l, isr)) => (Some(l), isr),
+                None => (None, isr),
+            };
+            if apply_change(p, leader, isr) {
+                changed.push(tp);
+            }
+        }
+        changed
+    }
+
+    /// Unfences a broker and elects it wherever a partition is offline and it may lead (R5).
+    /// Returns the partitions that changed.
+    fn unfence(&self, state: &mut ControllerState, broker_id: BrokerId) -> Vec<TopicPartition> {
+        if let Some(r) = state.registration_mut(broker_id) {
+            r.fenced = false;
+        }
+        let live: Vec<BrokerId> = state
+            .brokers
+            .iter()
+            .filter(|(_, r)| !r.fenced)
+            .map(|(b, _)| *b)
+            .collect();
+        let mut changed = Vec::new();
+        let tps: Vec<TopicPartition> = state.partitions.keys().cloned().collect();
+        for tp in tps {
+            let unclean = self.unclean_allowed(&tp);
+            let p = state.partitions.get_mut(&tp).expect("listed above");
+            if p.leader.is_some() || !p.replicas.contains(&broker_id) {
+                continue;
+            }
+            if let Some((leader, isr)) = elect(&p.replicas, &p.isr, &live, unclean) {
+                if apply_change(p, Some(leader), isr) {
+                    changed.push(tp);
+                }
+            }
+        }
+        changed
+    }
+
+    /// Sends the state of `changed` partitions to every live broker: LeaderAndIsr to their
+    /// replicas, UpdateMetadata to the others. A newly registered broker (`registered`) gets the
+    /// state of every partition.
+    fn propagate(
+        &self,
+        state: &ControllerState,
+        changed: &[TopicPartition],
+        registered: Option<BrokerId>,
+        outbox: &mut Outbox,
+    ) {
+        for (broker_id, address) in &self.config.cluster.brokers {
+            let Some(registration) = state.registration(*broker_id).filter(|r| !r.fenced) else {
+                continue;
+            };
+            let mut leader_and_isr = Vec::new();
+            let mut update_metadata = Vec::new();
+            for p in state.partitions.values() {
+                let relevant =
+                    registered == Some(*broker_id) || changed.contains(&p.topic_partition);
+                if !relevant {
+                    continue;
+                }
+                if p.replicas.contains(broker_id) {
+                    leader_and_isr.push(p.clone());
+                } else {
+                    update_metadata.push(p.clone());
+                }
+            }
+            if !leader_and_isr.is_empty() {
+                outbox.send(
+                    *address,
+                    Msg::LeaderAndIsr {
+                        controller_epoch: state.controller_epoch,
+                        broker_epoch: registration.broker_epoch,
+                        partitions: leader_and_isr.into(),
+                    },
+                );
+            }
+            if !update_metadata.is_empty() {
+                outbox.send(
+                    *address,
+                    Msg::UpdateMetadata {
+                        controller_epoch: state.controller_epoch,
+                        broker_epoch: registration.broker_epoch,
+                        partitions: update_metadata.into(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Leader election (R2, R5): the first replica in assignment order that is live and in the ISR.
+/// With unclean election allowed and no such replica, the first live replica, which becomes the
+/// whole ISR. `None` leaves the partition offline.
+pub fn elect(
+    replicas: &[BrokerId],
+    isr: &[BrokerId],
+    live: &[BrokerId],
+    unclean: bool,
+) -> Option<(BrokerId, BrokerIds)> {
+    let clean = replicas
+        .iter()
+        .find(|b| isr.contains(b) && live.contains(b))
+        .map(|b| (*b, isr.into()));
+    clean.or_else(|| {
+        if !unclean {
+            return None;
+        }
+        replicas
+            .iter()
+            .find(|b| live.contains(b))
+            .map(|b| (*b, [*b].as_slice().into()))
+    })
+}
+
+/// Applies a new leader and ISR to a partition, bumping the leader epoch when the leader changes
+/// and the partition epoch on any change. Returns whether anything changed.
+fn apply_change(p: &mut PartitionState, leader: Option<BrokerId>, isr: BrokerIds) -> bool {
+    if p.leader == leader && p.isr == isr {
+        return false;
+    }
+    if p.leader != leader {
+        p.leader_epoch += 1;
+    }
+    p.leader = leader;
+    p.isr = isr;
+    p.partition_epoch += 1;
+    true
+}
+
+impl fmt::Debug for ControllerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "controller epoch {} | brokers", self.controller_epoch)?;
+        for (b, r) in &self.brokers {
+            let status = if r.fenced { "fenced" } else { "live" };
+            write!(f, " {b}:{status}(epoch {})", r.broker_epoch)?;
+        }
+        for p in self.partitions.values() {
+            write!(f, " | {p:?}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! Messages in Kafka's terms, for traces and the Explorer: `Fetch(t-0 offset 2 epoch 1)`.
+
+use crate::broker::broker_list;
+use crate::msg::*;
+use crate::types::*;
+use std::fmt;
+
+fn epoch_opt(e: Option<LeaderEpoch>) -> String {
+    e.map_or("-".to_string(), |e| e.to_string())
+}
+
+fn answer(a: &EpochEndOffset) -> String {
+    match a {
+        Some((epoch, end)) => format!("epoch {epoch} ends at {end}"),
+        None => "undefined".to_string(),
+    }
+}
+
+impl fmt::Debug for PartitionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let leader = self.leader.map_or("none".to_string(), |l| l.to_string());
+        write!(
+            f,
+            "{:?} leader {leader} epoch {} partition epoch {} ISR {} replicas {}",
+            self.topic_partition,
+            self.leader_epoch,
+            self.partition_epoch,
+            broker_list(&self.isr),
+            broker_list(&self.replicas)
+        )
+    }
+}
+
+impl fmt::Debug for FetchRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let who = match self.replica_id {
+            Some(b) => format!("replica {b}"),
+            None => "consumer".to_string(),
+        };
+        write!(
+            f,
+            "Fetch({:?} {who} offset {} last epoch {} current epoch {})",
+            self.topic_partition,
+            self.fetch_offset,
+            epoch_opt(self.last_fetched_epoch),
+            epoch_opt(self.current_leader_epoch)
+        )
+    }
+}
+
+impl fmt::Debug for FetchResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchResult::Records {
+                records,
+                high_watermark,
+            } => {
+                f.write_str("records [")?;
+                for (i, r) in records.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" ")?;
+                    }
+                    write!(f, "{r:?}")?;
+                }
+                write!(f, "] HWM {high_watermark}")
+            }
+            FetchResult::Diverging(a) => write!(f, "diverging: {}", answer(a)),
+            FetchResult::Error {
+                error,
+                log_end_offset,
+            } => write!(f, "{error:?} (LEO {log_end_offset})"),
+        }
+    }
+}
+
+impl fmt::Debug for FetchResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "FetchResponse({:?} offset {} epoch {}: {:?})",
+            self.topic_partition, self.fetch_offset, self.leader_epoch, self.result
+        )
+    }
+}
+
+impl fmt::Debug for ProduceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Produce({:?} acks={} epoch {} batch {} attempt {} {:?})",
+            self.topic_partition,
+            self.acks,
+            self.leader_epoch,
+            self.batch,
+            self.attempt,
+            self.records
+        )
+    }
+}
+
+impl fmt::Debug for ProduceResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let result = match &self.result {
+            Ok(offset) => format!("offset {offset}"),
+            Err(e) => format!("{e:?}"),
+        };
+        write!(
+            f,
+            "ProduceResponse({:?} batch {} attempt {} epoch {}: {result})",
+            self.topic_partition, self.batch, self.attempt, self.leader_epoch
+        )
+    }
+}
+
+impl fmt::Debug for PartitionMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let leader = self.leader.map_or("none".to_string(), |l| l.to_string());
+        write!(
+            f,
+            "{:?} leader {leader} epoch {}",
+            self.topic_partition, self.leader_epoch
+        )
+    }
+}
+
+impl fmt::Debug for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Msg::LeaderAndIsr {
+                controller_epoch,
+                broker_epoch,
+                partitions,
+            } => write!(
+                f,
+                "LeaderAndIsr(controller epoch {controller_epoch} broker epoch {broker_epoch} {partitions:?})"
+            ),
+            Msg::UpdateMetadata {
+                controller_epoch,
+                broker_epoch,
+                partitions,
+            } => write!(
+                f,
+                "UpdateMetadata(controller epoch {controller_epoch} broker epoch {broker_epoch} {partitions:?})"
+            ),
+            Msg::BrokerHeartbeatResponse {
+                controller_epoch,
+                broker_epoch,
+                is_fenced,
+            } => write!(
+                f,
+                "BrokerHeartbeatResponse(controller epoch {controller_epoch} broker epoch {broker_epoch}{})",
+                if *is_fenced { " fenced" } else { "" }
+            ),
+            Msg::AlterPartitionResponse {
+                controller_epoch,
+                topic_partition,
+                result,
+            } => match result {
+                Ok(p) => write!(f, "AlterPartitionResponse(controller epoch {controller_epoch} {p:?})"),
+                Err(e) => write!(
+                    f,
+                    "AlterPartitionResponse(controller epoch {controller_epoch} {topic_partition:?} {e:?})"
+                ),
+            },
+            Msg::BrokerHeartbeat {
+                broker_id,
+                broker_epoch,
+            } => write!(f, "BrokerHeartbeat(broker {broker_id} epoch {broker_epoch})"),
+            Msg::AlterPartition {
+                broker_id,
+                topic_partition,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+                ..
+            } => write!(
+                f,
+                "AlterPartition({topic_partition:?} from leader {broker_id} epoch {leader_epoch} partition epoch {partition_epoch} ISR {})",
+                broker_list(new_isr)
+            ),
+            Msg::Fetch(r) => write!(f, "{r:?}"),
+            Msg::FetchResponse(r) => write!(f, "{r:?}"),
+            Msg::OffsetsForLeaderEpoch {
+                topic_partition,
+                replica_id,
+                leader_epoch,
+                current_leader_epoch,
+            } => write!(
+                f,
+                "OffsetsForLeaderEpoch({topic_partition:?} replica {replica_id} epoch {leader_epoch} current epoch {})",
+                epoch_opt(*current_leader_epoch)
+            ),
+            Msg::OffsetsForLeaderEpochResponse {
+                topic_partition,
+                requested_epoch,
+                result,
+            } => match result {
+                Ok(a) => write!(
+                    f,
+                    "OffsetsForLeaderEpochResponse({topic_partition:?} epoch {requested_epoch}: {})",
+                    answer(a)
+                ),
+                Err(e) => write!(
+                    f,
+                    "OffsetsForLeaderEpochResponse({topic_partition:?} epoch {requested_epoch}: {e:?})"
+                ),
+            },
+            Msg::Metadata { topic } => write!(f, "Metadata({topic})"),
+            Msg::MetadataResponse { partitions, .. } => write!(f, "MetadataResponse({partitions:?})"),
+            Msg::Produce(r) => write!(f, "{r:?}"),
+            Msg::ProduceResponse(r) => write!(f, "{r:?}"),
+        }
+    }
+}

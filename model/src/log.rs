@@ -1,0 +1,160 @@
+//! A replica's log and the leader-epoch lookup that truncation relies on. Spec: "Logs and the
+//! leader epoch cache".
+//!
+//! Every entry carries the leader epoch in which it was appended, so the epoch cache (Kafka's
+//! `leader-epoch-checkpoint`: each epoch and its start offset) is derived from the entries. The
+//! one thing the entries cannot show is a leader's current epoch while it has appended nothing
+//! in it; a leader passes that in as `current` to [`Log::end_offset_for_epoch`].
+
+use crate::msg::EpochEndOffset;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// The log of one replica of one partition. Offsets start at 0; the log end offset (LEO) is the
+/// number of entries.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Log {
+    entries: Arc<Vec<LogEntry>>,
+}
+
+impl Log {
+    pub fn new() -> Self {
+        Log::default()
+    }
+
+    pub fn from_entries(entries: impl IntoIterator<Item = LogEntry>) -> Self {
+        Log {
+            entries: Arc::new(entries.into_iter().collect()),
+        }
+    }
+
+    /// The log end offset: the offset the next record gets.
+    pub fn log_end_offset(&self) -> Offset {
+        self.entries.len() as Offset
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, offset: Offset) -> Option<&LogEntry> {
+        self.entries.get(usize::try_from(offset).ok()?)
+    }
+
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &LogEntry> + ExactSizeIterator {
+        self.entries.iter()
+    }
+
+    /// The epoch of the last entry, which a follower sends as its last fetched epoch.
+    pub fn last_epoch(&self) -> Option<LeaderEpoch> {
+        self.entries.last().map(|e| e.leader_epoch)
+    }
+
+    pub fn append(&mut self, entry: LogEntry) {
+        debug_assert!(
+            self.last_epoch()
+                .is_none_or(|last| last <= entry.leader_epoch),
+            "epochs never decrease along a log"
+        );
+        Arc::make_mut(&mut self.entries).push(entry);
+    }
+
+    /// Removes every entry at or after `offset`. Returns whether anything was removed.
+    pub fn truncate(&mut self, offset: Offset) -> bool {
+        if offset >= self.log_end_offset() {
+            return false;
+        }
+        Arc::make_mut(&mut self.entries).truncate(offset as usize);
+        true
+    }
+
+    /// Entries from `offset` on, at least one and at most `bytes_max` bytes' worth after that:
+    /// Kafka returns the first batch even when it alone exceeds the limit, so that a fetch always
+    /// makes progress.
+    pub fn read(&self, offset: Offset, end: Offset, bytes_max: u32) -> Vec<LogEntry> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let end = end.min(self.log_end_offset());
+        let mut at = offset;
+        while at < end {
+            let entry = &self.entries[at as usize];
+            bytes += entry.record.size_bytes();
+            if !out.is_empty() && bytes > bytes_max as usize {
+                break;
+            }
+            out.push(entry.clone());
+            at += 1;
+        }
+        out
+    }
+
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor`: the largest known epoch not after
+    /// `requested`, and the offset where the next known epoch starts (the log end offset when
+    /// `requested` is the latest epoch). `None` (Kafka's `UNDEFINED_EPOCH_OFFSET`) when
+    /// `requested` is newer than every known epoch.
+    ///
+    /// The known epochs are those of the entries, plus `current`: a leader's own epoch and its
+    /// start offset, which a leader's cache holds even before it appends in that epoch
+    /// (KAFKA-7415, shipped with KIP-320).
+    pub fn end_offset_for_epoch(
+        &self,
+        requested: LeaderEpoch,
+        current: Option<(LeaderEpoch, Offset)>,
+    ) -> EpochEndOffset {
+        let latest = match (self.last_epoch(), current) {
+            (Some(l), Some((c, _))) => l.max(c),
+            (Some(l), None) => l,
+            (None, Some((c, _))) => c,
+            (None, None) => return None,
+        };
+        if requested == latest {
+            return Some((latest, self.log_end_offset()));
+        }
+        if requested > latest {
+            return None;
+        }
+        // The first epoch after `requested` starts where `requested` (or the largest epoch
+        // before it) ends.
+        let next_start = self
+            .entries
+            .iter()
+            .position(|e| e.leader_epoch > requested)
+            .map(|p| p as Offset)
+            .or(current.filter(|(c, _)| *c > requested).map(|(_, s)| s))
+            .unwrap_or(self.log_end_offset());
+        let floor = self
+            .entries
+            .iter()
+            .rev()
+            .map(|e| e.leader_epoch)
+            .find(|e| *e <= requested);
+        // Older than anything known: Kafka answers the requested epoch itself, ending where the
+        // first known epoch starts.
+        Some((floor.unwrap_or(requested), next_start))
+    }
+
+    /// The follower's own end offset for `epoch` (see [`Log::end_offset_for_epoch`]).
+    pub fn own_end_offset_for_epoch(&self, epoch: LeaderEpoch) -> EpochEndOffset {
+        self.end_offset_for_epoch(epoch, None)
+    }
+}
+
+impl fmt::Debug for Log {
+    /// `[0@1:a 1@1:b 2@2:c]`: offset@epoch:value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (offset, entry) in self.entries.iter().enumerate() {
+            if offset > 0 {
+                f.write_str(" ")?;
+            }
+            write!(
+                f,
+                "{offset}@{}:{:?}",
+                entry.leader_epoch, entry.record.value
+            )?;
+        }
+        f.write_str("]")
+    }
+}

@@ -1,0 +1,206 @@
+//! The messages actors exchange. Named after Kafka's APIs; spec.md, "Messages", lists each with
+//! the rules that handle it.
+//!
+//! Requests carry batches and responses are bounded by bytes, so that the real cluster can move
+//! thousands of records per datagram on the same code path that the model checks with batches of
+//! one record.
+
+use crate::collections::BrokerIds;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::Id;
+use std::sync::Arc;
+
+/// What the controller knows about one partition, as LeaderAndIsr carries it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub topic_partition: TopicPartition,
+    /// `None` while the partition is offline.
+    pub leader: Option<BrokerId>,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: PartitionEpoch,
+    pub isr: BrokerIds,
+    /// The assignment, in preference order: `replicas[0]` is the preferred leader.
+    pub replicas: BrokerIds,
+    pub min_insync_replicas: u32,
+}
+
+/// A follower's or consumer's fetch of one partition.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FetchRequest {
+    pub topic_partition: TopicPartition,
+    /// `Some` for a follower (Kafka's `replica_id`), `None` for a consumer.
+    pub replica_id: Option<BrokerId>,
+    /// The incarnation of the fetching follower.
+    pub broker_epoch: BrokerEpoch,
+    pub fetch_offset: Offset,
+    /// The epoch of the record before `fetch_offset` (KIP-320, KIP-595 style divergence check).
+    pub last_fetched_epoch: Option<LeaderEpoch>,
+    /// The leader epoch the fetcher believes current (KIP-320 fencing).
+    pub current_leader_epoch: Option<LeaderEpoch>,
+    pub fetch_bytes_max: u32,
+}
+
+/// What a fetch returns.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FetchResult {
+    /// Records from `fetch_offset`, at most `fetch_bytes_max` of them but at least one, and the
+    /// leader's high watermark.
+    Records {
+        records: Arc<[LogEntry]>,
+        high_watermark: Offset,
+    },
+    /// KIP-595 style: the fetcher's log diverges from the leader's. Carries the leader's end
+    /// offset for the fetcher's last fetched epoch (the largest epoch of the leader not after
+    /// it, and where that epoch ends).
+    Diverging(EpochEndOffset),
+    /// `OffsetOutOfRange` carries the leader's log end offset, as the fetcher's fallback.
+    Error {
+        error: ErrorCode,
+        log_end_offset: Offset,
+    },
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FetchResponse {
+    pub topic_partition: TopicPartition,
+    /// Echoes the request.
+    pub fetch_offset: Offset,
+    /// The leader epoch of the responding broker when it answered (Kafka's `current_leader`).
+    pub leader_epoch: LeaderEpoch,
+    pub result: FetchResult,
+}
+
+/// The answer to OffsetsForLeaderEpoch: the largest epoch of the leader not after the requested
+/// one, and its end offset; `None` when the leader knows no such epoch (Kafka's
+/// `UNDEFINED_EPOCH_OFFSET`).
+pub type EpochEndOffset = Option<(LeaderEpoch, Offset)>;
+
+/// A produce request for one partition.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProduceRequest {
+    pub topic_partition: TopicPartition,
+    pub acks: Acks,
+    /// The leader epoch the producer learned from metadata.
+    pub leader_epoch: LeaderEpoch,
+    pub records: Arc<[Record]>,
+    /// Echoed in the response: the producer's batch number and attempt.
+    pub batch: u32,
+    pub attempt: u32,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProduceResponse {
+    pub topic_partition: TopicPartition,
+    pub batch: u32,
+    pub attempt: u32,
+    /// The epoch of the leader that answered.
+    pub leader_epoch: LeaderEpoch,
+    /// The offset of the batch's first record, or why it was refused.
+    pub result: Result<Offset, ErrorCode>,
+}
+
+/// One partition as a MetadataResponse describes it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartitionMetadata {
+    pub topic_partition: TopicPartition,
+    pub leader: Option<BrokerId>,
+    pub leader_epoch: LeaderEpoch,
+    pub replicas: BrokerIds,
+    pub isr: BrokerIds,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Msg {
+    // --- Controller to brokers ---
+    /// Role changes for the receiver's replicas (also its metadata for those partitions).
+    LeaderAndIsr {
+        controller_epoch: ControllerEpoch,
+        /// The incarnation of the receiver this is meant for (KIP-380).
+        broker_epoch: BrokerEpoch,
+        partitions: Arc<[PartitionState]>,
+    },
+    /// Metadata for partitions the receiver does not replicate.
+    UpdateMetadata {
+        controller_epoch: ControllerEpoch,
+        broker_epoch: BrokerEpoch,
+        partitions: Arc<[PartitionState]>,
+    },
+    BrokerHeartbeatResponse {
+        controller_epoch: ControllerEpoch,
+        broker_epoch: BrokerEpoch,
+        is_fenced: bool,
+    },
+    AlterPartitionResponse {
+        controller_epoch: ControllerEpoch,
+        topic_partition: TopicPartition,
+        result: Result<PartitionState, ErrorCode>,
+    },
+
+    // --- Brokers to the controller ---
+    /// Registration (a new broker epoch) and session keep-alive.
+    BrokerHeartbeat {
+        broker_id: BrokerId,
+        broker_epoch: BrokerEpoch,
+    },
+    /// A leader's request to change the ISR (KIP-497).
+    AlterPartition {
+        broker_id: BrokerId,
+        broker_epoch: BrokerEpoch,
+        topic_partition: TopicPartition,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: PartitionEpoch,
+        new_isr: BrokerIds,
+    },
+
+    // --- Replication ---
+    Fetch(FetchRequest),
+    FetchResponse(FetchResponse),
+    /// KIP-101: a follower asks for the end offset of its latest epoch.
+    OffsetsForLeaderEpoch {
+        topic_partition: TopicPartition,
+        replica_id: BrokerId,
+        leader_epoch: LeaderEpoch,
+        current_leader_epoch: Option<LeaderEpoch>,
+    },
+    OffsetsForLeaderEpochResponse {
+        topic_partition: TopicPartition,
+        /// Echoes the requested epoch.
+        requested_epoch: LeaderEpoch,
+        result: Result<EpochEndOffset, ErrorCode>,
+    },
+
+    // --- Clients ---
+    Metadata {
+        topic: Topic,
+    },
+    MetadataResponse {
+        /// Every broker's address, so that clients need only one bootstrap server.
+        brokers: Arc<[(BrokerId, Id)]>,
+        partitions: Arc<[PartitionMetadata]>,
+    },
+    Produce(ProduceRequest),
+    ProduceResponse(ProduceResponse),
+}
+
+impl Msg {
+    /// Kafka's name for the API this message belongs to.
+    pub fn api_name(&self) -> &'static str {
+        match self {
+            Msg::LeaderAndIsr { .. } => "LeaderAndIsr",
+            Msg::UpdateMetadata { .. } => "UpdateMetadata",
+            Msg::BrokerHeartbeatResponse { .. } => "BrokerHeartbeatResponse",
+            Msg::AlterPartitionResponse { .. } => "AlterPartitionResponse",
+            Msg::BrokerHeartbeat { .. } => "BrokerHeartbeat",
+            Msg::AlterPartition { .. } => "AlterPartition",
+            Msg::Fetch(_) => "Fetch",
+            Msg::FetchResponse(_) => "FetchResponse",
+            Msg::OffsetsForLeaderEpoch { .. } => "OffsetsForLeaderEpoch",
+            Msg::OffsetsForLeaderEpochResponse { .. } => "OffsetsForLeaderEpochResponse",
+            Msg::Metadata { .. } => "Metadata",
+            Msg::MetadataResponse { .. } => "MetadataResponse",
+            Msg::Produce(_) => "Produce",
+            Msg::ProduceResponse(_) => "ProduceResponse",
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! One actor type for every role, so that one `ActorModel` (and one runtime) hosts them all.
+
+use crate::broker::{Broker, BrokerState, BrokerStorage};
+use crate::consumer::{Consumer, ConsumerState};
+use crate::controller::{Controller, ControllerState};
+use crate::msg::Msg;
+use crate::producer::{Producer, ProducerState};
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Actor, Id, Out};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// Every timer of every role. All of them are periodic: a handler re-arms its timer first and
+/// then acts only if its state calls for it, so that an idle timer is a no-op the checker prunes
+/// (spec: "Model bounds").
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Timer {
+    /// Controller: the broker's session expired (`broker.session.timeout.ms`).
+    SessionTimeout(BrokerId),
+    /// Controller: `auto.leader.rebalance.enable`'s periodic check.
+    PreferredLeaderElection,
+    /// Broker: heartbeat to the controller.
+    Heartbeat,
+    /// Broker: `replica.lag.time.max.ms`'s periodic check of followers that fell behind.
+    IsrShrink,
+    /// Broker: retry fetches that backed off after a retriable error.
+    FetchBackoff,
+    /// Broker (retransmitting only) or client: a request got no answer in time.
+    RequestTimeout,
+    /// Client: ask for metadata again.
+    MetadataRetry,
+}
+
+impl fmt::Debug for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Timer::SessionTimeout(b) => write!(f, "SessionTimeout(broker {b})"),
+            Timer::PreferredLeaderElection => f.write_str("PreferredLeaderElection"),
+            Timer::Heartbeat => f.write_str("Heartbeat"),
+            Timer::IsrShrink => f.write_str("IsrShrink"),
+            Timer::FetchBackoff => f.write_str("FetchBackoff"),
+            Timer::RequestTimeout => f.write_str("RequestTimeout"),
+            Timer::MetadataRetry => f.write_str("MetadataRetry"),
+        }
+    }
+}
+
+/// What survives a crash. The controller keeps its whole state; a broker its logs, high
+/// watermark checkpoints, partition states and epochs. Clients keep nothing.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Storage {
+    Controller(Arc<ControllerState>),
+    Broker(Arc<BrokerStorage>),
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Storage::Controller(s) => fmt::Debug::fmt(s, f),
+            Storage::Broker(s) => fmt::Debug::fmt(s, f),
+        }
+    }
+}
+
+/// The actor of every role.
+#[derive(Clone)]
+pub enum Node {
+    Controller(Controller),
+    Broker(Broker),
+    Producer(Producer),
+    Consumer(Consumer),
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    Controller(ControllerState),
+    Broker(BrokerState),
+    Producer(ProducerState),
+    Consumer(ConsumerState),
+}
+
+impl fmt::Debug for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeState::Controller(s) => fmt::Debug::fmt(s, f),
+            NodeState::Broker(s) => fmt::Debug::fmt(s, f),
+            NodeState::Producer(s) => fmt::Debug::fmt(s, f),
+            NodeState::Consumer(s) => fmt::Debug::fmt(s, f),
+        }
+    }
+}
+
+impl NodeState {
+    pub fn as_broker(&self) -> Option<&BrokerState> {
+        match self {
+            NodeState::Broker(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_controller(&self) -> Option<&ControllerState> {
+        match self {
+            NodeState::Controller(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_producer(&self) -> Option<&ProducerState> {
+        match self {
+            NodeState::Producer(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_consumer(&self) -> Option<&ConsumerState> {
+        match self {
+            NodeState::Consumer(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Runs a role's handler on the role's own state type inside `NodeState`, keeping the state
+/// borrowed (a no-op) unless the handler changed it.
+macro_rules! delegate {
+    ($state:expr, $variant:ident, |$s:ident| $body:expr) => {{
+        let NodeState::$variant(inner) = &**$state else {
+            unreachable!("actor and state roles always match")
+        };
+        let mut $s = Cow::Borrowed(inner);
+        $body;
+        if let Cow::Owned(next) = $s {
+            *$state = Cow::Owned(NodeState::$variant(next));
+        }
+    }};
+}
+
+impl Actor for Node {
+    type Msg = Msg;
+    type State = NodeState;
+    type Timer = Timer;
+    type Storage = Storage;
+    type Random = ();
+
+    fn name(&self) -> String {
+        match self {
+            Node::Controller(_) => "controller".into(),
+            Node::Broker(b) => format!("broker {}", b.config.broker_id),
+            Node::Producer(_) => "producer".into(),
+            Node::Consumer(_) => "consumer".into(),
+        }
+    }
+
+    fn on_start(&self, id: Id, storage: &Option<Storage>, o: &mut Out<Self>) -> NodeState {
+        match self {
+            Node::Controller(a) => {
+                let storage = match storage {
+                    Some(Storage::Controller(s)) => Some(&**s),
+                    _ => None,
+                };
+                NodeState::Controller(a.start(id, storage, o))
+            }
+            Node::Broker(a) => {
+                let storage = match storage {
+                    Some(Storage::Broker(s)) => Some(&**s),
+                    _ => None,
+                };
+                NodeState::Broker(a.start(id, storage, o))
+            }
+            Node::Producer(a) => NodeState::Producer(a.start(o)),
+            Node::Consumer(a) => NodeState::Consumer(a.start(o)),
+        }
+    }
+
+    fn on_msg(&self, _id: Id, state: &mut Cow<NodeState>, src: Id, msg: Msg, o: &mut Out<Self>) {
+        match self {
+            Node::Controller(a) => delegate!(state, Controller, |s| a.on_msg(&mut s, src, msg, o)),
+            Node::Broker(a) => delegate!(state, Broker, |s| a.on_msg(&mut s, src, msg, o)),
+            Node::Producer(a) => delegate!(state, Producer, |s| a.on_msg(&mut s, src, msg, o)),
+            Node::Consumer(a) => delegate!(state, Consumer, |s| a.on_msg(&mut s, src, msg, o)),
+        }
+    }
+
+    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
+        match self {
+            Node::Controller(a) => delegate!(state, Controller, |s| a.on_timer(&mut s, timer, o)),
+            Node::Broker(a) => delegate!(state, Broker, |s| a.on_timer(&mut s, timer, o)),
+            Node::Producer(a) => delegate!(state, Producer, |s| a.on_timer(&mut s, timer, o)),
+            Node::Consumer(a) => delegate!(state, Consumer, |s| a.on_timer(&mut s, timer, o)),
+        }
+    }
+}

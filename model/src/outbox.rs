@@ -1,0 +1,40 @@
+//! Orders a step's commands: persist first, then send. Spec: rule R0.
+//!
+//! Handlers never call `Out::send` directly. They queue messages here and mark whether durable
+//! state changed; `flush` then emits the `Save` before any `Send`, so no acknowledgement can leave
+//! before the data it acknowledges is durable, in the model and in the real cluster alike.
+
+use crate::msg::Msg;
+use crate::node::{Node, Storage};
+use stateright::actor::{Id, Out};
+
+#[derive(Default)]
+pub(crate) struct Outbox {
+    sends: Vec<(Id, Msg)>,
+    persist: bool,
+}
+
+impl Outbox {
+    pub(crate) fn new() -> Self {
+        Outbox::default()
+    }
+
+    pub(crate) fn send(&mut self, to: Id, msg: Msg) {
+        self.sends.push((to, msg));
+    }
+
+    /// Durable state changed in this step.
+    pub(crate) fn persist(&mut self) {
+        self.persist = true;
+    }
+
+    /// R0: the `Save` (if any) goes out before every `Send`.
+    pub(crate) fn flush(self, o: &mut Out<Node>, storage: impl FnOnce() -> Storage) {
+        if self.persist {
+            o.save(storage());
+        }
+        for (to, msg) in self.sends {
+            o.send(to, msg);
+        }
+    }
+}

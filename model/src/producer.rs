@@ -1,0 +1,364 @@
+//! A producer. Spec: "Producer", rules R37–R40.
+//!
+//! It learns each partition's leader from metadata, which any broker serves, and sends one batch
+//! at a time to it (`max.in.flight.requests.per.connection=1`). On NotLeader, a fenced epoch, too
+//! few replicas or a timeout it refreshes metadata and retries, up to `attempts_max` attempts.
+//! An idempotent producer stamps each record with its producer id and per-partition sequence,
+//! so that the leader can recognise a retry of a batch it already holds.
+
+use crate::config::ProducerConfig;
+use crate::msg::{Msg, ProduceRequest, ProduceResponse};
+use crate::node::{Node, Timer};
+use crate::outbox::Outbox;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Id, Out};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// A record the producer was told is written (its callback fired).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ack {
+    pub topic_partition: TopicPartition,
+    pub offset: Offset,
+    /// The epoch of the leader that acknowledged it.
+    pub leader_epoch: LeaderEpoch,
+    pub value: Value,
+}
+
+/// The batch being sent.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InFlight {
+    /// Index of the batch's first record in the producer's records.
+    pub batch: u32,
+    pub attempt: u32,
+    /// False while the producer waits for fresh metadata before the next attempt.
+    pub sent: bool,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProducerState {
+    /// Broker addresses learned from metadata.
+    pub brokers: Arc<[(BrokerId, Id)]>,
+    /// The leader (and its epoch) of each partition, as metadata last said.
+    pub leaders: Vec<(u32, BrokerId, LeaderEpoch)>,
+    pub metadata_in_flight: bool,
+    /// Which bootstrap broker to ask next.
+    pub bootstrap_index: u32,
+    /// Index of the first record not yet acknowledged or given up.
+    pub next_record: u32,
+    pub in_flight: Option<InFlight>,
+    pub acked: Arc<Vec<Ack>>,
+    /// Batches given up after `attempts_max` attempts or a fatal error.
+    pub failed: u32,
+}
+
+#[derive(Clone)]
+pub struct Producer {
+    pub config: ProducerConfig,
+}
+
+impl Producer {
+    pub fn new(config: ProducerConfig) -> Self {
+        Producer { config }
+    }
+
+    /// R37: ask for metadata first.
+    pub fn start(&self, o: &mut Out<Node>) -> ProducerState {
+        let timing = &self.config.timing;
+        o.set_timer(Timer::MetadataRetry, timing.retry_backoff.clone());
+        if self.config.request_timeout {
+            o.set_timer(Timer::RequestTimeout, timing.request_timeout.clone());
+        }
+        let mut state = ProducerState {
+            brokers: Arc::new([]),
+            leaders: Vec::new(),
+            metadata_in_flight: false,
+            bootstrap_index: 0,
+            next_record: 0,
+            in_flight: None,
+            acked: Arc::new(Vec::new()),
+            failed: 0,
+        };
+        let mut outbox = Outbox::new();
+        self.request_metadata(&mut state, &mut outbox);
+        outbox.flush(o, || unreachable!("producers persist nothing"));
+        state
+    }
+
+    /// The records of the batch starting at `start`: consecutive records for one partition, at
+    /// most `batch_bytes_max` bytes' worth but at least one.
+    pub fn batch(&self, start: u32) -> (u32, std::ops::Range<u32>) {
+        let records = &self.config.records;
+        let partition = records[start as usize].0;
+        let mut end = start + 1;
+        let mut bytes = records[start as usize].1.len() + RECORD_OVERHEAD_BYTES;
+        while (end as usize) < records.len() && records[end as usize].0 == partition {
+            bytes += records[end as usize].1.len() + RECORD_OVERHEAD_BYTES;
+            if bytes > self.config.batch_bytes_max as usize {
+                break;
+            }
+            end += 1;
+        }
+        (partition, start..end)
+    }
+
+    fn topic_partition(&self, partition: u32) -> TopicPartition {
+        TopicPartition::new(&self.config.topic, partition)
+    }
+
+    fn leader_of(state: &ProducerState, partition: u32) -> Option<(BrokerId, LeaderEpoch)> {
+        state
+            .leaders
+            .iter()
+            .find(|(p, _, _)| *p == partition)
+            .map(|(_, l, e)| (*l, *e))
+    }
+
+    /// The sequence number of record `index` in its partition's stream.
+    fn sequence(&self, index: u32) -> Sequence {
+        let partition = self.config.records[index as usize].0;
+        self.config.records[..index as usize]
+            .iter()
+            .filter(|(p, _)| *p == partition)
+            .count() as Sequence
+    }
+
+    fn request_metadata(&self, state: &mut ProducerState, outbox: &mut Outbox) {
+        let bootstrap = &self.config.bootstrap;
+        let target = bootstrap[state.bootstrap_index as usize % bootstrap.len()];
+        outbox.send(
+            target,
+            Msg::Metadata {
+                topic: self.config.topic.clone(),
+            },
+        );
+        state.metadata_in_flight = true;
+    }
+
+    /// Sends what can be sent: a retry waiting for metadata, or the next batch. With `acks=0`
+    /// nothing is awaited, so every batch whose leader is known goes out at once.
+    fn send_ready(&self, state: &mut ProducerState, outbox: &mut Outbox) {
+        loop {
+            let (batch, attempt) = match state.in_flight {
+                Some(InFlight { sent: true, .. }) => return,
+                Some(f) => (f.batch, f.attempt),
+                None if (state.next_record as usize) < self.config.records.len() => {
+                    (state.next_record, 1)
+                }
+                None => return,
+            };
+            let (partition, range) = self.batch(batch);
+            let Some((leader, leader_epoch)) = Self::leader_of(state, partition) else {
+                if !state.metadata_in_flight {
+                    self.request_metadata(state, outbox);
+                }
+                return;
+            };
+            let Some(address) = state
+                .brokers
+                .iter()
+                .find(|(b, _)| *b == leader)
+                .map(|(_, a)| *a)
+            else {
+                return;
+            };
+            let records: Arc<[Record]> = range
+                .clone()
+                .map(|i| Record {
+                    value: self.config.records[i as usize].1.clone(),
+                    producer: self.config.idempotence.map(|producer_id| ProducerSequence {
+                        producer_id,
+                        sequence: self.sequence(i),
+                    }),
+                })
+                .collect();
+            outbox.send(
+                address,
+                Msg::Produce(ProduceRequest {
+                    topic_partition: self.topic_partition(partition),
+                    acks: self.config.acks,
+                    leader_epoch,
+                    records,
+                    batch,
+                    attempt,
+                }),
+            );
+            if self.config.acks == Acks::None {
+                state.in_flight = None;
+                state.next_record = range.end;
+                continue;
+            }
+            state.in_flight = Some(InFlight {
+                batch,
+                attempt,
+                sent: true,
+            });
+            return;
+        }
+    }
+
+    /// R39: after a retriable error or a timeout, refresh metadata and try again, unless the
+    /// batch has used its attempts.
+    fn retry(&self, state: &mut ProducerState, outbox: &mut Outbox) {
+        let Some(f) = state.in_flight else {
+            return;
+        };
+        if f.attempt >= self.config.attempts_max {
+            self.give_up(state);
+            self.send_ready(state, outbox);
+            return;
+        }
+        state.in_flight = Some(InFlight {
+            batch: f.batch,
+            attempt: f.attempt + 1,
+            sent: false,
+        });
+        if !state.metadata_in_flight {
+            self.request_metadata(state, outbox);
+        }
+    }
+
+    fn give_up(&self, state: &mut ProducerState) {
+        if let Some(f) = state.in_flight.take() {
+            state.failed += 1;
+            state.next_record = self.batch(f.batch).1.end;
+        }
+    }
+
+    pub fn on_msg(&self, state: &mut Cow<ProducerState>, _src: Id, msg: Msg, o: &mut Out<Node>) {
+        let mut outbox = Outbox::new();
+        match msg {
+            Msg::MetadataResponse {
+                brokers,
+                partitions,
+            } => {
+                // R37: learn the leaders.
+                if !state.metadata_in_flight {
+                    return;
+                }
+                let s = state.to_mut();
+                s.metadata_in_flight = false;
+                s.brokers = brokers;
+                s.leaders = partitions
+                    .iter()
+                    .filter(|p| p.topic_partition.topic == self.config.topic)
+                    .filter_map(|p| Some((p.topic_partition.partition, p.leader?, p.leader_epoch)))
+                    .collect();
+                self.send_ready(s, &mut outbox);
+            }
+            Msg::ProduceResponse(ProduceResponse {
+                topic_partition,
+                batch,
+                attempt,
+                leader_epoch,
+                result,
+            }) => {
+                let expected = InFlight {
+                    batch,
+                    attempt,
+                    sent: true,
+                };
+                if state.in_flight != Some(expected) {
+                    return; // An answer to an attempt already given up on.
+                }
+                let s = state.to_mut();
+                match result {
+                    Ok(base_offset) => {
+                        // R38: acknowledged.
+                        let range = self.batch(batch).1;
+                        let acked = Arc::make_mut(&mut s.acked);
+                        for (i, index) in range.clone().enumerate() {
+                            acked.push(Ack {
+                                topic_partition: topic_partition.clone(),
+                                offset: base_offset + i as Offset,
+                                leader_epoch,
+                                value: self.config.records[index as usize].1.clone(),
+                            });
+                        }
+                        s.in_flight = None;
+                        s.next_record = range.end;
+                        self.send_ready(s, &mut outbox);
+                    }
+                    Err(ErrorCode::OutOfOrderSequence) => {
+                        // R40: the leader lost records this producer had written before; Kafka
+                        // makes that fatal for the batch.
+                        self.give_up(s);
+                        self.send_ready(s, &mut outbox);
+                    }
+                    Err(_) => self.retry(s, &mut outbox),
+                }
+            }
+            _ => return,
+        }
+        outbox.flush(o, || unreachable!("producers persist nothing"));
+    }
+
+    pub fn on_timer(&self, state: &mut Cow<ProducerState>, timer: &Timer, o: &mut Out<Node>) {
+        let timing = &self.config.timing;
+        let mut outbox = Outbox::new();
+        match timer {
+            Timer::MetadataRetry => {
+                o.set_timer(Timer::MetadataRetry, timing.retry_backoff.clone());
+                // R39: a leader was unknown: ask again.
+                if state.metadata_in_flight {
+                    return;
+                }
+                let waiting = match state.in_flight {
+                    Some(f) => !f.sent,
+                    None => (state.next_record as usize) < self.config.records.len(),
+                };
+                if waiting {
+                    self.request_metadata(state.to_mut(), &mut outbox);
+                }
+            }
+            Timer::RequestTimeout => {
+                o.set_timer(Timer::RequestTimeout, timing.request_timeout.clone());
+                if state.metadata_in_flight {
+                    // The broker asked may be down: ask the next one.
+                    let s = state.to_mut();
+                    s.bootstrap_index =
+                        (s.bootstrap_index + 1) % self.config.bootstrap.len() as u32;
+                    self.request_metadata(s, &mut outbox);
+                } else if matches!(state.in_flight, Some(InFlight { sent: true, .. })) {
+                    // R39: no answer in time; the request may still be applied.
+                    self.retry(state.to_mut(), &mut outbox);
+                }
+            }
+            _ => {}
+        }
+        outbox.flush(o, || unreachable!("producers persist nothing"));
+    }
+}
+
+impl fmt::Debug for ProducerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("producer")?;
+        match self.in_flight {
+            Some(InFlight {
+                batch,
+                attempt,
+                sent,
+            }) => {
+                let how = if sent {
+                    "in flight"
+                } else {
+                    "awaiting metadata"
+                };
+                write!(f, " | batch {batch} attempt {attempt} {how}")?;
+            }
+            None => write!(f, " | next record {}", self.next_record)?,
+        }
+        if !self.acked.is_empty() {
+            f.write_str(" | acked")?;
+            for a in self.acked.iter() {
+                write!(f, " {:?}@{}:{:?}", a.topic_partition, a.offset, a.value)?;
+            }
+        }
+        if self.failed > 0 {
+            write!(f, " | failed {}", self.failed)?;
+        }
+        Ok(())
+    }
+}

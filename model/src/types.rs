@@ -1,0 +1,237 @@
+//! The nouns of the protocol: identifiers, epochs, offsets, topic-partitions, records and acks.
+//! See spec.md, "Glossary".
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// A broker's `broker.id`. Brokers are named by id in every message; the mapping from id to
+/// network address comes from configuration, never from arithmetic on an address.
+pub type BrokerId = u32;
+/// Bumped by the controller on every leader change of a partition.
+pub type LeaderEpoch = u32;
+/// Bumped by the controller on every change of a partition's leader or ISR (KIP-497's
+/// `partition_epoch`, the ZooKeeper znode version before it).
+pub type PartitionEpoch = u32;
+/// Bumped every time the controller starts.
+pub type ControllerEpoch = u32;
+/// Bumped every time a broker process starts (an incarnation number, like KIP-380's broker epoch).
+pub type BrokerEpoch = u32;
+/// A position in a partition's log. The log end offset (LEO) is the offset of the next record.
+pub type Offset = u64;
+/// An idempotent producer's id.
+pub type ProducerId = u64;
+/// An idempotent producer's per-partition sequence number.
+pub type Sequence = u32;
+
+/// A topic name. Shared, because it appears in every message and every log.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Topic(pub Arc<str>);
+
+impl Topic {
+    pub fn new(name: &str) -> Self {
+        Topic(Arc::from(name))
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A partition of a topic, written `topic-partition` as Kafka's tools do.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TopicPartition {
+    pub topic: Topic,
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: &Topic, partition: u32) -> Self {
+        TopicPartition {
+            topic: topic.clone(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Debug for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A record's payload.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Value(pub Arc<[u8]>);
+
+impl Value {
+    pub fn new(bytes: &[u8]) -> Self {
+        Value(Arc::from(bytes))
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::new(s.as_bytes())
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(&self.0) {
+            Ok(s) if s.chars().all(|c| !c.is_control()) => f.write_str(s),
+            _ => {
+                for b in self.0.iter() {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The idempotence stamp of a record: which producer wrote it, and its sequence in that
+/// producer's stream for this partition.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProducerSequence {
+    pub producer_id: ProducerId,
+    pub sequence: Sequence,
+}
+
+/// A record as a producer sends it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Record {
+    pub value: Value,
+    /// Set only by idempotent producers.
+    pub producer: Option<ProducerSequence>,
+}
+
+/// Bytes a record costs on the wire and on disk, beyond its value: offset delta, epoch,
+/// producer id and sequence, length and CRC. Limits such as `fetch_bytes_max` count these.
+pub const RECORD_OVERHEAD_BYTES: usize = 24;
+
+impl Record {
+    pub fn size_bytes(&self) -> usize {
+        RECORD_OVERHEAD_BYTES + self.value.len()
+    }
+}
+
+/// A record in a replica's log, stamped with the leader epoch in which the leader appended it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub leader_epoch: LeaderEpoch,
+    pub record: Record,
+}
+
+impl fmt::Debug for LogEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "@{}:{:?}", self.leader_epoch, self.record.value)
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.producer {
+            None => write!(f, "{:?}", self.value),
+            Some(p) => write!(
+                f,
+                "{:?}(pid {} seq {})",
+                self.value, p.producer_id, p.sequence
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for ProducerSequence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} seq {}", self.producer_id, self.sequence)
+    }
+}
+
+/// The producer's `acks` setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Acks {
+    /// `acks=0`: no response at all.
+    None,
+    /// `acks=1`: the leader responds after its own append.
+    Leader,
+    /// `acks=all`: the leader responds once the high watermark passes the records.
+    All,
+}
+
+impl Acks {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acks::None => "0",
+            Acks::Leader => "1",
+            Acks::All => "all",
+        }
+    }
+}
+
+impl std::str::FromStr for Acks {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            _ => Err(format!("acks must be 0, 1 or all, not '{s}'")),
+        }
+    }
+}
+
+impl fmt::Display for Acks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Kafka's error codes, as far as this protocol uses them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The receiver does not lead (or follow) this partition.
+    NotLeaderOrFollower,
+    /// The request carries a leader epoch older than the receiver's.
+    FencedLeaderEpoch,
+    /// The request carries a leader epoch newer than the receiver's.
+    UnknownLeaderEpoch,
+    /// `acks=all` with |ISR| < `min.insync.replicas`, checked before the append.
+    NotEnoughReplicas,
+    /// `acks=all` with |ISR| < `min.insync.replicas` once the high watermark passed the records.
+    NotEnoughReplicasAfterAppend,
+    /// The fetch offset is beyond the leader's log end offset (or consumer high watermark).
+    OffsetOutOfRange,
+    /// A new leader's high watermark has not reached the start of its epoch yet.
+    OffsetNotAvailable,
+    /// The broker knows no such topic-partition.
+    UnknownTopicOrPartition,
+    /// AlterPartition: the partition epoch is not the controller's current one.
+    InvalidUpdateVersion,
+    /// AlterPartition: a replica to be added is fenced or not assigned.
+    IneligibleReplica,
+    /// An idempotent producer skipped a sequence number.
+    OutOfOrderSequence,
+    /// A request from an older incarnation of a broker.
+    StaleBrokerEpoch,
+}

@@ -1,0 +1,242 @@
+//! `watermark`: check Kafka's partition replication protocol.
+
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+use watermark_checks::report;
+use watermark_checks::runner::{self, Progress, RunOptions, Strategy};
+use watermark_checks::{preset, presets, Knobs, Network};
+use watermark_model::{Acks, Protocol};
+
+#[derive(Parser)]
+#[command(
+    name = "watermark",
+    version,
+    about = "Kafka's partition replication protocol, model-checked",
+    long_about = "Kafka's partition replication protocol (controller, leaders, followers, producers, \
+                  consumers) as stateright actors. `watermark check` explores every interleaving, \
+                  crash and message loss within the bounds of a configuration and checks the \
+                  high-watermark, leader-epoch fencing and no-committed-loss invariants."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Model-check a configuration (the canonical preset by default).
+    Check(CheckArgs),
+    /// List the presets and their knobs.
+    Presets,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Start from this preset; knob flags override it.
+    #[arg(long, default_value = "canonical")]
+    preset: String,
+    #[command(flatten)]
+    knobs: KnobArgs,
+    /// Search strategy.
+    #[arg(long, default_value = "bfs", value_parser = parse::<Strategy>)]
+    strategy: Strategy,
+    /// Checker threads.
+    #[arg(long, default_value_t = default_threads())]
+    threads: usize,
+    /// Stop after this many seconds (the verdicts are then incomplete).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// Seed for --strategy simulation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Knobs; each overrides the preset.
+#[derive(Args, Default)]
+struct KnobArgs {
+    #[arg(long)]
+    brokers: Option<u32>,
+    #[arg(long)]
+    partitions: Option<u32>,
+    #[arg(long)]
+    replication_factor: Option<u32>,
+    #[arg(long)]
+    min_insync_replicas: Option<u32>,
+    /// 0, 1 or all.
+    #[arg(long, value_parser = parse::<Acks>)]
+    acks: Option<Acks>,
+    /// unclean.leader.election.enable.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    unclean_election: Option<bool>,
+    /// enable.idempotence.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    idempotence: Option<bool>,
+    #[arg(long)]
+    producers: Option<u32>,
+    #[arg(long)]
+    consumers: Option<u32>,
+    /// Records each producer writes.
+    #[arg(long)]
+    records: Option<u32>,
+    #[arg(long)]
+    broker_crashes: Option<u32>,
+    #[arg(long)]
+    controller_crashes: Option<u32>,
+    /// No leader epoch goes past this bound.
+    #[arg(long)]
+    max_leader_epoch: Option<u32>,
+    /// Comma-separated: unordered, ordered, duplicating, lossy.
+    #[arg(long, value_parser = parse::<Network>)]
+    network: Option<Network>,
+    /// hwm-truncation, kip-101, kip-279 or kip-320.
+    #[arg(long, value_parser = parse::<Protocol>)]
+    protocol: Option<Protocol>,
+    /// Attempts per produce batch (retries + 1).
+    #[arg(long)]
+    producer_attempts: Option<u32>,
+    /// Whether clients time requests out and retry.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    client_request_timeout: Option<bool>,
+    /// auto.leader.rebalance.enable.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    preferred_leader_election: Option<bool>,
+    /// How many times leaders may drop lagging followers from the ISR.
+    #[arg(long)]
+    isr_shrinks: Option<u32>,
+    /// Whether the controller may wrongly expire a live broker's session.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    false_suspicions: Option<bool>,
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
+    s.parse()
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl KnobArgs {
+    fn apply(&self, k: &mut Knobs) {
+        macro_rules! set {
+            ($($field:ident => $knob:ident),* $(,)?) => {
+                $(if let Some(v) = self.$field { k.$knob = v; })*
+            };
+        }
+        set!(
+            brokers => brokers,
+            partitions => partitions,
+            replication_factor => replication_factor,
+            min_insync_replicas => min_insync_replicas,
+            acks => acks,
+            unclean_election => unclean_leader_election,
+            idempotence => idempotence,
+            producers => producers,
+            consumers => consumers,
+            records => records,
+            broker_crashes => broker_crashes,
+            controller_crashes => controller_crashes,
+            max_leader_epoch => leader_epoch_max,
+            network => network,
+            protocol => protocol,
+            producer_attempts => producer_attempts_max,
+            client_request_timeout => client_request_timeout,
+            preferred_leader_election => preferred_leader_election,
+            false_suspicions => false_suspicions,
+            isr_shrinks => isr_shrinks,
+        );
+    }
+}
+
+fn print_progress(p: &Progress) {
+    let rate = p.unique_states as f64 / p.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "  {:>6.1}s  {:>11} states  {:>10} unique  depth {:>3}  {:>9.0} unique/s",
+        p.elapsed.as_secs_f64(),
+        p.states,
+        p.unique_states,
+        p.max_depth,
+        rate
+    );
+}
+
+fn check(args: CheckArgs) -> Result<ExitCode, String> {
+    let preset = preset(&args.preset)?;
+    let mut knobs = preset.knobs.clone();
+    args.knobs.apply(&mut knobs);
+    knobs.validate()?;
+    if args.threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    let timeout = match args.timeout {
+        Some(t) if !(t > 0.0 && t.is_finite()) => {
+            return Err(format!(
+                "--timeout must be a positive number of seconds, not {t}"
+            ))
+        }
+        Some(t) => Some(Duration::from_secs_f64(t)),
+        None if args.strategy == Strategy::Simulation => {
+            return Err("--strategy simulation runs until --timeout; give one".into())
+        }
+        None => None,
+    };
+    if !args.json {
+        eprintln!(
+            "checking preset {} with {:?} on {} thread{}: {}",
+            preset.name,
+            args.strategy,
+            args.threads,
+            if args.threads == 1 { "" } else { "s" },
+            knobs.summary()
+        );
+    }
+    let options = RunOptions {
+        strategy: args.strategy,
+        threads: args.threads,
+        timeout,
+        stop_when_found: None,
+        progress: (!args.json).then_some(print_progress as fn(&Progress)),
+        seed: args.seed,
+    };
+    let outcome = runner::run(&knobs, &options);
+    let mut stdout = std::io::stdout().lock();
+    let written = if args.json {
+        writeln!(stdout, "{}", report::json(preset.name, &outcome))
+    } else {
+        write!(stdout, "{}", report::text(preset.name, &outcome))
+    };
+    written.map_err(|e| format!("cannot write the report: {e}"))?;
+    Ok(if outcome.all_good() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn list_presets() -> ExitCode {
+    for p in presets() {
+        println!("{:<18} {}", p.name, p.description);
+        println!("{:<18} {}", "", p.knobs.summary());
+    }
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check(args),
+        Command::Presets => Ok(list_presets()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
