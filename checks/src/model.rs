@@ -205,10 +205,24 @@ impl WatermarkModel {
         }
         // B5: at most one copy of a message is in flight; two copies are what the duplicating
         // network models.
-        if let SrNetwork::UnorderedNonDuplicating(multiset) = &state.network {
-            if multiset.values().any(|count| *count > 1) {
-                return false;
+        match &state.network {
+            SrNetwork::UnorderedNonDuplicating(multiset) => {
+                if multiset.values().any(|count| *count > 1) {
+                    return false;
+                }
             }
+            SrNetwork::Ordered(channels) => {
+                let duplicated = channels.values().any(|queue| {
+                    queue
+                        .iter()
+                        .enumerate()
+                        .any(|(i, m)| queue.iter().skip(i + 1).any(|n| n == m))
+                });
+                if duplicated {
+                    return false;
+                }
+            }
+            SrNetwork::UnorderedDuplicating(..) => {}
         }
         true
     }

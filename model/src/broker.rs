@@ -28,6 +28,8 @@ pub struct FollowerProgress {
     /// The fetch offset of the follower's latest fetch in this epoch: its log end offset, as far
     /// as the leader knows. `None` until it fetches in this epoch.
     pub log_end_offset: Option<Offset>,
+    /// The broker epoch (incarnation) that fetch came from (KIP-903).
+    pub broker_epoch: Option<BrokerEpoch>,
 }
 
 /// An `acks=all` produce request waiting for the high watermark (Kafka's DelayedProduce).
@@ -316,11 +318,12 @@ impl Broker {
                 controller_epoch,
                 topic_partition,
                 result,
+                current,
             } => self.on_alter_partition_response(
                 state,
                 controller_epoch,
                 &topic_partition,
-                result,
+                result.map_err(|error| (error, current)),
                 &mut outbox,
             ),
             Msg::Produce(request) => self.on_produce(state, src, request, &mut outbox),
@@ -383,10 +386,12 @@ impl Broker {
             }
             Timer::FetchBackoff => {
                 o.set_timer(Timer::FetchBackoff, timing.retry_backoff.clone());
+                // R44: retry follower requests that met a retriable error.
                 self.resend_follower_requests(state, false, &mut outbox);
             }
             Timer::RequestTimeout => {
                 o.set_timer(Timer::RequestTimeout, timing.request_timeout.clone());
+                // R45: retransmit requests that may have been lost.
                 self.retransmit(state, &mut outbox);
             }
             _ => {}

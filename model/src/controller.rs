@@ -198,6 +198,7 @@ impl Controller {
                 leader_epoch,
                 partition_epoch,
                 new_isr,
+                broker_epochs,
             } => {
                 let result = self.alter_partition(
                     state,
@@ -207,16 +208,22 @@ impl Controller {
                     leader_epoch,
                     partition_epoch,
                     new_isr,
+                    &broker_epochs,
                 );
-                if result.is_ok() {
+                if result.is_ok() || result == Err(ErrorCode::IneligibleReplica) {
                     outbox.persist();
                 }
+                let current = match result {
+                    Ok(_) => None,
+                    Err(_) => state.partitions.get(&topic_partition).cloned(),
+                };
                 outbox.send(
                     src,
                     Msg::AlterPartitionResponse {
                         controller_epoch: state.controller_epoch,
                         topic_partition,
                         result,
+                        current,
                     },
                 );
             }
@@ -236,6 +243,7 @@ impl Controller {
         leader_epoch: LeaderEpoch,
         partition_epoch: PartitionEpoch,
         new_isr: BrokerIds,
+        broker_epochs: &[(BrokerId, BrokerEpoch)],
     ) -> Result<PartitionState, ErrorCode> {
         let Some(current) = state.partitions.get(tp) else {
             return Err(ErrorCode::UnknownTopicOrPartition);
@@ -255,11 +263,30 @@ impl Controller {
             // R8: the leader's view of the ISR is stale.
             return Err(ErrorCode::InvalidUpdateVersion);
         }
+        // KIP-841, KIP-903: a replica joins only if it is assigned, live, and in the incarnation
+        // the leader saw fetching.
         let eligible = |b: &BrokerId| {
-            current.replicas.contains(b) && (current.isr.contains(b) || state.is_live(*b))
+            if current.isr.contains(b) {
+                return true;
+            }
+            let registration = state.registration(*b).filter(|r| !r.fenced);
+            let seen = broker_epochs
+                .iter()
+                .find(|(id, _)| id == b)
+                .map(|(_, e)| *e);
+            current.replicas.contains(b)
+                && registration.is_some_and(|r| seen == Some(r.broker_epoch))
         };
         if !new_isr.contains(&broker_id) || !new_isr.iter().all(eligible) {
-            // R8: KIP-841, only live assigned replicas join; the leader never leaves.
+            // R8: the leader never leaves, and only eligible replicas join. The rejection uses up
+            // the partition epoch, so that no copy of this request (a retransmission, a
+            // duplicate) can be accepted later, when the replica may have become eligible.
+            let p = state
+                .to_mut()
+                .partitions
+                .get_mut(tp)
+                .expect("checked above");
+            p.partition_epoch += 1;
             return Err(ErrorCode::IneligibleReplica);
         }
         // R7: accepted; the partition epoch moves on.

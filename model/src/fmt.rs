@@ -155,6 +155,7 @@ impl fmt::Debug for Msg {
                 controller_epoch,
                 topic_partition,
                 result,
+                ..
             } => match result {
                 Ok(p) => write!(f, "AlterPartitionResponse(controller epoch {controller_epoch} {p:?})"),
                 Err(e) => write!(

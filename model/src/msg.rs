@@ -135,6 +135,9 @@ pub enum Msg {
         controller_epoch: ControllerEpoch,
         topic_partition: TopicPartition,
         result: Result<PartitionState, ErrorCode>,
+        /// On a rejection, the partition's current state, so that a leader whose view is stale
+        /// (its accepted change's answer was lost) catches up.
+        current: Option<PartitionState>,
     },
 
     // --- Brokers to the controller ---
@@ -151,6 +154,9 @@ pub enum Msg {
         leader_epoch: LeaderEpoch,
         partition_epoch: PartitionEpoch,
         new_isr: BrokerIds,
+        /// KIP-903: the broker epochs the leader knows for members of the new ISR (from their
+        /// fetches), so that the controller refuses to add a replica's earlier incarnation.
+        broker_epochs: Arc<[(BrokerId, BrokerEpoch)]>,
     },
 
     // --- Replication ---

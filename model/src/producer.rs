@@ -151,9 +151,7 @@ impl Producer {
             };
             let (partition, range) = self.batch(batch);
             let Some((leader, leader_epoch)) = Self::leader_of(state, partition) else {
-                if !state.metadata_in_flight {
-                    self.request_metadata(state, outbox);
-                }
+                // No leader known: `MetadataRetry` asks again after a backoff.
                 return;
             };
             let Some(address) = state

@@ -27,46 +27,73 @@ impl Broker {
             outbox.persist();
         }
         for ps in partitions.iter().cloned() {
-            if !ps.replicas.contains(&self.broker_id()) {
-                continue;
-            }
-            let tp = ps.topic_partition.clone();
-            let replica = match state.replicas.get(&tp) {
-                Some(r) => {
-                    let incoming = (ps.leader_epoch, ps.partition_epoch);
-                    let known = (r.leader_epoch(), r.partition.partition_epoch);
-                    // After a restart the replica takes the controller's state even if it is
-                    // the one it stored: it needs its role.
-                    let resync = matches!(r.role, Role::Recovering) && incoming == known;
-                    if incoming <= known && !resync {
-                        // R12: not newer than what this replica knows.
-                        continue;
-                    }
-                    r.clone()
-                }
-                None => Replica {
-                    partition: ps.clone(),
-                    log: Log::new(),
-                    high_watermark: 0,
-                    role: Role::Recovering,
-                },
-            };
-            let mut r = replica;
-            let same_leadership =
-                ps.leader_epoch == r.leader_epoch() && !matches!(r.role, Role::Recovering);
-            if same_leadership {
-                // R13: the ISR changed under the same leader (the controller fenced a member).
-                r.partition = ps;
-                if r.is_leader() {
-                    self.maybe_expand_isr_all(state.broker_epoch, &mut r, outbox);
-                    self.maybe_advance_high_watermark(&mut r, outbox);
-                }
-            } else {
-                self.take_role(state.broker_epoch, &mut r, ps, outbox);
-            }
-            outbox.persist();
-            state.to_mut().replicas.insert(tp, r);
+            self.apply_partition_state(state, ps, outbox);
         }
+    }
+
+    /// R12–R15: the controller's state of one partition, from LeaderAndIsr or from an
+    /// AlterPartition rejection (R30). Returns whether it was newer than what the replica knew.
+    pub(super) fn apply_partition_state(
+        &self,
+        state: &mut Cow<BrokerState>,
+        ps: PartitionState,
+        outbox: &mut Outbox,
+    ) -> bool {
+        if !ps.replicas.contains(&self.broker_id()) {
+            return false;
+        }
+        let tp = ps.topic_partition.clone();
+        let replica = match state.replicas.get(&tp) {
+            Some(r) => {
+                let incoming = (ps.leader_epoch, ps.partition_epoch);
+                let known = (r.leader_epoch(), r.partition.partition_epoch);
+                // After a restart the replica takes the controller's state even if it is the
+                // one it stored: it needs its role.
+                let resync = matches!(r.role, Role::Recovering) && incoming == known;
+                if incoming <= known && !resync {
+                    // R12: not newer than what this replica knows.
+                    return false;
+                }
+                r.clone()
+            }
+            None => Replica {
+                partition: ps.clone(),
+                log: Log::new(),
+                high_watermark: 0,
+                role: Role::Recovering,
+            },
+        };
+        let mut r = replica;
+        let same_leadership =
+            ps.leader_epoch == r.leader_epoch() && !matches!(r.role, Role::Recovering);
+        if same_leadership {
+            // R13: the ISR changed under the same leader. The controller's state is
+            // authoritative: it settles any ISR change this leader had pending.
+            if let Role::Leader(l) = &mut r.role {
+                // A follower this leader was adding that the controller's ISR still lacks was
+                // refused (perhaps fenced, or an earlier incarnation): forget its progress, so
+                // that only a fresh fetch proposes it again.
+                for f in l.pending_isr.iter().flat_map(|p| p.iter()) {
+                    if !ps.isr.contains(f) && !r.partition.isr.contains(f) {
+                        if let Some(p) = l.followers.iter_mut().find(|p| p.broker_id == *f) {
+                            p.log_end_offset = None;
+                            p.broker_epoch = None;
+                        }
+                    }
+                }
+                l.pending_isr = None;
+            }
+            r.partition = ps;
+            if r.is_leader() {
+                self.maybe_expand_isr_all(state.broker_epoch, &mut r, outbox);
+                self.maybe_advance_high_watermark(&mut r, outbox);
+            }
+        } else {
+            self.take_role(state.broker_epoch, &mut r, ps, outbox);
+        }
+        outbox.persist();
+        state.to_mut().replicas.insert(tp, r);
+        true
     }
 
     /// R14, R15: the role `ps` gives this broker in a new leader epoch.
@@ -98,6 +125,7 @@ impl Broker {
                 .map(|b| FollowerProgress {
                     broker_id: *b,
                     log_end_offset: None,
+                    broker_epoch: None,
                 })
                 .collect(),
             pending_isr: None,

@@ -192,14 +192,20 @@ impl Broker {
                     );
                     return;
                 }
-                // R26: the fetch offset is the follower's log end offset.
+                // R26: the fetch offset is the follower's log end offset, in the incarnation that
+                // sent it. A fetch from an incarnation older than one already seen is a delayed
+                // message from a dead process (KIP-903).
                 let leader = leader_mut(&mut r);
                 if let Some(p) = leader
                     .followers
                     .iter_mut()
                     .find(|p| p.broker_id == follower)
                 {
+                    if p.broker_epoch.is_some_and(|e| request.broker_epoch < e) {
+                        return;
+                    }
                     p.log_end_offset = Some(request.fetch_offset);
+                    p.broker_epoch = Some(request.broker_epoch);
                 }
                 self.maybe_expand_isr(state.broker_epoch, &mut r, follower, outbox);
                 self.maybe_advance_high_watermark(&mut r, outbox);
@@ -525,6 +531,16 @@ impl Broker {
         r: &Replica,
         new_isr: &[BrokerId],
     ) -> Msg {
+        let broker_epochs = r
+            .leader_state()
+            .map(|l| {
+                l.followers
+                    .iter()
+                    .filter(|p| new_isr.contains(&p.broker_id))
+                    .filter_map(|p| Some((p.broker_id, p.broker_epoch?)))
+                    .collect()
+            })
+            .unwrap_or_default();
         Msg::AlterPartition {
             broker_id: self.broker_id(),
             broker_epoch,
@@ -532,16 +548,18 @@ impl Broker {
             leader_epoch: r.leader_epoch(),
             partition_epoch: r.partition.partition_epoch,
             new_isr: new_isr.into(),
+            broker_epochs,
         }
     }
 
-    /// R30: the controller's answer to AlterPartition.
+    /// R30: the controller's answer to AlterPartition: the new state, or a rejection with the
+    /// partition's current state.
     pub(super) fn on_alter_partition_response(
         &self,
         state: &mut Cow<BrokerState>,
         controller_epoch: ControllerEpoch,
         tp: &TopicPartition,
-        result: Result<PartitionState, ErrorCode>,
+        result: Result<PartitionState, (ErrorCode, Option<PartitionState>)>,
         outbox: &mut Outbox,
     ) {
         if controller_epoch < state.controller_epoch {
@@ -550,29 +568,31 @@ impl Broker {
         let Some(r) = state.replicas.get(tp) else {
             return;
         };
-        let Some(leader) = r.leader_state() else {
+        if !r.is_leader() {
             return;
+        }
+        let ps = match result {
+            Ok(ps) => ps,
+            Err((_, current)) => {
+                // A rejection does not prove the change was not made: a retransmitted copy may be
+                // rejected after the original was accepted and its answer lost. So the leader
+                // keeps counting the maximal ISR until it learns the controller's state. The
+                // rejection carries it; when newer it settles the change as LeaderAndIsr would
+                // (R12–R15). An IneligibleReplica rejection always carries a newer state (R8).
+                if let Some(current) = current {
+                    self.apply_partition_state(state, current, outbox);
+                }
+                return;
+            }
         };
-        if leader.pending_isr.is_none() {
-            return;
+        if ps.leader_epoch != r.leader_epoch() || ps.partition_epoch <= r.partition.partition_epoch
+        {
+            return; // An answer to an earlier request.
         }
         let mut r = r.clone();
-        match result {
-            Ok(ps) => {
-                if ps.leader_epoch != r.leader_epoch()
-                    || ps.partition_epoch <= r.partition.partition_epoch
-                {
-                    return; // An answer to an earlier request.
-                }
-                r.partition = ps;
-                leader_mut(&mut r).pending_isr = None;
-                outbox.persist();
-            }
-            Err(_) => {
-                // Rejected: the leader waits for LeaderAndIsr and may try again later.
-                leader_mut(&mut r).pending_isr = None;
-            }
-        }
+        r.partition = ps;
+        leader_mut(&mut r).pending_isr = None;
+        outbox.persist();
         // Followers that caught up while the change was in flight join now, as they would on
         // their next fetch.
         self.maybe_expand_isr_all(state.broker_epoch, &mut r, outbox);

@@ -1,0 +1,239 @@
+//! Producer (R37–R40) and consumer (R41–R43) handlers.
+
+mod support;
+use support::*;
+use watermark_model::*;
+
+fn producer(acks: Acks, idempotence: Option<ProducerId>, attempts_max: u32) -> Node {
+    Node::Producer(Producer::new(ProducerConfig {
+        bootstrap: vec![id(1), id(2)],
+        topic: topic(),
+        acks,
+        idempotence,
+        records: vec![(0, Value::from("a")), (0, Value::from("b"))],
+        attempts_max,
+        batch_bytes_max: 1,
+        request_timeout: true,
+        timing: Timing::model(),
+    }))
+}
+
+fn metadata(leader: Option<BrokerId>, epoch: LeaderEpoch) -> Msg {
+    Msg::MetadataResponse {
+        brokers: (1..=3)
+            .map(|b| (b, id(b as usize)))
+            .collect::<Vec<_>>()
+            .into(),
+        partitions: vec![PartitionMetadata {
+            topic_partition: tp(),
+            leader,
+            leader_epoch: epoch,
+            replicas: [1, 2, 3].as_slice().into(),
+            isr: [1, 2, 3].as_slice().into(),
+        }]
+        .into(),
+    }
+}
+
+fn produce_response(
+    batch: u32,
+    attempt: u32,
+    epoch: LeaderEpoch,
+    result: Result<Offset, ErrorCode>,
+) -> Msg {
+    Msg::ProduceResponse(ProduceResponse {
+        topic_partition: tp(),
+        batch,
+        attempt,
+        leader_epoch: epoch,
+        result,
+    })
+}
+
+fn sent_produce(step: &Step, to: usize) -> ProduceRequest {
+    match step.sends_to(to).as_slice() {
+        [Msg::Produce(p)] => p.clone(),
+        other => panic!("expected one produce request to {to}, got {other:?}"),
+    }
+}
+
+#[test]
+fn r37_r38_the_producer_learns_the_leader_and_sends_one_batch_at_a_time() {
+    let p = producer(Acks::All, None, 2);
+    let step = start(&p, PRODUCER, None);
+    assert!(matches!(
+        step.sends_to(1).as_slice(),
+        [Msg::Metadata { .. }]
+    ));
+    let s = step.next.unwrap();
+    let step = deliver(&p, PRODUCER, &s, 1, metadata(Some(2), 3));
+    let request = sent_produce(&step, 2);
+    assert_eq!(
+        (request.leader_epoch, request.batch, request.attempt),
+        (3, 0, 1)
+    );
+    assert_eq!(request.records[0].value, Value::from("a"));
+    let s = after(&s, &step);
+    let step = deliver(&p, PRODUCER, &s, 2, produce_response(0, 1, 3, Ok(5)));
+    let acked = &step.state().as_producer().unwrap().acked;
+    assert_eq!((acked[0].offset, acked[0].leader_epoch), (5, 3));
+    assert_eq!(sent_produce(&step, 2).batch, 1, "the next record goes out");
+}
+
+#[test]
+fn r39_errors_refresh_metadata_and_retry_until_the_attempts_run_out() {
+    let p = producer(Acks::All, None, 2);
+    let s = start(&p, PRODUCER, None).next.unwrap();
+    let s = after(&s, &deliver(&p, PRODUCER, &s, 1, metadata(Some(2), 3)));
+    let step = deliver(
+        &p,
+        PRODUCER,
+        &s,
+        2,
+        produce_response(0, 1, 3, Err(ErrorCode::NotLeaderOrFollower)),
+    );
+    assert!(matches!(
+        step.sends_to(1).as_slice(),
+        [Msg::Metadata { .. }]
+    ));
+    let s = after(&s, &step);
+    let step = deliver(&p, PRODUCER, &s, 1, metadata(Some(3), 4));
+    let retry = sent_produce(&step, 3);
+    assert_eq!((retry.batch, retry.attempt, retry.leader_epoch), (0, 2, 4));
+    let s = after(&s, &step);
+    // A late answer to the first attempt is ignored.
+    assert!(deliver(&p, PRODUCER, &s, 2, produce_response(0, 1, 3, Ok(0))).is_noop());
+    // The second failure exhausts the attempts: batch 0 is given up, batch 1 goes.
+    let step = deliver(
+        &p,
+        PRODUCER,
+        &s,
+        3,
+        produce_response(0, 2, 4, Err(ErrorCode::NotEnoughReplicas)),
+    );
+    let ps = step.state().as_producer().unwrap();
+    assert_eq!((ps.failed, ps.next_record), (1, 1));
+    assert_eq!(sent_produce(&step, 3).batch, 1);
+}
+
+#[test]
+fn r39_a_timed_out_request_is_retried() {
+    let p = producer(Acks::All, None, 3);
+    let s = start(&p, PRODUCER, None).next.unwrap();
+    let s = after(&s, &deliver(&p, PRODUCER, &s, 1, metadata(Some(2), 0)));
+    let step = fire(&p, PRODUCER, &s, Timer::RequestTimeout);
+    assert!(matches!(
+        step.sends_to(1).as_slice(),
+        [Msg::Metadata { .. }]
+    ));
+    assert_eq!(
+        step.state()
+            .as_producer()
+            .unwrap()
+            .in_flight
+            .unwrap()
+            .attempt,
+        2
+    );
+}
+
+#[test]
+fn r40_out_of_order_sequence_is_fatal_for_the_batch() {
+    let p = producer(Acks::All, Some(9), 5);
+    let s = start(&p, PRODUCER, None).next.unwrap();
+    let step = deliver(&p, PRODUCER, &s, 1, metadata(Some(2), 0));
+    let stamp = sent_produce(&step, 2).records[0].producer;
+    assert_eq!(
+        stamp,
+        Some(ProducerSequence {
+            producer_id: 9,
+            sequence: 0
+        })
+    );
+    let s = after(&s, &step);
+    let step = deliver(
+        &p,
+        PRODUCER,
+        &s,
+        2,
+        produce_response(0, 1, 0, Err(ErrorCode::OutOfOrderSequence)),
+    );
+    assert_eq!(step.state().as_producer().unwrap().failed, 1);
+    assert_eq!(
+        sent_produce(&step, 2).records[0].producer.unwrap().sequence,
+        1
+    );
+}
+
+#[test]
+fn r38_acks_0_sends_everything_and_waits_for_nothing() {
+    let p = producer(Acks::None, None, 2);
+    let s = start(&p, PRODUCER, None).next.unwrap();
+    let step = deliver(&p, PRODUCER, &s, 1, metadata(Some(2), 0));
+    assert_eq!(step.sends_to(2).len(), 2);
+    let ps = step.state().as_producer().unwrap();
+    assert_eq!((ps.next_record, ps.acked.len()), (2, 0));
+}
+
+#[test]
+fn r39_an_unknown_leader_is_asked_for_again_on_metadata_retry() {
+    let p = producer(Acks::All, None, 2);
+    let s = start(&p, PRODUCER, None).next.unwrap();
+    let s = after(&s, &deliver(&p, PRODUCER, &s, 1, metadata(None, 1)));
+    assert!(!s.as_producer().unwrap().metadata_in_flight);
+    let step = fire(&p, PRODUCER, &s, Timer::MetadataRetry);
+    assert!(matches!(
+        step.sends_to(1).as_slice(),
+        [Msg::Metadata { .. }]
+    ));
+}
+
+fn consumer() -> Node {
+    Node::Consumer(Consumer::new(ConsumerConfig {
+        bootstrap: vec![id(2)],
+        topic_partition: tp(),
+        fetch_bytes_max: 1,
+        request_timeout: false,
+        timing: Timing::model(),
+    }))
+}
+
+#[test]
+fn r41_r42_r43_the_consumer_reads_from_its_position_and_follows_the_leader() {
+    const C: usize = 5;
+    let c = consumer();
+    let s = start(&c, C, None).next.unwrap();
+    let step = deliver(&c, C, &s, 2, metadata(Some(1), 0));
+    assert!(
+        matches!(step.sends_to(1).as_slice(), [Msg::Fetch(f)] if f.replica_id.is_none() && f.fetch_offset == 0)
+    );
+    let s = after(&s, &step);
+    let records = Msg::FetchResponse(FetchResponse {
+        topic_partition: tp(),
+        fetch_offset: 0,
+        leader_epoch: 0,
+        result: FetchResult::Records {
+            records: vec![entry(0, "a")].into(),
+            high_watermark: 1,
+        },
+    });
+    let step = deliver(&c, C, &s, 1, records);
+    let cs = step.state().as_consumer().unwrap();
+    assert_eq!((cs.position, cs.consumed.len()), (1, 1));
+    assert!(matches!(step.sends_to(1).as_slice(), [Msg::Fetch(f)] if f.fetch_offset == 1));
+    let s = after(&s, &step);
+    let moved = Msg::FetchResponse(FetchResponse {
+        topic_partition: tp(),
+        fetch_offset: 1,
+        leader_epoch: 0,
+        result: FetchResult::Error {
+            error: ErrorCode::NotLeaderOrFollower,
+            log_end_offset: 0,
+        },
+    });
+    let step = deliver(&c, C, &s, 1, moved);
+    assert!(matches!(
+        step.sends_to(2).as_slice(),
+        [Msg::Metadata { .. }]
+    ));
+}
