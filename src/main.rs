@@ -46,7 +46,7 @@ struct CheckArgs {
     #[arg(long, default_value_t = default_threads())]
     threads: usize,
     /// Stop after this many seconds (the verdicts are then incomplete).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     timeout: Option<f64>,
     /// Seed for --strategy simulation.
     #[arg(long, default_value_t = 0)]

@@ -102,7 +102,9 @@ pub fn observe(
             ..last.history.clone()
         },
         None => Ghost {
-            committed: vec![Arc::new(Vec::new()); model.knobs.partitions as usize],
+            committed: (0..model.knobs.partitions)
+                .map(|_| Arc::new(Vec::new()))
+                .collect(),
             ..Ghost::default()
         },
     };
@@ -215,10 +217,9 @@ fn observe_delivery(ghost: &mut Ghost, msg: &Msg, before: &BrokerState, after: &
         | Msg::UpdateMetadata {
             controller_epoch, ..
         } => {
-            if *controller_epoch < before.controller_epoch {
-                if before.replicas != after.replicas || before.metadata != after.metadata {
-                    ghost.violations |= violation::STALE_CONTROLLER_REQUEST_APPLIED;
-                }
+            let changed = before.replicas != after.replicas || before.metadata != after.metadata;
+            if *controller_epoch < before.controller_epoch && changed {
+                ghost.violations |= violation::STALE_CONTROLLER_REQUEST_APPLIED;
             }
         }
         Msg::Produce(request) => {

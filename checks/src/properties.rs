@@ -45,6 +45,28 @@ fn with_idempotence(k: &Knobs) -> bool {
 fn with_producers(k: &Knobs) -> bool {
     k.producers > 0
 }
+/// Whether leadership can move within the bounds (B1–B3): a later epoch exists and something can
+/// take the leader away. Without that, the leader-change properties hold only because nothing
+/// happens, so they are reported as not applicable rather than as holding.
+pub fn leader_can_change(k: &Knobs) -> bool {
+    k.leader_epoch_max >= 1 && (k.broker_crashes >= 1 || k.false_suspicions)
+}
+fn with_leader_change(k: &Knobs) -> bool {
+    leader_can_change(k)
+}
+fn with_leader_change_and_producers(k: &Knobs) -> bool {
+    leader_can_change(k) && with_producers(k)
+}
+fn with_leader_change_and_acks(k: &Knobs) -> bool {
+    leader_can_change(k) && with_acks(k)
+}
+fn with_leader_change_and_consumers(k: &Knobs) -> bool {
+    leader_can_change(k) && with_consumers(k)
+}
+/// An ISR member can be dropped: by its leader (B6), or by the controller when it dies.
+fn with_isr_change(k: &Knobs) -> bool {
+    k.isr_shrinks >= 1 || leader_can_change(k)
+}
 
 /// Every property, in spec order.
 pub fn all() -> Vec<PropertyDef> {
@@ -73,22 +95,22 @@ pub fn all() -> Vec<PropertyDef> {
           record_committed, with_producers),
         p("I3", "OneLeaderPerEpoch", Always, None,
           "At most one broker acts as leader of a partition in a leader epoch.",
-          one_leader_per_epoch, always_applies),
+          one_leader_per_epoch, with_leader_change),
         p("S3", "LeaderChangeWithData", Sometimes, Some("OneLeaderPerEpoch"),
           "A leader in a later epoch holds committed records of an earlier one.",
-          leader_change_with_data, with_producers),
+          leader_change_with_data, with_leader_change_and_producers),
         p("I4", "LogEpochsMonotonic", Always, None,
           "Leader epochs never decrease along a replica's log.",
-          log_epochs_monotonic, always_applies),
+          log_epochs_monotonic, with_leader_change),
         p("S4", "LogSpansEpochs", Sometimes, Some("LogEpochsMonotonic"),
           "A log holds records of two leader epochs.",
-          log_spans_epochs, with_producers),
+          log_spans_epochs, with_leader_change_and_producers),
         p("I5", "NoAppendFromStaleEpoch", Always, None,
           "No replica appends records a leader sent in an epoch older than the replica's own.",
-          no_append_from_stale_epoch, always_applies),
+          no_append_from_stale_epoch, with_leader_change),
         p("S5", "StaleFetchResponseInFlight", Sometimes, Some("NoAppendFromStaleEpoch"),
           "A fetch response from an older leader epoch is on its way to a follower.",
-          stale_fetch_response_in_flight, with_producers),
+          stale_fetch_response_in_flight, with_leader_change_and_producers),
         p("I6", "NoStaleControllerRequest", Always, None,
           "No broker applies a controller request from an older controller epoch.",
           no_stale_controller_request, with_controller_crashes),
@@ -97,22 +119,22 @@ pub fn all() -> Vec<PropertyDef> {
           stale_controller_request_in_flight, with_controller_crashes),
         p("I7", "AcknowledgedRecordsSurvive", Always, None,
           "Every acknowledged record stays, at its offset, in the log of every later leader.",
-          acknowledged_records_survive, with_acks),
+          acknowledged_records_survive, with_leader_change_and_acks),
         p("S7", "AcknowledgedRecordOnNewLeader", Sometimes, Some("AcknowledgedRecordsSurvive"),
           "A leader of a later epoch holds an acknowledged record.",
-          acknowledged_record_on_new_leader, with_acks),
+          acknowledged_record_on_new_leader, with_leader_change_and_acks),
         p("I8", "CommittedRecordsSurvive", Always, None,
           "Every record ever below a leader's HWM stays, at its offset, in the log of every later leader.",
-          committed_records_survive, always_applies),
+          committed_records_survive, with_leader_change),
         p("S8", "CommittedRecordOnNewLeader", Sometimes, Some("CommittedRecordsSurvive"),
           "A leader of a later epoch holds a record committed in an earlier one.",
-          committed_record_on_new_leader, with_producers),
+          committed_record_on_new_leader, with_leader_change_and_producers),
         p("I9", "LogMatching", Always, None,
           "Two replicas that hold the same offset in the same epoch agree on everything up to it.",
-          log_matching, always_applies),
+          log_matching, with_leader_change),
         p("S9", "LogsDiverge", Sometimes, Some("LogMatching"),
           "Two replicas hold different epochs at the same offset.",
-          logs_diverge, with_producers),
+          logs_diverge, with_leader_change_and_producers),
         p("I10", "ConsumerReadsCommitted", Always, None,
           "A consumer reads only records below the HWM.",
           consumer_reads_committed, with_consumers),
@@ -121,10 +143,10 @@ pub fn all() -> Vec<PropertyDef> {
           consumer_reads_record, with_consumers),
         p("I11", "ConsumedRecordsStable", Always, None,
           "Nothing a consumer read ever changes in the log of a later leader.",
-          consumed_records_stable, with_consumers),
+          consumed_records_stable, with_leader_change_and_consumers),
         p("S11", "ConsumedRecordOnNewLeader", Sometimes, Some("ConsumedRecordsStable"),
           "A leader of a later epoch holds a record a consumer read.",
-          consumed_record_on_new_leader, with_consumers),
+          consumed_record_on_new_leader, with_leader_change_and_consumers),
         p("I12", "NoDuplicateSequence", Always, None,
           "With idempotence, no (producer id, sequence) appears twice in a log.",
           no_duplicate_sequence, with_idempotence),
@@ -133,10 +155,10 @@ pub fn all() -> Vec<PropertyDef> {
           retry_of_held_batch, with_idempotence),
         p("S13", "ReplicaTruncates", Sometimes, None,
           "A replica truncates its log.",
-          replica_truncates, with_producers),
+          replica_truncates, with_leader_change_and_producers),
         p("S14", "IsrShrinkAndExpand", Sometimes, None,
           "A replica dropped from the ISR is added back.",
-          isr_shrink_and_expand, always_applies),
+          isr_shrink_and_expand, with_isr_change),
         p("S15", "RecordAcknowledged", Sometimes, None,
           "A producer is told a record is written.",
           record_acknowledged, with_acks),

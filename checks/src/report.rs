@@ -64,6 +64,12 @@ pub fn text(preset: &str, outcome: &Outcome) -> String {
             "not applicable to this configuration: {}\n",
             skipped.join(", ")
         ));
+        if !properties::leader_can_change(&outcome.knobs) {
+            s.push_str(
+                "  (no leader change is possible within these bounds: leader-change properties \
+                 need --max-leader-epoch >= 1 and --broker-crashes >= 1)\n",
+            );
+        }
     }
     let model = WatermarkModel::new(outcome.knobs.clone());
     for p in &outcome.properties {

@@ -102,6 +102,7 @@ impl Consumer {
                 last_fetched_epoch: None,
                 current_leader_epoch: Some(leader_epoch),
                 fetch_bytes_max: self.config.fetch_bytes_max,
+                high_watermark: 0,
             }),
         );
         state.fetching = true;

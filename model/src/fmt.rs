@@ -39,12 +39,16 @@ impl fmt::Debug for FetchRequest {
         };
         write!(
             f,
-            "Fetch({:?} {who} offset {} last epoch {} current epoch {})",
+            "Fetch({:?} {who} offset {} last epoch {} current epoch {}",
             self.topic_partition,
             self.fetch_offset,
             epoch_opt(self.last_fetched_epoch),
             epoch_opt(self.current_leader_epoch)
-        )
+        )?;
+        if self.replica_id.is_some() {
+            write!(f, " HWM {}", self.high_watermark)?;
+        }
+        f.write_str(")")
     }
 }
 

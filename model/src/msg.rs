@@ -39,6 +39,11 @@ pub struct FetchRequest {
     /// The leader epoch the fetcher believes current (KIP-320 fencing).
     pub current_leader_epoch: Option<LeaderEpoch>,
     pub fetch_bytes_max: u32,
+    /// The fetcher's high watermark. A leader with nothing new to send answers a follower at once
+    /// when its own high watermark is past this, and otherwise holds the fetch until it is. Kafka
+    /// has no such field: its follower learns the HWM when `replica.fetch.wait.max.ms` expires,
+    /// and this stands in for that timer without adding one to the model. Consumers send 0.
+    pub high_watermark: Offset,
 }
 
 /// What a fetch returns.

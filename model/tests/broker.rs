@@ -511,6 +511,50 @@ fn r26_a_fetch_with_nothing_to_return_is_held_until_the_leader_appends() {
     }
 }
 
+/// A follower fetch at the log end offset from a follower that knows HWM `hwm`.
+fn fetch_knowing_hwm(replica: BrokerId, fetch_offset: Offset, hwm: Offset) -> Msg {
+    match follower_fetch(replica, fetch_offset, Some(0), Some(0)) {
+        Msg::Fetch(mut request) => {
+            request.high_watermark = hwm;
+            Msg::Fetch(request)
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn r26_followers_with_nothing_to_fetch_learn_a_high_watermark_that_moves() {
+    // Leader 1 holds [a] with HWM 0; ISR {1,2,3}. Both followers have the record and HWM 0.
+    let (b, s) = leader_with(Protocol::Kip320, &[(0, "a")], 0);
+    // Follower 2 catches up; follower 3 has not fetched, so the HWM stays: held.
+    let step = deliver(&b, 1, &s, 2, fetch_knowing_hwm(2, 1, 0));
+    assert!(step.sends_to(2).is_empty());
+    assert_eq!(replica(step.state()).high_watermark, 0);
+    let s = after(&s, &step);
+    // Follower 3 catches up: the HWM moves to 1. Follower 3 is answered at once, with no
+    // records and the new HWM, and follower 2's held fetch is answered too.
+    let step = deliver(&b, 1, &s, 3, fetch_knowing_hwm(3, 1, 0));
+    assert_eq!(replica(step.state()).high_watermark, 1);
+    for follower in [2, 3] {
+        match fetch_result(&step.sends_to(follower)[0]) {
+            FetchResult::Records {
+                records,
+                high_watermark,
+            } => {
+                assert!(records.is_empty(), "{follower}");
+                assert_eq!(*high_watermark, 1, "{follower}");
+            }
+            other => panic!("{follower}: {other:?}"),
+        }
+    }
+    assert!(leader_state(step.state()).delayed_fetches.is_empty());
+    // A follower that already knows HWM 1 is held: nothing would change for it.
+    let s = after(&s, &step);
+    let step = deliver(&b, 1, &s, 2, fetch_knowing_hwm(2, 1, 1));
+    assert!(step.sends_to(2).is_empty());
+    assert_eq!(leader_state(step.state()).delayed_fetches.len(), 1);
+}
+
 #[test]
 fn r26_a_caught_up_follower_rejoins_the_isr() {
     let (b, s) = leader_with(Protocol::Kip320, &[(0, "a")], 1);
@@ -548,6 +592,7 @@ fn r27_consumers_read_below_the_hwm_only_and_not_before_the_epoch_start() {
             last_fetched_epoch: None,
             current_leader_epoch: Some(0),
             fetch_bytes_max: 1000,
+            high_watermark: 0,
         })
     };
     // with_leader_log put the epoch start at the LEO (2), above the HWM (1).

@@ -45,6 +45,7 @@ impl Broker {
                 .fences_current_leader_epoch()
                 .then_some(r.leader_epoch()),
             fetch_bytes_max: self.config.cluster.fetch_bytes_max,
+            high_watermark: r.high_watermark,
         }
     }
 
@@ -98,7 +99,7 @@ impl Broker {
 
     /// Whether a response comes from the leader this replica follows, for the request it has in
     /// flight.
-    fn from_leader(&self, r: &Replica, src: Id) -> Option<Id> {
+    fn sender_if_leader(&self, r: &Replica, src: Id) -> Option<Id> {
         let leader = r.partition.leader.and_then(|l| self.address_of(l))?;
         (leader == src).then_some(leader)
     }
@@ -121,7 +122,7 @@ impl Broker {
         if fetch_offset != response.fetch_offset {
             return; // A response to an earlier fetch.
         }
-        let Some(leader) = self.from_leader(r, src) else {
+        let Some(leader) = self.sender_if_leader(r, src) else {
             return;
         };
         if self.revision().fences_current_leader_epoch()
@@ -209,7 +210,7 @@ impl Broker {
         if epoch != requested_epoch {
             return;
         }
-        let Some(leader) = self.from_leader(r, src) else {
+        let Some(leader) = self.sender_if_leader(r, src) else {
             return;
         };
         let broker_epoch = state.broker_epoch;

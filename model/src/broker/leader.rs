@@ -96,13 +96,18 @@ impl Broker {
                 let Role::Leader(leader) = &mut r.role else {
                     unreachable!("checked above")
                 };
-                leader.delayed_produces.push(DelayedProduce {
+                let held = DelayedProduce {
                     client: src,
                     batch: request.batch,
                     attempt: request.attempt,
                     base_offset,
                     end_offset: base_offset + count,
-                });
+                };
+                // A duplicate of a request already held (a duplicated datagram) is answered by
+                // the same completion.
+                if !leader.delayed_produces.contains(&held) {
+                    leader.delayed_produces.push(held);
+                }
                 self.maybe_advance_high_watermark(&mut r, outbox);
             }
         }
@@ -209,7 +214,9 @@ impl Broker {
                 }
                 self.maybe_expand_isr(state.broker_epoch, &mut r, follower, outbox);
                 self.maybe_advance_high_watermark(&mut r, outbox);
-                if request.fetch_offset < r.log_end_offset() {
+                if request.fetch_offset < r.log_end_offset()
+                    || r.high_watermark > request.high_watermark
+                {
                     let records = r.log.read(
                         request.fetch_offset,
                         r.log_end_offset(),
@@ -369,8 +376,9 @@ impl Broker {
         }
     }
 
-    /// Answers held fetches that now have something to return: follower fetches once there are
-    /// records past their offset, consumer fetches once the high watermark is.
+    /// R26, R27: answers held fetches that now have something to return: follower fetches once
+    /// there are records past their offset or the high watermark has moved past the follower's,
+    /// consumer fetches once the high watermark passes their offset.
     pub(super) fn complete_delayed_fetches(&self, r: &mut Replica, outbox: &mut Outbox) {
         let Role::Leader(leader) = &r.role else {
             return;
@@ -382,7 +390,9 @@ impl Broker {
         let high_watermark = r.high_watermark;
         let epoch_start_offset = leader.epoch_start_offset;
         let ready = |f: &DelayedFetch| match f.request.replica_id {
-            Some(_) => f.request.fetch_offset < log_end_offset,
+            Some(_) => {
+                f.request.fetch_offset < log_end_offset || high_watermark > f.request.high_watermark
+            }
             None => f.request.fetch_offset < high_watermark && high_watermark >= epoch_start_offset,
         };
         let (done, waiting): (Vec<_>, Vec<_>) =

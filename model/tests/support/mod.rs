@@ -233,6 +233,8 @@ pub fn follower_fetch(
         last_fetched_epoch,
         current_leader_epoch,
         fetch_bytes_max: 1,
+        // A follower's HWM is at most its LEO: this one knows the leader's HWM up to its log.
+        high_watermark: fetch_offset,
     })
 }
 

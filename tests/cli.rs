@@ -1,0 +1,151 @@
+//! The `watermark` command line: reports, JSON, exit statuses and errors.
+
+use std::process::{Command, Output};
+
+fn watermark(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_watermark"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn presets_lists_canonical_first_with_its_knobs() {
+    let o = watermark(&["presets"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with("canonical"), "{out}");
+    assert!(out.contains("3 brokers, 1 partition, RF=3, min.insync.replicas=2, acks=all, kip-320"));
+    for name in [
+        "two-partitions",
+        "controller-crash",
+        "lossy-duplicating",
+        "consumer",
+    ] {
+        assert!(out.contains(name), "{name} missing from {out}");
+    }
+}
+
+#[test]
+fn check_json_reports_every_property_with_its_verdict() {
+    let o = watermark(&["check", "--preset", "idempotent", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["preset"], "idempotent");
+    assert_eq!(v["complete"], true);
+    assert!(v["unique_states"].as_u64().unwrap() > 1000);
+    assert!(v["states"].as_u64().unwrap() >= v["unique_states"].as_u64().unwrap());
+    assert!(v["max_depth"].as_u64().unwrap() > 0);
+    assert!(v["seconds"].as_f64().is_some());
+    let properties = v["properties"].as_array().unwrap();
+    assert!(properties.len() >= 10);
+    for p in properties {
+        let expectation = p["expectation"].as_str().unwrap();
+        let verdict = p["verdict"].as_str().unwrap();
+        match expectation {
+            "always" => assert_eq!(verdict, "holds", "{p}"),
+            "sometimes" => {
+                assert_eq!(verdict, "found", "{p}");
+                assert!(p["trace"].as_array().is_some_and(|t| !t.is_empty()), "{p}");
+            }
+            other => panic!("unexpected expectation {other}"),
+        }
+    }
+    assert!(properties
+        .iter()
+        .any(|p| p["name"] == "NoDuplicateSequence"));
+}
+
+#[test]
+fn a_violated_invariant_exits_1_with_a_readable_counterexample() {
+    let o = watermark(&[
+        "check",
+        "--preset",
+        "canonical",
+        "--protocol",
+        "hwm-truncation",
+        "--brokers",
+        "2",
+        "--replication-factor",
+        "2",
+        "--min-insync-replicas",
+        "1",
+        "--broker-crashes",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("violated"), "{out}");
+    assert!(out.contains("counterexample for"), "{out}");
+    // Steps name actors and messages, and show logs as offset@epoch:value with LEO and HWM.
+    assert!(out.contains("handles"), "{out}");
+    assert!(out.contains("@0:a"), "{out}");
+    assert!(
+        out.contains("LEO") && out.contains("HWM") && out.contains("ISR"),
+        "{out}"
+    );
+    assert!(out.contains("Explorer path: /#/steps/"), "{out}");
+}
+
+#[test]
+fn progress_goes_to_stderr_while_checking() {
+    let o = watermark(&["check", "--preset", "slow-follower"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("checking preset slow-follower"));
+    assert!(stdout(&o).contains("complete: every reachable state within the bounds was checked"));
+}
+
+#[test]
+fn a_timeout_gives_an_incomplete_report() {
+    let o = watermark(&["check", "--timeout", "0.3", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["complete"], false);
+}
+
+#[test]
+fn bad_arguments_are_one_clear_line_and_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["check", "--preset", "nope"], "unknown preset 'nope'"),
+        (
+            &["check", "--replication-factor", "5"],
+            "--replication-factor must be between 1 and the number of brokers (3), not 5",
+        ),
+        (
+            &["check", "--min-insync-replicas", "4"],
+            "--min-insync-replicas must be between 1",
+        ),
+        (&["check", "--acks", "2"], "acks must be 0, 1 or all"),
+        (
+            &["check", "--protocol", "kip-999"],
+            "unknown protocol 'kip-999'",
+        ),
+        (
+            &["check", "--network", "carrier-pigeon"],
+            "unknown network 'carrier-pigeon'",
+        ),
+        (
+            &["check", "--strategy", "simulation"],
+            "runs until --timeout",
+        ),
+        (
+            &["check", "--timeout", "-1"],
+            "--timeout must be a positive number",
+        ),
+        (&["check", "--threads", "0"], "--threads must be at least 1"),
+    ];
+    for (args, message) in cases {
+        let o = watermark(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+}
