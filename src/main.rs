@@ -9,6 +9,8 @@ use watermark_checks::runner::{self, Progress, RunOptions, Strategy};
 use watermark_checks::{preset, presets, Knobs, Network};
 use watermark_model::{Acks, Protocol};
 
+mod matrix;
+
 #[derive(Parser)]
 #[command(
     name = "watermark",
@@ -30,6 +32,8 @@ enum Command {
     Check(CheckArgs),
     /// List the presets and their knobs.
     Presets,
+    /// Check the seed documents' claims about each configuration against the model.
+    Matrix(matrix::MatrixArgs),
 }
 
 #[derive(Args)]
@@ -111,6 +115,9 @@ struct KnobArgs {
     /// Whether the controller may wrongly expire a live broker's session.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     false_suspicions: Option<bool>,
+    /// Whether a broker crash may be a power loss that cuts its logs to any prefix.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    unclean_shutdown: Option<bool>,
 }
 
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
@@ -149,6 +156,7 @@ impl KnobArgs {
             preferred_leader_election => preferred_leader_election,
             false_suspicions => false_suspicions,
             isr_shrinks => isr_shrinks,
+            unclean_shutdown => unclean_shutdown,
         );
     }
 }
@@ -231,6 +239,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(args),
         Command::Presets => Ok(list_presets()),
+        Command::Matrix(args) => matrix::run(args),
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,10 @@ pub mod event {
     pub const ISR_EXPANDED: u16 = 1 << 1;
     /// A leader received a produce request for records its log already holds.
     pub const DUPLICATE_PRODUCE: u16 = 1 << 2;
+    /// A replica truncated records that the partition's current leader does not hold at those
+    /// offsets: a divergent tail. Observed only when a property asks for it (the matrix), so
+    /// that it does not split the states of ordinary checks.
+    pub const DIVERGENT_TAIL_TRUNCATED: u16 = 1 << 3;
 }
 
 /// Invariants that are about transitions, latched once broken (bit flags).
@@ -49,6 +53,8 @@ pub struct Ghost {
     pub events: u16,
     /// ISR shrinks leaders have asked for (bound B6).
     pub isr_shrinks: u8,
+    /// Live brokers the controller has fenced in the incarnation they are running (bound B3).
+    pub false_suspicions: u8,
 }
 
 impl Ghost {
@@ -93,7 +99,7 @@ fn broker(state: &State, index: usize) -> Option<&BrokerState> {
 pub fn observe(
     model: &WatermarkModel,
     last: Option<&State>,
-    action: Option<&ActorModelAction<Msg, Timer, ()>>,
+    action: Option<&ActorModelAction<Msg, Timer, PowerLoss>>,
     next: &State,
 ) -> Ghost {
     let mut ghost = match last {
@@ -162,6 +168,9 @@ pub fn observe(
                 .count() as Offset;
             if kept < r.log_end_offset() {
                 ghost.events |= event::TRUNCATED;
+                if model.observe_divergent_truncation && divergent(next, tp, &r.log, kept) {
+                    ghost.events |= event::DIVERGENT_TAIL_TRUNCATED;
+                }
             }
         }
     }
@@ -176,6 +185,20 @@ pub fn observe(
         });
         if expanded {
             ghost.events |= event::ISR_EXPANDED;
+        }
+    }
+
+    // The controller fencing a broker that is alive, in the incarnation it fences.
+    if let (Some(before), Some(after)) = (controller(last), controller(next)) {
+        let falsely_fenced = after.brokers.iter().any(|(b, r)| {
+            let i = *b as usize;
+            r.fenced
+                && before.brokers.iter().any(|(c, q)| c == b && !q.fenced)
+                && !next.crashed[i]
+                && broker(next, i).is_some_and(|s| s.broker_epoch == r.broker_epoch)
+        });
+        if falsely_fenced {
+            ghost.false_suspicions = ghost.false_suspicions.saturating_add(1);
         }
     }
 
@@ -241,4 +264,16 @@ fn observe_delivery(ghost: &mut Ghost, msg: &Msg, before: &BrokerState, after: &
         }
         _ => {}
     }
+}
+
+/// Whether `log` from `from` on holds an entry the current leader of `tp` (as the controller
+/// says) does not hold at that offset.
+fn divergent(state: &State, tp: &TopicPartition, log: &Log, from: Offset) -> bool {
+    let leader_log = controller(state)
+        .and_then(|c| c.partitions.get(tp))
+        .and_then(|p| p.leader)
+        .and_then(|l| broker(state, l as usize))
+        .and_then(|b| b.replicas.get(tp))
+        .map(|r| &r.log);
+    (from..log.log_end_offset()).any(|o| leader_log.and_then(|l| l.get(o)) != log.get(o))
 }

@@ -101,6 +101,9 @@ pub struct Knobs {
     /// Whether the controller may wrongly expire the session of a live broker (a GC pause, a
     /// partition between it and the controller). Crashed brokers are always fenced.
     pub false_suspicions: bool,
+    /// Whether a broker crash may be an unclean shutdown (power loss) that cuts its logs to any
+    /// prefix: nothing is fsynced under Kafka's default flush policy (`PowerLoss`).
+    pub unclean_shutdown: bool,
 }
 
 impl Knobs {
@@ -128,6 +131,7 @@ impl Knobs {
             preferred_leader_election: true,
             isr_shrinks: 0,
             false_suspicions: false,
+            unclean_shutdown: false,
         }
     }
 
@@ -199,6 +203,9 @@ impl Knobs {
         }
         if self.false_suspicions {
             s.push_str(", false suspicions");
+        }
+        if self.unclean_shutdown {
+            s.push_str(", unclean shutdowns");
         }
         s.push_str(&format!(
             ", {} broker crash{}",

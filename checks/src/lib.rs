@@ -10,6 +10,7 @@
 
 pub mod ghost;
 pub mod knobs;
+pub mod matrix;
 pub mod model;
 pub mod properties;
 pub mod report;

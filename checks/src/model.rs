@@ -15,13 +15,21 @@ use std::sync::Arc;
 use watermark_model::*;
 
 pub type State = ActorModelState<Node, Ghost>;
-pub type Action = ActorModelAction<Msg, Timer, ()>;
+pub type Action = ActorModelAction<Msg, Timer, PowerLoss>;
+
+/// The `SelectRandom` key of the power losses the checker injects.
+pub const POWER_LOSS: &str = "power loss";
 
 /// The model of a configuration.
 pub struct WatermarkModel {
     pub knobs: Knobs,
     pub inner: ActorModel<Node, (), Ghost>,
     pub topic: Topic,
+    /// The properties the checker evaluates: those that apply to the knobs, unless replaced
+    /// (`with_properties`, as the matrix does).
+    pub checked: Vec<properties::PropertyDef>,
+    /// Whether the ghost records `event::DIVERGENT_TAIL_TRUNCATED` (only the matrix asks).
+    pub observe_divergent_truncation: bool,
 }
 
 pub const CONTROLLER_INDEX: usize = 0;
@@ -107,10 +115,21 @@ impl WatermarkModel {
             })
             .max_crashes((knobs.broker_crashes + knobs.controller_crashes) as usize);
         WatermarkModel {
+            checked: properties::enabled(&knobs),
+            observe_divergent_truncation: false,
             knobs,
             inner,
             topic,
         }
+    }
+
+    /// The same model, checking exactly these properties.
+    pub fn with_properties(mut self, properties: Vec<properties::PropertyDef>) -> Self {
+        self.observe_divergent_truncation = properties
+            .iter()
+            .any(|p| p.name == "DivergentTailTruncated");
+        self.checked = properties;
+        self
     }
 
     pub fn broker_indices(&self) -> std::ops::RangeInclusive<usize> {
@@ -177,8 +196,14 @@ impl WatermarkModel {
         if broker_crashes > self.knobs.broker_crashes {
             return false;
         }
-        // B3: unless false suspicions are allowed, the controller fences only dead incarnations:
-        // a fenced registration belongs to a crashed broker or to one that has restarted since.
+        // B3: with false suspicions allowed, the controller fences a live incarnation at most
+        // once (each one bumps the partition epoch twice, out of and back into the ISR, so
+        // without a bound the flapping never ends).
+        if self.knobs.false_suspicions && state.history.false_suspicions > 1 {
+            return false;
+        }
+        // B3: otherwise it fences only dead incarnations: a fenced registration belongs to a
+        // crashed broker or to one that has restarted since.
         if !self.knobs.false_suspicions {
             if let Some(controller) = controller(state) {
                 let falsely_fenced = controller.brokers.iter().any(|(b, r)| {
@@ -241,7 +266,7 @@ pub fn assignments(knobs: &Knobs) -> Vec<Vec<BrokerId>> {
 }
 
 /// Record values `a`, `b`, `c`… in the order producers write them.
-fn record_values(knobs: &Knobs) -> Vec<Value> {
+pub fn record_values(knobs: &Knobs) -> Vec<Value> {
     (0..knobs.producers * knobs.records)
         .map(|i| {
             let letter = (b'a' + (i % 26) as u8) as char;
@@ -275,11 +300,55 @@ impl Model for WatermarkModel {
     }
 
     fn actions(&self, state: &State, actions: &mut Vec<Action>) {
-        self.inner.actions(state, actions)
+        self.inner.actions(state, actions);
+        if self.knobs.unclean_shutdown {
+            // A broker that may crash may instead lose power, keeping any shorter prefix of
+            // its persisted logs.
+            let crashable: Vec<Id> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    ActorModelAction::Crash(id)
+                        if self.broker_indices().contains(&usize::from(*id)) =>
+                    {
+                        Some(*id)
+                    }
+                    _ => None,
+                })
+                .collect();
+            for id in crashable {
+                let log_end_offset = match &state.actor_storages[usize::from(id)] {
+                    Some(Storage::Broker(s)) => s.log_end_offset_max(),
+                    _ => 0,
+                };
+                for keep in 0..log_end_offset {
+                    actions.push(ActorModelAction::SelectRandom {
+                        actor: id,
+                        key: POWER_LOSS.to_string(),
+                        random: PowerLoss {
+                            log_end_offset: keep,
+                        },
+                    });
+                }
+            }
+        }
     }
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
-        let mut next = self.inner.next_state(last, action.clone())?;
+        let mut next = match &action {
+            ActorModelAction::SelectRandom { actor, key, random } if key == POWER_LOSS => {
+                let actor = *actor;
+                let mut next = self
+                    .inner
+                    .next_state(last, ActorModelAction::Crash(actor))?;
+                let i = usize::from(actor);
+                if let Some(Storage::Broker(s)) = &next.actor_storages[i] {
+                    let cut = s.after_power_loss(random.log_end_offset);
+                    next.actor_storages[i] = Some(Storage::Broker(Arc::new(cut)));
+                }
+                next
+            }
+            _ => self.inner.next_state(last, action.clone())?,
+        };
         next.history = ghost::observe(self, Some(last), Some(&action), &next);
         Some(next)
     }
@@ -297,10 +366,10 @@ impl Model for WatermarkModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        properties::enabled(&self.knobs)
-            .into_iter()
+        self.checked
+            .iter()
             .map(|p| Property {
-                expectation: p.expectation,
+                expectation: p.expectation.clone(),
                 name: p.name,
                 condition: p.condition,
             })

@@ -294,7 +294,7 @@ fn no_append_from_stale_epoch(_: &WatermarkModel, state: &State) -> bool {
 }
 
 /// Every message in flight, with its destination's actor index.
-fn in_flight(state: &State) -> Vec<(usize, &Msg)> {
+pub(crate) fn in_flight(state: &State) -> Vec<(usize, &Msg)> {
     match &state.network {
         Network::UnorderedDuplicating(set, _) => {
             set.iter().map(|e| (usize::from(e.dst), &e.msg)).collect()

@@ -150,6 +150,7 @@ pub fn knobs_json(knobs: &Knobs) -> Value {
         "client_request_timeout": knobs.client_request_timeout,
         "preferred_leader_election": knobs.preferred_leader_election,
         "false_suspicions": knobs.false_suspicions,
+        "unclean_shutdown": knobs.unclean_shutdown,
         "isr_shrinks": knobs.isr_shrinks,
     })
 }

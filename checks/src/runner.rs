@@ -133,10 +133,18 @@ impl Outcome {
     }
 }
 
-/// Checks a configuration.
+/// Checks a configuration for every property that applies to it.
 pub fn run(knobs: &Knobs, options: &RunOptions) -> Outcome {
-    let model = WatermarkModel::new(knobs.clone());
-    let defs = properties::enabled(knobs);
+    run_properties(knobs, properties::enabled(knobs), options)
+}
+
+/// Checks a configuration for the given properties only.
+pub fn run_properties(
+    knobs: &Knobs,
+    defs: Vec<properties::PropertyDef>,
+    options: &RunOptions,
+) -> Outcome {
+    let model = WatermarkModel::new(knobs.clone()).with_properties(defs.clone());
     let mut builder = model.checker().threads(options.threads.max(1));
     if let Some(timeout) = options.timeout {
         builder = builder.timeout(timeout);
@@ -178,7 +186,10 @@ pub fn run(knobs: &Knobs, options: &RunOptions) -> Outcome {
             .iter()
             .flatten()
             .all(|n| discoveries.contains_key(n));
-    let complete = options.strategy != Strategy::Simulation && !timed_out && !stopped_early;
+    // stateright also stops on its own once every property has a discovery.
+    let all_discovered = defs.iter().all(|d| discoveries.contains_key(d.name));
+    let complete =
+        options.strategy != Strategy::Simulation && !timed_out && !stopped_early && !all_discovered;
     let properties = defs
         .iter()
         .map(|d| {

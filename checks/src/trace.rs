@@ -44,9 +44,11 @@ pub fn format_action(model: &WatermarkModel, action: &Action) -> String {
         ActorModelAction::Recover(id) => {
             format!("{} restarts", model.actor_name(usize::from(*id)))
         }
-        ActorModelAction::SelectRandom { actor, .. } => {
-            format!("{} chooses", model.actor_name(usize::from(*actor)))
-        }
+        ActorModelAction::SelectRandom { actor, random, .. } => format!(
+            "{} loses power (unclean shutdown); its logs keep offsets below {}",
+            model.actor_name(usize::from(*actor)),
+            random.log_end_offset
+        ),
     }
 }
 

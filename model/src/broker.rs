@@ -144,6 +144,28 @@ pub struct BrokerStorage {
     pub replicas: PartitionMap<ReplicaStorage>,
 }
 
+impl BrokerStorage {
+    /// What a power loss leaves (`PowerLoss`): every log cut to at most `log_end_offset`
+    /// records, and its high watermark checkpoint with it.
+    pub fn after_power_loss(&self, log_end_offset: Offset) -> BrokerStorage {
+        let mut storage = self.clone();
+        for r in storage.replicas.values_mut() {
+            r.log.truncate(log_end_offset);
+            r.high_watermark = r.high_watermark.min(log_end_offset);
+        }
+        storage
+    }
+
+    /// The longest log.
+    pub fn log_end_offset_max(&self) -> Offset {
+        self.replicas
+            .values()
+            .map(|r| r.log.log_end_offset())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 impl BrokerState {
     pub fn storage(&self) -> BrokerStorage {
         BrokerStorage {

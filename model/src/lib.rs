@@ -43,7 +43,7 @@ pub use consumer::{Consumer, ConsumerState};
 pub use controller::{Controller, ControllerState};
 pub use log::Log;
 pub use msg::*;
-pub use node::{Node, NodeState, Storage, Timer};
+pub use node::{Node, NodeState, PowerLoss, Storage, Timer};
 pub use producer::{Producer, ProducerState};
 pub use revision::{Protocol, Revision, PROTOCOLS};
 pub use types::*;

@@ -65,6 +65,16 @@ impl fmt::Debug for Storage {
 }
 
 /// The actor of every role.
+/// An unclean shutdown (power loss) of a broker: what is left of its logs when it restarts.
+/// Under Kafka's default flush policy nothing is fsynced, so a log keeps only the records that
+/// happened to reach the disk: any prefix. Actors never choose this; the checker injects it as a
+/// crash (`--unclean-shutdown`), and the real cluster gets it from the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PowerLoss {
+    /// Every log keeps at most this many records; the HWM checkpoint is cut to match.
+    pub log_end_offset: Offset,
+}
+
 #[derive(Clone)]
 pub enum Node {
     Controller(Controller),
@@ -139,7 +149,7 @@ impl Actor for Node {
     type State = NodeState;
     type Timer = Timer;
     type Storage = Storage;
-    type Random = ();
+    type Random = PowerLoss;
 
     fn name(&self) -> String {
         match self {

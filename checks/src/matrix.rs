@@ -1,0 +1,698 @@
+//! The seeds' claims about each configuration, checked by the model (`watermark matrix`).
+//!
+//! Each scenario is a configuration, the one property it is about, and the verdict the model
+//! gives. The seed documents in `../shared/seeds/` claim what each Kafka configuration loses when
+//! a leader fails; a row whose verdict contradicts its claim says so (`refuted`), and README.md's
+//! matrix section explains why.
+
+use crate::knobs::Knobs;
+use crate::model::{controller, record_values, State, WatermarkModel};
+use crate::properties::{self, PropertyDef};
+use crate::runner::{run_properties, Outcome, RunOptions, Strategy, Verdict};
+use serde::Serialize;
+use stateright::Expectation;
+use watermark_model::*;
+
+/// What the scenario expects of its property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expected {
+    /// An Always property holds in every reachable state.
+    Holds,
+    /// An Always property fails in some reachable state.
+    Violated,
+    /// A Sometimes property's situation occurs.
+    Reachable,
+    /// A Sometimes property's situation never occurs.
+    Unreachable,
+}
+
+impl Expected {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expected::Holds => "holds",
+            Expected::Violated => "violated",
+            Expected::Reachable => "reachable",
+            Expected::Unreachable => "unreachable",
+        }
+    }
+    fn of(verdict: Verdict) -> Expected {
+        match verdict {
+            Verdict::Holds => Expected::Holds,
+            Verdict::Violated => Expected::Violated,
+            Verdict::Found => Expected::Reachable,
+            Verdict::NotFound => Expected::Unreachable,
+        }
+    }
+}
+
+/// What the seed says about a scenario, compared with the model's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimStatus {
+    /// The model agrees with the seed.
+    Confirmed,
+    /// The model contradicts the seed, for the configuration the seed names.
+    Refuted,
+    /// The seed says nothing about it (a row about the protocol's history).
+    None,
+}
+
+pub struct Scenario {
+    pub name: &'static str,
+    /// The seed claim it tests: file and section.
+    pub claim: &'static str,
+    /// Whether the expected verdict confirms or refutes that claim.
+    pub claim_status: ClaimStatus,
+    pub knobs: Knobs,
+    pub property: &'static str,
+    pub expected: Expected,
+}
+
+/// Two brokers, replication factor 2, min.insync.replicas=1, one record, one broker crash: the
+/// smallest cluster where a leader fails and another takes over.
+fn pair() -> Knobs {
+    Knobs {
+        brokers: 2,
+        replication_factor: 2,
+        min_insync_replicas: 1,
+        records: 1,
+        broker_crashes: 1,
+        leader_epoch_max: 1,
+        preferred_leader_election: false,
+        ..Knobs::canonical()
+    }
+}
+
+/// `pair`, but instead of crashing, a live broker may once be fenced by the controller (it is
+/// cut off from it): a leader that goes on believing it leads.
+fn isolated_leader() -> Knobs {
+    Knobs {
+        broker_crashes: 0,
+        false_suspicions: true,
+        ..pair()
+    }
+}
+
+/// Three brokers, replication factor 3, one record, one broker crash.
+fn trio(min_insync_replicas: u32) -> Knobs {
+    Knobs {
+        min_insync_replicas,
+        records: 1,
+        leader_epoch_max: 1,
+        preferred_leader_election: false,
+        ..Knobs::canonical()
+    }
+}
+
+const SEED_ACKS_0: &str = "003 Configuration 1: acks=0 (Fire and Forget)";
+const SEED_ACKS_1: &str = "003 Configuration 2: acks=1 (Leader Acknowledgment)";
+const SEED_MIN_ISR_1: &str = "003 Configuration 3: acks=all with min.insync.replicas=1 (Weak)";
+const SEED_MIN_ISR_2: &str = "003 Configuration 4: acks=all with min.insync.replicas=2 (Strong)";
+const SEED_RF_1: &str = "003 Configuration 6: replication.factor=1 (No Replication)";
+const SEED_UNCLEAN: &str = "003 Configuration 7: unclean.leader.election.enable=true";
+const SEED_IDEMPOTENCE: &str = "003 Configuration 5: leader fails mid-replication (idempotence)";
+const SEED_SPLIT_BRAIN: &str = "003 Data Loss Scenario 5: Split Brain (Very Rare)";
+const SEED_OLD_LEADER: &str = "003 What Happens When Old Leader Returns?";
+const SEED_BOTH_FAIL: &str = "003 Data Loss Scenario 2: acks=all, Both Leader and Follower Fail";
+const HISTORY: &str = "-";
+
+/// The fixed list of scenarios, in the order the table prints them.
+pub fn scenarios() -> Vec<Scenario> {
+    use ClaimStatus::*;
+    use Expected::*;
+    let row = |name, claim, claim_status, knobs, property, expected| Scenario {
+        name,
+        claim,
+        claim_status,
+        knobs,
+        property,
+        expected,
+    };
+    let acks = |acks: &str| acks.parse::<Acks>().expect("valid acks");
+    let mut rows = vec![
+        row(
+            "acks-0",
+            SEED_ACKS_0,
+            Confirmed,
+            Knobs {
+                acks: acks("0"),
+                ..pair()
+            },
+            "SentRecordLost",
+            Reachable,
+        ),
+        row(
+            "acks-1",
+            SEED_ACKS_1,
+            Confirmed,
+            Knobs {
+                acks: acks("1"),
+                ..pair()
+            },
+            "AcknowledgedRecordsSurvive",
+            Violated,
+        ),
+        row(
+            "acks-all-min-isr-1",
+            SEED_MIN_ISR_1,
+            Refuted,
+            Knobs {
+                isr_shrinks: 1,
+                ..trio(1)
+            },
+            "AcknowledgedRecordsSurvive",
+            Holds,
+        ),
+        row(
+            "acks-all-min-isr-2",
+            SEED_MIN_ISR_2,
+            Confirmed,
+            trio(2),
+            "AcknowledgedRecordsSurvive",
+            Holds,
+        ),
+        row(
+            "rf-1-offline",
+            SEED_RF_1,
+            Confirmed,
+            Knobs {
+                replication_factor: 1,
+                ..pair()
+            },
+            "PartitionOffline",
+            Reachable,
+        ),
+        row(
+            "unclean-election-on",
+            SEED_UNCLEAN,
+            Confirmed,
+            Knobs {
+                unclean_leader_election: true,
+                isr_shrinks: 1,
+                ..pair()
+            },
+            "AcknowledgedRecordsSurvive",
+            Violated,
+        ),
+        row(
+            "unclean-election-off",
+            SEED_UNCLEAN,
+            Confirmed,
+            Knobs {
+                isr_shrinks: 1,
+                ..pair()
+            },
+            "AcknowledgedRecordsSurvive",
+            Holds,
+        ),
+        // The leader loses leadership while it holds the producer's request, which fails with
+        // NotLeaderOrFollower, and the producer retries on the new leader. (The leader is cut
+        // off rather than crashed: a crashed leader never answers, and the producer's
+        // request.timeout.ms multiplies this space by more than 300.)
+        row(
+            "idempotence-off-retries",
+            SEED_IDEMPOTENCE,
+            Confirmed,
+            isolated_leader(),
+            "RecordDuplicated",
+            Reachable,
+        ),
+        row(
+            "idempotence-on-retries",
+            SEED_IDEMPOTENCE,
+            Confirmed,
+            Knobs {
+                idempotence: true,
+                ..isolated_leader()
+            },
+            "RecordDuplicated",
+            Unreachable,
+        ),
+        row(
+            "split-brain-acks-1",
+            SEED_SPLIT_BRAIN,
+            Confirmed,
+            Knobs {
+                acks: acks("1"),
+                ..isolated_leader()
+            },
+            "AcknowledgedRecordsSurvive",
+            Violated,
+        ),
+        row(
+            "split-brain-acks-all",
+            SEED_SPLIT_BRAIN,
+            Confirmed,
+            isolated_leader(),
+            "AcknowledgedRecordsSurvive",
+            Holds,
+        ),
+        // Power loss: a broker restarts with only a prefix of its log (nothing was fsynced).
+        // One such failure costs nothing; with the leader failing too, a replica that lost
+        // its tail but stayed in the ISR is elected, and acknowledged records are gone although
+        // unclean election is off.
+        row(
+            "unclean-shutdown-one",
+            SEED_BOTH_FAIL,
+            Confirmed,
+            Knobs {
+                min_insync_replicas: 2,
+                unclean_shutdown: true,
+                ..pair()
+            },
+            "AcknowledgedRecordsSurvive",
+            Holds,
+        ),
+        row(
+            "unclean-shutdown-then-leader-fails",
+            SEED_BOTH_FAIL,
+            Refuted,
+            Knobs {
+                min_insync_replicas: 2,
+                unclean_shutdown: true,
+                broker_crashes: 2,
+                leader_epoch_max: 2,
+                ..pair()
+            },
+            "AcknowledgedRecordsSurvive",
+            Violated,
+        ),
+        row(
+            "old-leader-truncates",
+            SEED_OLD_LEADER,
+            Confirmed,
+            Knobs {
+                acks: acks("1"),
+                ..pair()
+            },
+            "DivergentTailTruncated",
+            Reachable,
+        ),
+        row(
+            "old-leader-logs-match",
+            SEED_OLD_LEADER,
+            Confirmed,
+            Knobs {
+                acks: acks("1"),
+                ..pair()
+            },
+            "LogMatching",
+            Holds,
+        ),
+    ];
+    // Each earlier revision fails in the smallest configuration where its historical bug
+    // occurs, and KIP-320 holds in that same configuration.
+    for (protocol, property, knobs) in revision_configs() {
+        rows.push(row(
+            protocol_row(protocol),
+            HISTORY,
+            None,
+            Knobs {
+                protocol,
+                ..knobs.clone()
+            },
+            property,
+            Violated,
+        ));
+    }
+    rows.push(row(
+        "kip-320-two-restarts",
+        HISTORY,
+        None,
+        kip101_bug(),
+        "StrongIsr",
+        Holds,
+    ));
+    rows.push(row(
+        "kip-320-stale-fetch",
+        HISTORY,
+        None,
+        kip320_bug(),
+        "NoAppendFromStaleEpoch",
+        Holds,
+    ));
+    rows
+}
+
+/// KIP-101's bug: two replicas that both restart. The follower truncates to its HWM, which
+/// lags the leader's, then the leader crashes and the follower leads without the record.
+fn kip101_bug() -> Knobs {
+    Knobs {
+        broker_crashes: 2,
+        leader_epoch_max: 2,
+        ..pair()
+    }
+}
+
+/// KIP-320's bug: a fetch (or its response) from an older leader epoch, delayed past a leader
+/// change, is applied: with two records, two replicas and two restarts.
+fn kip320_bug() -> Knobs {
+    Knobs {
+        records: 2,
+        ..kip101_bug()
+    }
+}
+
+/// Each earlier revision, the property it violates, and the smallest configuration found where
+/// it does. Within these bounds `kip-101` and `kip-279` behave alike: KIP-279's walk back to
+/// the largest common epoch matters only after more leader changes than the bounds allow.
+fn revision_configs() -> Vec<(Protocol, &'static str, Knobs)> {
+    vec![
+        (Protocol::HwmTruncation, "StrongIsr", kip101_bug()),
+        (Protocol::Kip101, "NoAppendFromStaleEpoch", kip320_bug()),
+        (Protocol::Kip279, "NoAppendFromStaleEpoch", kip320_bug()),
+    ]
+}
+
+fn protocol_row(p: Protocol) -> &'static str {
+    match p {
+        Protocol::HwmTruncation => "hwm-truncation",
+        Protocol::Kip101 => "kip-101",
+        Protocol::Kip279 => "kip-279",
+        Protocol::Kip320 => "kip-320",
+    }
+}
+
+/// Properties only the matrix asks about, beside spec.md's I and S properties.
+pub fn matrix_properties() -> Vec<PropertyDef> {
+    let p = |id, name, description, condition: properties::Condition| PropertyDef {
+        name,
+        id,
+        expectation: Expectation::Sometimes,
+        description,
+        twin_of: Option::None,
+        condition,
+        applies: |_| true,
+    };
+    vec![
+        p("M1", "SentRecordLost",
+          "A record the producer has sent and moved past is in no log and no message in flight.",
+          sent_record_lost),
+        p("M2", "PartitionOffline",
+          "The controller has no leader for a partition.",
+          partition_offline),
+        p("M3", "RecordDuplicated",
+          "A log holds the same value at two offsets.",
+          record_duplicated),
+        p("M4", "DivergentTailTruncated",
+          "A replica truncates a tail the current leader does not hold (e.g. a returning old leader's).",
+          divergent_tail_truncated),
+    ]
+}
+
+/// A property by name: spec.md's or the matrix's.
+pub fn property(name: &str) -> Option<PropertyDef> {
+    properties::all()
+        .into_iter()
+        .chain(matrix_properties())
+        .find(|p| p.name == name)
+}
+
+/// M1.
+fn sent_record_lost(model: &WatermarkModel, state: &State) -> bool {
+    let values = record_values(&model.knobs);
+    let sent: Vec<&Value> = model
+        .producer_indices()
+        .enumerate()
+        .filter_map(|(p, i)| state.actor_states[i].as_producer().map(|s| (p, s)))
+        .flat_map(|(p, s)| {
+            let first = p * model.knobs.records as usize;
+            values[first..first + s.next_record as usize].iter()
+        })
+        .collect();
+    sent.iter().any(|value| {
+        let in_a_log = model.broker_indices().any(|i| {
+            state.actor_states[i].as_broker().is_some_and(|b| {
+                b.replicas
+                    .values()
+                    .any(|r| r.log.entries().any(|e| &e.record.value == *value))
+            })
+        });
+        // (`Network::iter_all` does not terminate on stateright 0.31's ordered network.)
+        let in_flight = properties::in_flight(state)
+            .into_iter()
+            .any(|(_, msg)| match msg {
+                Msg::Produce(request) => request.records.iter().any(|r| &r.value == *value),
+                _ => false,
+            });
+        !in_a_log && !in_flight
+    })
+}
+
+/// M2.
+fn partition_offline(_: &WatermarkModel, state: &State) -> bool {
+    controller(state).is_some_and(|c| c.partitions.values().any(|p| p.leader.is_none()))
+}
+
+/// M3.
+fn record_duplicated(model: &WatermarkModel, state: &State) -> bool {
+    model.broker_indices().any(|i| {
+        state.actor_states[i].as_broker().is_some_and(|b| {
+            b.replicas.values().any(|r| {
+                let entries: Vec<&LogEntry> = r.log.entries().collect();
+                entries.iter().enumerate().any(|(o, e)| {
+                    entries[o + 1..]
+                        .iter()
+                        .any(|f| f.record.value == e.record.value)
+                })
+            })
+        })
+    })
+}
+
+/// M4: the last step truncated a divergent tail (see the ghost).
+fn divergent_tail_truncated(_: &WatermarkModel, state: &State) -> bool {
+    state
+        .history
+        .has_event(crate::ghost::event::DIVERGENT_TAIL_TRUNCATED)
+}
+
+/// One row of the matrix, after checking.
+pub struct Row<'a> {
+    pub scenario: &'a Scenario,
+    pub outcome: Outcome,
+    pub verdict: Expected,
+}
+
+impl Row<'_> {
+    pub fn matches(&self) -> bool {
+        self.verdict == self.scenario.expected
+    }
+}
+
+/// Checks one scenario: breadth first, so a counterexample is a shortest one, and stopping at
+/// the first discovery, which decides the verdict.
+pub fn check(scenario: &Scenario, threads: usize) -> Row<'_> {
+    let def = property(scenario.property).expect("a known property");
+    let outcome = run_properties(
+        &scenario.knobs,
+        vec![def],
+        &RunOptions {
+            strategy: Strategy::Bfs,
+            threads,
+            stop_when_found: Some(vec![scenario.property]),
+            ..RunOptions::default()
+        },
+    );
+    let p = outcome
+        .property(scenario.property)
+        .expect("the property was checked");
+    let verdict = Expected::of(p.verdict);
+    Row {
+        scenario,
+        outcome,
+        verdict,
+    }
+}
+
+/// A short configuration for the table: what differs between scenarios.
+pub fn short_config(k: &Knobs) -> String {
+    let mut parts = vec![
+        format!("{} brokers RF={}", k.brokers, k.replication_factor),
+        format!("minISR={}", k.min_insync_replicas),
+        format!("acks={}", k.acks.as_str()),
+        k.protocol.to_string(),
+    ];
+    if k.broker_crashes > 0 {
+        parts.push(format!(
+            "{} crash{}",
+            k.broker_crashes,
+            if k.broker_crashes == 1 { "" } else { "es" }
+        ));
+    }
+    if k.unclean_leader_election {
+        parts.push("unclean".into());
+    }
+    if k.idempotence {
+        parts.push("idempotent".into());
+    }
+    if k.false_suspicions {
+        parts.push("isolation".into());
+    }
+    if k.unclean_shutdown {
+        parts.push("power loss".into());
+    }
+    if k.records > 1 {
+        parts.push(format!("{} records", k.records));
+    }
+    if k.isr_shrinks > 0 {
+        parts.push(format!("{} ISR shrink", k.isr_shrinks));
+    }
+    parts.join(" ")
+}
+
+impl Row<'_> {
+    /// "confirmed" or "refuted" for rows about a seed claim; "-" for the protocol's history.
+    pub fn claim_verdict(&self) -> &'static str {
+        match (self.scenario.claim_status, self.matches()) {
+            (ClaimStatus::None, _) => "-",
+            (ClaimStatus::Confirmed, true) | (ClaimStatus::Refuted, false) => "confirmed",
+            (ClaimStatus::Refuted, true) | (ClaimStatus::Confirmed, false) => "refuted",
+        }
+    }
+
+    /// The discovery's trace (violation or reachable situation), if there is one.
+    pub fn trace(&self) -> Option<Vec<crate::trace::TraceStep>> {
+        self.outcome.trace(self.scenario.property)
+    }
+
+    /// The discovery as a sequence diagram (stateright's SVG).
+    pub fn svg(&self) -> Option<String> {
+        let path = self
+            .outcome
+            .property(self.scenario.property)?
+            .path
+            .clone()?;
+        let model = WatermarkModel::new(self.outcome.knobs.clone());
+        stateright::Model::as_svg(&model, path)
+    }
+
+    /// The Explorer path that opens the discovery (`watermark explore` with the same knobs).
+    pub fn explorer_path(&self) -> Option<String> {
+        let path = self
+            .outcome
+            .property(self.scenario.property)?
+            .path
+            .as_ref()?;
+        let model = WatermarkModel::new(self.outcome.knobs.clone())
+            .with_properties(vec![property(self.scenario.property)?]);
+        Some(format!("/#/steps/{}", path.encode(&model)))
+    }
+}
+
+/// The table and the traces, as `watermark matrix` prints them.
+pub fn text(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let header = [
+        "scenario",
+        "seed claim",
+        "claim",
+        "configuration",
+        "property",
+        "expected",
+        "verdict",
+        "unique states",
+        "seconds",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.scenario.name.to_string(),
+                r.scenario.claim.to_string(),
+                r.claim_verdict().to_string(),
+                short_config(&r.scenario.knobs),
+                r.scenario.property.to_string(),
+                r.scenario.expected.as_str().to_string(),
+                if r.matches() {
+                    r.verdict.as_str().to_string()
+                } else {
+                    format!("{} MISMATCH", r.verdict.as_str())
+                },
+                r.outcome.unique_states.to_string(),
+                format!("{:.1}", r.outcome.seconds),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            cells
+                .iter()
+                .map(|row| row[c].chars().count())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |row: &[String]| {
+        let mut s = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                s.push_str(&format!("{cell:>w$}", w = widths[c]));
+            } else if c + 2 == row.len() {
+                s.push_str(&format!("{cell:>w$}  ", w = widths[c]));
+            } else {
+                s.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&header.map(String::from)));
+    for row in &cells {
+        out.push_str(&line(row));
+    }
+    let mismatches = rows.iter().filter(|r| !r.matches()).count();
+    out.push_str(&format!(
+        "\n{} scenarios, {} as expected, {} not\n",
+        rows.len(),
+        rows.len() - mismatches,
+        mismatches
+    ));
+    for r in rows {
+        let Some(steps) = r.trace() else {
+            continue;
+        };
+        let kind = match r.verdict {
+            Expected::Violated => "counterexample",
+            _ => "trace",
+        };
+        out.push_str(&format!(
+            "\n{} {} for {} ({}; {} steps):\n",
+            r.scenario.name,
+            kind,
+            r.scenario.property,
+            short_config(&r.scenario.knobs),
+            steps.len()
+        ));
+        out.push_str(&crate::trace::to_text(&steps, "  "));
+        if let Some(path) = r.explorer_path() {
+            out.push_str(&format!("  Explorer path: {path}\n"));
+        }
+    }
+    out
+}
+
+/// The `--json` object.
+pub fn json(rows: &[Row]) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "scenario": r.scenario.name,
+                "claim": r.scenario.claim,
+                "claim_verdict": r.claim_verdict(),
+                "config": crate::report::knobs_json(&r.scenario.knobs),
+                "property": r.scenario.property,
+                "expected": r.scenario.expected.as_str(),
+                "verdict": r.verdict.as_str(),
+                "matches": r.matches(),
+                "unique_states": r.outcome.unique_states,
+                "seconds": r.outcome.seconds,
+                "trace": r.trace(),
+                "explorer_path": r.explorer_path(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "rows": rows })
+}
