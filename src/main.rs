@@ -1,5 +1,7 @@
 //! `watermark`: check Kafka's partition replication protocol.
 
+mod explore;
+
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,6 +32,8 @@ enum Command {
     Check(CheckArgs),
     /// List the presets and their knobs.
     Presets,
+    /// Serve stateright's Explorer for a configuration, to step through runs by clicking.
+    Explore(explore::ExploreArgs),
 }
 
 #[derive(Args)]
@@ -231,6 +235,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(args),
         Command::Presets => Ok(list_presets()),
+        Command::Explore(args) => explore::explore(args),
     };
     match result {
         Ok(code) => code,
