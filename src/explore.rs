@@ -3,8 +3,9 @@
 use crate::KnobArgs;
 use clap::Args;
 use stateright::Model;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
+use std::time::Duration;
 use watermark_checks::explorer::{ExplorerModel, DEFAULT_ADDR};
 use watermark_checks::preset;
 
@@ -62,14 +63,28 @@ pub fn explore(args: ExploreArgs) -> Result<ExitCode, String> {
         preset.name,
         model.model.knobs.summary()
     );
-    println!("serving on http://{addr}/");
     println!(
         "It explores on demand: each page computes the next steps of the state you open, and \
          nothing is checked in the background until you press \"Run to completion\". To open a \
          counterexample that `watermark check` printed with these knobs, append its Explorer \
          path: http://{addr}/#/steps/0/..."
     );
+    // `serve` binds and then blocks; the URL is printed once it accepts connections, last, so
+    // that a script can wait for this line.
+    std::thread::spawn(move || announce_when_serving(addr));
     // The web server runs until the process is stopped: `serve` returns only if it dies.
     let _checker = model.checker().serve(addr);
     Err("the Explorer's web server stopped".into())
+}
+
+/// Prints `serving on http://ADDR/` once `addr` accepts connections (polling for at most 10 s).
+fn announce_when_serving(addr: SocketAddr) {
+    for _ in 0..1000 {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            println!("serving on http://{addr}/");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("error: the Explorer does not accept connections on {addr}");
 }
