@@ -5,8 +5,9 @@
 # Usage: scripts/browser-test.sh OUT_DIR STEPS [explore knob flags...]
 #   OUT_DIR  where dom.html, explorer.png and explore.log go (created)
 #   STEPS    the Explorer path to open, e.g. 0/1/3 (what `watermark check` prints after
-#            "Explorer path: /#/steps/"), or "" for the initial states
-# Environment: WATERMARK, the binary (default target/release/watermark).
+#            "Explorer path: /#/steps/"), or 0 for the initial state
+# Environment: WATERMARK, the binary (default target/release/watermark); WINDOW_SIZE, the
+# browser window as W,H (default 1600,1400).
 # Installs Debian's chromium with apt-get when it is absent (about 20 s, 112 MB).
 set -euo pipefail
 out=${1:?OUT_DIR}
@@ -58,7 +59,7 @@ echo "browser-test: loading $page" >&2
 
 chromium_flags=(--headless --no-sandbox --disable-gpu --disable-background-networking
     --disable-component-update --no-first-run --user-data-dir="$profile"
-    --window-size=1600,1400 --virtual-time-budget=10000)
+    --window-size="${WINDOW_SIZE:-1600,1400}" --virtual-time-budget=10000)
 timeout 120 chromium "${chromium_flags[@]}" --dump-dom "$page" >"$out/dom.html" 2>"$out/chromium.log"
 timeout 120 chromium "${chromium_flags[@]}" --screenshot="$out/explorer.png" "$page" \
     >>"$out/chromium.log" 2>&1
