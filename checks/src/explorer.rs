@@ -333,3 +333,51 @@ impl fmt::Debug for ExplorerState {
 fn without_role(debug: &str) -> &str {
     debug.split_once(" | ").map_or("idle", |(_, rest)| rest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::knobs::preset;
+
+    #[test]
+    fn every_property_has_a_condition_slot_and_the_same_verdict() {
+        assert!(properties::all().len() <= CONDITIONS.len());
+        let explorer = ExplorerModel::new(preset("idempotent").unwrap().knobs);
+        let init = explorer.init_states().remove(0);
+        let inner = properties::enabled(&explorer.model.knobs);
+        for (p, q) in explorer.properties().iter().zip(&inner) {
+            assert_eq!(p.name, q.name);
+            assert_eq!(
+                (p.condition)(&explorer, &init),
+                (q.condition)(&explorer.model, &init.state),
+                "{}",
+                p.name
+            );
+        }
+    }
+
+    #[test]
+    fn states_keep_their_fingerprints_and_actions_their_set() {
+        let explorer = ExplorerModel::new(preset("idempotent").unwrap().knobs);
+        let init = explorer.init_states().remove(0);
+        let hash = |value: &dyn Fn(&mut DefaultHasher)| {
+            let mut hasher = DefaultHasher::new();
+            value(&mut hasher);
+            hasher.finish()
+        };
+        assert_eq!(
+            hash(&|h| init.hash(h)),
+            hash(&|h| init.state.hash(h)),
+            "the Explorer's fingerprints are the checker's"
+        );
+        let mut canonical = Vec::new();
+        explorer.actions(&init, &mut canonical);
+        let mut inner = Vec::new();
+        explorer.model.actions(&init.state, &mut inner);
+        assert_eq!(canonical.len(), inner.len());
+        assert!(inner.iter().all(|a| canonical.contains(a)));
+        // Deliveries first, by recipient; crashes last.
+        assert!(matches!(canonical[0], ActorModelAction::Deliver { .. }));
+        assert!(matches!(canonical.last(), Some(ActorModelAction::Crash(_))));
+    }
+}
