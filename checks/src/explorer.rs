@@ -8,10 +8,12 @@
 //!   and the armed timers, instead of stateright's derive dump. Its `Hash` is the wrapped state's,
 //!   so fingerprints do not change.
 //! - **Actions come in a canonical order.** An Explorer path is a list of action indices.
-//!   stateright keeps in-flight messages and timers in hash sets seeded at random per process, so
-//!   the inner model's action order differs between `watermark check` and `watermark explore`.
-//!   [`canonical_order`] sorts them by actor and content, so that [`steps_path`] computed by one
-//!   process opens the same counterexample in another.
+//!   stateright lists actions in the iteration order of its hash-based collections of messages
+//!   and timers (ahash, whose keys come from `getrandom` in each process). That order was the
+//!   same from run to run in our measurements, but nothing promises it, so [`canonical_order`]
+//!   sorts actions by kind, actor and content: a path that [`steps_path`] computes in
+//!   `watermark check` opens the same counterexample in `watermark explore`, and the Explorer
+//!   lists each actor's choices together.
 
 use crate::knobs::Knobs;
 use crate::model::{Action, State, WatermarkModel};
