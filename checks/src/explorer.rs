@@ -15,6 +15,7 @@
 //!   `watermark check` opens the same counterexample in `watermark explore`, and the Explorer
 //!   lists each actor's choices together.
 
+use crate::ghost::{event, violation, Ghost};
 use crate::knobs::Knobs;
 use crate::model::{Action, State, WatermarkModel};
 use crate::properties::{self, Condition};
@@ -327,8 +328,68 @@ impl fmt::Debug for ExplorerState {
             armed.sort();
             writeln!(f, "  {}: {}", self.names[i], armed.join(", "))?;
         }
-        write!(f, "history (ghost): {:?}", s.history)
+        write_history(f, &s.history)
     }
+}
+
+/// The ghost history with its flags named: what was ever committed, which transition invariants
+/// broke, what the last step did.
+fn write_history(f: &mut fmt::Formatter<'_>, ghost: &Ghost) -> fmt::Result {
+    f.write_str("history (ghost): committed")?;
+    for (p, records) in ghost.committed.iter().enumerate() {
+        write!(f, " t-{p} [")?;
+        for (o, c) in records.iter().enumerate() {
+            let sep = if o == 0 { "" } else { " " };
+            write!(
+                f,
+                "{sep}{o}@{}:{:?}",
+                c.entry.leader_epoch, c.entry.record.value
+            )?;
+        }
+        f.write_str("]")?;
+    }
+    let named = |bits: u16, names: &[(u16, &str)]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|(bit, _)| bits & bit != 0)
+            .map(|(_, name)| name.to_string())
+            .collect()
+    };
+    let violations = named(
+        ghost.violations,
+        &[
+            (
+                violation::APPEND_FROM_STALE_EPOCH,
+                "a replica appended from a stale leader epoch (I5)",
+            ),
+            (
+                violation::STALE_CONTROLLER_REQUEST_APPLIED,
+                "a broker applied a stale controller epoch's request (I6)",
+            ),
+            (
+                violation::COMMITTED_RECORD_CHANGED,
+                "a leader exposed a different record below its HWM (I8)",
+            ),
+        ],
+    );
+    if !violations.is_empty() {
+        write!(f, "; broken: {}", violations.join(", "))?;
+    }
+    let events = named(
+        ghost.events,
+        &[
+            (event::TRUNCATED, "a log was truncated"),
+            (event::ISR_EXPANDED, "the ISR was expanded"),
+            (event::DUPLICATE_PRODUCE, "a leader got a duplicate produce"),
+        ],
+    );
+    if !events.is_empty() {
+        write!(f, "; last step: {}", events.join(", "))?;
+    }
+    if ghost.isr_shrinks > 0 {
+        write!(f, "; ISR shrinks asked {}", ghost.isr_shrinks)?;
+    }
+    Ok(())
 }
 
 /// `producer | batch 0 …` without the leading role word, which the actor name already says.
