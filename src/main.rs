@@ -1,5 +1,7 @@
 //! `watermark`: check Kafka's partition replication protocol.
 
+mod explore;
+
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
@@ -34,6 +36,8 @@ enum Command {
     Presets,
     /// Check the seed documents' claims about each configuration against the model.
     Matrix(matrix::MatrixArgs),
+    /// Serve stateright's Explorer for a configuration, to step through runs by clicking.
+    Explore(explore::ExploreArgs),
 }
 
 #[derive(Args)]
@@ -240,6 +244,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Presets => Ok(list_presets()),
         Command::Matrix(args) => matrix::run(args),
+        Command::Explore(args) => explore::explore(args),
     };
     match result {
         Ok(code) => code,

@@ -352,3 +352,65 @@ pub fn preset(name: &str) -> Result<Preset, String> {
             )
         })
 }
+
+impl Knobs {
+    /// The `watermark` knob flags that turn `base` into these knobs, e.g.
+    /// `["--broker-crashes", "2"]`. Boolean knobs are spelled `--idempotence=false`.
+    pub fn flags_from(&self, base: &Knobs) -> Vec<String> {
+        let mut flags = Vec::new();
+        let mut set = |flag: &str, value: String| {
+            flags.push(format!("--{flag}"));
+            flags.push(value);
+        };
+        macro_rules! diff {
+            ($($field:ident => $flag:literal),* $(,)?) => {
+                $(if self.$field != base.$field { set($flag, self.$field.to_string()); })*
+            };
+        }
+        diff!(
+            brokers => "brokers",
+            partitions => "partitions",
+            replication_factor => "replication-factor",
+            min_insync_replicas => "min-insync-replicas",
+            acks => "acks",
+            producers => "producers",
+            consumers => "consumers",
+            records => "records",
+            broker_crashes => "broker-crashes",
+            controller_crashes => "controller-crashes",
+            leader_epoch_max => "max-leader-epoch",
+            network => "network",
+            protocol => "protocol",
+            producer_attempts_max => "producer-attempts",
+            isr_shrinks => "isr-shrinks",
+        );
+        let mut toggle = |flag: &str, value: bool| flags.push(format!("--{flag}={value}"));
+        macro_rules! diff_bool {
+            ($($field:ident => $flag:literal),* $(,)?) => {
+                $(if self.$field != base.$field { toggle($flag, self.$field); })*
+            };
+        }
+        diff_bool!(
+            unclean_leader_election => "unclean-election",
+            idempotence => "idempotence",
+            client_request_timeout => "client-request-timeout",
+            preferred_leader_election => "preferred-leader-election",
+            false_suspicions => "false-suspicions",
+            unclean_shutdown => "unclean-shutdown",
+        );
+        flags
+    }
+
+    /// The shortest `--preset NAME` plus knob flags that give these knobs.
+    pub fn preset_and_flags(&self) -> Vec<String> {
+        presets()
+            .into_iter()
+            .map(|p| {
+                let mut args = vec!["--preset".to_string(), p.name.to_string()];
+                args.extend(self.flags_from(&p.knobs));
+                args
+            })
+            .min_by_key(|args| args.len())
+            .expect("there are presets")
+    }
+}

@@ -6,8 +6,11 @@
 //! - [`ghost`]: the history that properties about the past need;
 //! - [`properties`]: the invariants (I1…) and their twins (S1…), named as in spec.md;
 //! - [`runner`]: runs the checker and collects verdicts;
-//! - [`report`] and [`trace`]: verdict tables, readable counterexamples, JSON.
+//! - [`report`] and [`trace`]: verdict tables, readable counterexamples, JSON;
+//! - [`explorer`]: the model as stateright's Explorer shows it, and Explorer paths of
+//!   counterexamples.
 
+pub mod explorer;
 pub mod ghost;
 pub mod knobs;
 pub mod matrix;

@@ -575,9 +575,7 @@ impl Row<'_> {
             .property(self.scenario.property)?
             .path
             .as_ref()?;
-        let model = WatermarkModel::new(self.outcome.knobs.clone())
-            .with_properties(vec![property(self.scenario.property)?]);
-        Some(format!("/#/steps/{}", path.encode(&model)))
+        crate::explorer::steps_path(&self.outcome.knobs, path).map(|s| format!("/#/steps/{s}"))
     }
 }
 
@@ -666,8 +664,12 @@ pub fn text(rows: &[Row]) -> String {
             steps.len()
         ));
         out.push_str(&crate::trace::to_text(&steps, "  "));
-        if let Some(path) = r.explorer_path() {
-            out.push_str(&format!("  Explorer path: {path}\n"));
+        if let Some(path) = r
+            .outcome
+            .property(r.scenario.property)
+            .and_then(|p| p.path.as_ref())
+        {
+            out.push_str(&crate::explorer::open_hint(&r.outcome.knobs, path, "  "));
         }
     }
     out

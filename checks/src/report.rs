@@ -1,5 +1,6 @@
 //! Reports of a check: a table of verdicts with counterexamples, or one JSON object.
 
+use crate::explorer;
 use crate::knobs::Knobs;
 use crate::model::WatermarkModel;
 use crate::properties;
@@ -85,10 +86,7 @@ pub fn text(preset: &str, outcome: &Outcome) -> String {
                 steps.len()
             ));
             s.push_str(&trace::to_text(&steps, "  "));
-            s.push_str(&format!(
-                "  Explorer path: /#/steps/{}\n",
-                path.encode(&model)
-            ));
+            s.push_str(&explorer::open_hint(&outcome.knobs, path, "  "));
         }
     }
     s

@@ -457,7 +457,7 @@ impl fmt::Debug for BrokerState {
 }
 
 impl fmt::Debug for Replica {
-    /// `t-0 leader epoch 2 log [0@1:a 1@2:b] LEO 2 HWM 1 ISR [1,2]`.
+    /// `t-0 leader (epoch start 1) leader epoch 2 log [0@1:a 1@2:b] LEO 2 HWM 1 ISR [1,2]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.partition;
         let role = match &self.role {
@@ -487,7 +487,7 @@ impl fmt::Debug for Replica {
         };
         write!(
             f,
-            "{:?} {role} epoch {} log {:?} LEO {} HWM {} ISR {}",
+            "{:?} {role} leader epoch {} log {:?} LEO {} HWM {} ISR {}",
             p.topic_partition,
             p.leader_epoch,
             self.log,
@@ -504,7 +504,7 @@ impl fmt::Debug for BrokerStorage {
         for (tp, r) in self.replicas.iter() {
             write!(
                 f,
-                " | {tp:?} epoch {} log {:?} HWM {}",
+                " | {tp:?} leader epoch {} log {:?} HWM {}",
                 r.partition.leader_epoch, r.log, r.high_watermark
             )?;
         }

@@ -21,7 +21,7 @@ impl fmt::Debug for PartitionState {
         let leader = self.leader.map_or("none".to_string(), |l| l.to_string());
         write!(
             f,
-            "{:?} leader {leader} epoch {} partition epoch {} ISR {} replicas {}",
+            "{:?} leader {leader} leader epoch {} partition epoch {} ISR {} replicas {}",
             self.topic_partition,
             self.leader_epoch,
             self.partition_epoch,
