@@ -575,7 +575,7 @@ fn r26_a_caught_up_follower_rejoins_the_isr() {
     assert!(matches!(
         step.sends_to(CONTROLLER).as_slice(),
         [Msg::AlterPartition { new_isr, partition_epoch: 1, broker_epochs, .. }]
-            if &**new_isr == [1, 2, 3] && broker_epochs.contains(&(3, 0))
+            if **new_isr == [1, 2, 3] && broker_epochs.contains(&(3, 0))
     ));
     assert!(leader_state(step.state()).pending_isr.is_some());
 }
@@ -662,7 +662,7 @@ fn r29_lagging_followers_are_dropped_and_caught_up_ones_kept() {
     let step = fire(&b, 1, &s, Timer::IsrShrink);
     assert!(matches!(
         step.sends_to(CONTROLLER).as_slice(),
-        [Msg::AlterPartition { new_isr, .. }] if &**new_isr == [1, 2]
+        [Msg::AlterPartition { new_isr, .. }] if **new_isr == [1, 2]
     ));
     let s = after(
         &s,

@@ -59,7 +59,7 @@ pub fn controller(cluster: &Arc<ClusterConfig>, preferred: bool) -> Node {
     }))
 }
 
-pub type Cmd = Command<Msg, Timer, (), Storage>;
+pub type Cmd = Command<Msg, Timer, PowerLoss, Storage>;
 
 /// What one handler did: the next state (`None` if it left the state untouched) and its
 /// commands in order.
