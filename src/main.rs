@@ -1,5 +1,7 @@
 //! `watermark`: check Kafka's partition replication protocol.
 
+mod net;
+
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,6 +32,9 @@ enum Command {
     Check(CheckArgs),
     /// List the presets and their knobs.
     Presets,
+    /// Run the protocol for real: a UDP cluster and Kafka-like tools.
+    #[command(flatten)]
+    Net(net::NetCommand),
 }
 
 #[derive(Args)]
@@ -231,6 +236,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(args),
         Command::Presets => Ok(list_presets()),
+        Command::Net(command) => net::run(command),
     };
     match result {
         Ok(code) => code,

@@ -11,6 +11,9 @@
 //! - [`cluster`]: the cluster file mapping broker ids to socket addresses, and real timings.
 //! - [`client`]: drivers that run the model's Producer and Consumer actors and the admin APIs.
 
+pub mod client;
+pub mod cluster;
 pub mod codec;
+pub mod host;
 pub mod segment;
 pub mod store;
