@@ -227,7 +227,12 @@ fn role_name(role: Role) -> String {
     }
 }
 
-fn run_one(file: &ClusterFile, role: Role, dir: &Path, fsync: FsyncPolicy) -> Result<ExitCode, String> {
+fn run_one(
+    file: &ClusterFile,
+    role: Role,
+    dir: &Path,
+    fsync: FsyncPolicy,
+) -> Result<ExitCode, String> {
     let stop = stop_flag()?;
     let name = role_name(role);
     let stats = run_node(file, role, dir, fsync, &stop, |_| {})?;
@@ -255,15 +260,21 @@ fn new_cluster_file(args: &UpArgs) -> Result<ClusterFile, String> {
         if args.base_port == 0 {
             return free_port();
         }
-        u16::try_from(u32::from(args.base_port) + i)
-            .map_err(|_| format!("--base-port {} leaves no room for {} nodes", args.base_port, args.brokers + 1))
+        u16::try_from(u32::from(args.base_port) + i).map_err(|_| {
+            format!(
+                "--base-port {} leaves no room for {} nodes",
+                args.base_port,
+                args.brokers + 1
+            )
+        })
     };
     let mut brokers = Vec::new();
     for i in 0..args.brokers {
         brokers.push(BrokerEntry {
             id: i + 1,
             address: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port(i)?),
-            rack: (!args.racks.is_empty()).then(|| args.racks[i as usize % args.racks.len()].clone()),
+            rack: (!args.racks.is_empty())
+                .then(|| args.racks[i as usize % args.racks.len()].clone()),
         });
     }
     let mut timing_ms = TimingMs::default();
@@ -294,7 +305,14 @@ fn spawn_node(cluster: &Path, role: Role, dir: &Path, fsync: FsyncPolicy) -> Res
         .arg(cluster)
         .arg("--log-dir")
         .arg(dir)
-        .args(["--fsync", if fsync == FsyncPolicy::Always { "always" } else { "never" }])
+        .args([
+            "--fsync",
+            if fsync == FsyncPolicy::Always {
+                "always"
+            } else {
+                "never"
+            },
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null());
     #[cfg(target_os = "linux")]
@@ -435,7 +453,10 @@ fn topic_create(args: CreateArgs) -> Result<ExitCode, String> {
 }
 
 fn list(ids: &[u32]) -> String {
-    ids.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",")
+    ids.iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn opt(o: Option<u64>) -> String {
@@ -464,7 +485,10 @@ fn describe(args: DescribeArgs) -> Result<ExitCode, String> {
             ps[0].min_insync_replicas
         );
         for p in ps {
-            let leader = p.leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into());
+            let leader = p
+                .leader
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "none".into());
             out += &format!(
                 "\tTopic: {topic}\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}\tLeaderEpoch: {}\tLEO: {}\tHWM: {}{}\n",
                 p.partition,
@@ -478,7 +502,10 @@ fn describe(args: DescribeArgs) -> Result<ExitCode, String> {
         }
     }
     for b in &d.brokers {
-        let address = b.address.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
+        let address = b
+            .address
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "?".into());
         out += &format!(
             "Broker: {}\t{address}\t{}\tLeaders: {}\n",
             b.id,

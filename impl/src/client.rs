@@ -105,8 +105,7 @@ pub fn topic_metadata(bootstrap: SocketAddrV4, topic: &str) -> Result<Metadata, 
     if m.partitions.is_empty() {
         return Err(format!("unknown topic '{topic}'"));
     }
-    m.partitions
-        .sort_by_key(|p| p.topic_partition.partition);
+    m.partitions.sort_by_key(|p| p.topic_partition.partition);
     Ok(m)
 }
 
@@ -214,8 +213,10 @@ pub fn describe(bootstrap: SocketAddrV4, topic: Option<&str>) -> Result<Descript
             return Err(format!("unknown topic '{t}'"));
         }
     }
-    let addresses: BTreeMap<BrokerId, SocketAddrV4> =
-        metadata(bootstrap, topic.unwrap_or(""))?.brokers.into_iter().collect();
+    let addresses: BTreeMap<BrokerId, SocketAddrV4> = metadata(bootstrap, topic.unwrap_or(""))?
+        .brokers
+        .into_iter()
+        .collect();
     let mut out = Vec::new();
     for p in &partitions {
         let offsets = p
@@ -323,7 +324,10 @@ pub fn produce(
     let mut batch_bytes = 0usize;
     for value in values {
         let size = value.0.len() + RECORD_OVERHEAD_BYTES;
-        if options.partition.is_none() && batch_bytes > 0 && batch_bytes + size > MESSAGE_BYTES_MAX as usize {
+        if options.partition.is_none()
+            && batch_bytes > 0
+            && batch_bytes + size > MESSAGE_BYTES_MAX as usize
+        {
             partition = (partition + 1) % partition_count;
             batch_bytes = 0;
         }
@@ -378,7 +382,8 @@ pub fn produce(
         if finished || stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
             break;
         }
-        host.step(Duration::from_millis(50)).map_err(|e| e.to_string())?;
+        host.step(Duration::from_millis(50))
+            .map_err(|e| e.to_string())?;
     }
     Ok(ProduceReport {
         records: total,
@@ -476,7 +481,8 @@ pub fn consume(
                 .map_err(|e| e.to_string())?;
                 let mut seen = 0usize;
                 while !done.load(Ordering::Relaxed) {
-                    host.step(Duration::from_millis(50)).map_err(|e| e.to_string())?;
+                    host.step(Duration::from_millis(50))
+                        .map_err(|e| e.to_string())?;
                     let Some(state) = host.state().as_consumer() else {
                         unreachable!("a consumer host")
                     };

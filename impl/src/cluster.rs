@@ -183,14 +183,11 @@ pub fn broker_admission(file: &ClusterFile) -> Admission<Msg> {
             replica_id: Some(b),
             ..
         })
-        | Msg::OffsetsForLeaderEpoch { replica_id: b, .. } => file
-            .broker(*b)
-            .is_some_and(|e| Id::from(e.address) == src),
+        | Msg::OffsetsForLeaderEpoch { replica_id: b, .. } => {
+            file.broker(*b).is_some_and(|e| Id::from(e.address) == src)
+        }
         Msg::FetchResponse(_) | Msg::OffsetsForLeaderEpochResponse { .. } => file.is_broker(src),
-        Msg::Metadata { .. }
-        | Msg::Produce(_)
-        | Msg::Fetch(_)
-        | Msg::ListOffsets { .. } => true,
+        Msg::Metadata { .. } | Msg::Produce(_) | Msg::Fetch(_) | Msg::ListOffsets { .. } => true,
         Msg::CreateTopics { client, .. } | Msg::DescribeTopics { client, .. } => client.is_none(),
         Msg::BrokerHeartbeat { .. }
         | Msg::AlterPartition { .. }

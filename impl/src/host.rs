@@ -230,8 +230,7 @@ where
             self.timers.remove(&timer);
             let mut out = Out::new();
             let mut state = Cow::Borrowed(&self.state);
-            self.actor
-                .on_timeout(self.id, &mut state, &timer, &mut out);
+            self.actor.on_timeout(self.id, &mut state, &timer, &mut out);
             if let Cow::Owned(next) = state {
                 self.state = next;
             }

@@ -366,7 +366,11 @@ mod tests {
         assert_eq!(entries, vec![entry(0, "a"), entry(0, "b")]);
         assert_eq!(recovery.bytes_cut, 6);
         drop(log);
-        assert_eq!(fs::read(&path).unwrap(), full, "the tail is cut on disk too");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            full,
+            "the tail is cut on disk too"
+        );
         // A flipped bit in the second frame: it and everything after it go.
         let mut corrupt = full.clone();
         let last = corrupt.len() - 1;

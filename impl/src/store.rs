@@ -164,8 +164,16 @@ impl BrokerStore {
         let meta = BrokerMeta {
             broker_epoch: storage.broker_epoch,
             controller_epoch: storage.controller_epoch,
-            replicas: storage.replicas.values().map(|r| r.partition.clone()).collect(),
-            high_watermarks: storage.replicas.values().map(|r| r.high_watermark).collect(),
+            replicas: storage
+                .replicas
+                .values()
+                .map(|r| r.partition.clone())
+                .collect(),
+            high_watermarks: storage
+                .replicas
+                .values()
+                .map(|r| r.high_watermark)
+                .collect(),
         };
         let structural_change = self.meta.as_ref().is_none_or(|m| {
             m.broker_epoch != meta.broker_epoch
@@ -315,7 +323,11 @@ impl Durable<Storage> for ControllerStore {
             return Err(io::Error::other("the controller saves controller storage"));
         };
         let payload = postcard::to_allocvec(&**state).map_err(io::Error::other)?;
-        write_atomically(&self.path, &frame(&payload), self.fsync == FsyncPolicy::Always)
+        write_atomically(
+            &self.path,
+            &frame(&payload),
+            self.fsync == FsyncPolicy::Always,
+        )
     }
 }
 

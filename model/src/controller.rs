@@ -255,11 +255,8 @@ impl Controller {
                     .filter(|p| topic.as_ref().is_none_or(|t| *t == p.topic_partition.topic))
                     .cloned()
                     .collect();
-                let brokers: Vec<(BrokerId, bool)> = state
-                    .brokers
-                    .iter()
-                    .map(|(b, r)| (*b, !r.fenced))
-                    .collect();
+                let brokers: Vec<(BrokerId, bool)> =
+                    state.brokers.iter().map(|(b, r)| (*b, !r.fenced)).collect();
                 outbox.send(
                     client.unwrap_or(src),
                     Msg::DescribeTopicsResponse {
