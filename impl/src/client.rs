@@ -99,11 +99,23 @@ pub fn metadata(bootstrap: SocketAddrV4, topic: &str) -> Result<Metadata, String
     )
 }
 
+/// How long a client waits for a topic to show up in a broker's metadata (a topic just created
+/// reaches each broker a little later), like Kafka's `max.block.ms` but shorter.
+pub const TOPIC_WAIT: Duration = Duration::from_secs(2);
+
 /// Metadata for a topic that must exist.
 pub fn topic_metadata(bootstrap: SocketAddrV4, topic: &str) -> Result<Metadata, String> {
+    let deadline = Instant::now() + TOPIC_WAIT;
     let mut m = metadata(bootstrap, topic)?;
-    if m.partitions.is_empty() {
-        return Err(format!("unknown topic '{topic}'"));
+    while m.partitions.is_empty() || m.partitions.iter().any(|p| p.leader.is_none()) {
+        if Instant::now() >= deadline {
+            if m.partitions.is_empty() {
+                return Err(format!("unknown topic '{topic}'"));
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        m = metadata(bootstrap, topic)?;
     }
     m.partitions.sort_by_key(|p| p.topic_partition.partition);
     Ok(m)
@@ -348,46 +360,112 @@ pub fn produce(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0) as u64);
-    let config = ProducerConfig {
-        bootstrap: bootstrap_list(bootstrap, &metadata),
-        topic: Topic::new(&options.topic),
-        acks: options.acks,
-        idempotence: options.idempotent.then_some(producer_id),
-        records,
-        attempts_max: u32::MAX,
-        batch_bytes_max: MESSAGE_BYTES_MAX,
-        request_timeout: true,
-        timing: options.timing.timing(),
-    };
-    let socket = client_socket(bootstrap).map_err(|e| format!("cannot open a socket: {e}"))?;
-    let mut host = Host::start(
-        Node::Producer(Producer::new(config)),
-        socket,
-        NoStore,
-        producer_id,
-        None,
-    )
-    .map_err(|e| e.to_string())?;
+    // One Producer actor per partition, each on its own thread and socket: the model's producer
+    // has one batch in flight (`max.in.flight.requests.per.connection=1`), and Kafka's sends to
+    // each partition's leader in parallel.
+    let mut by_partition: BTreeMap<u32, (Vec<usize>, Vec<(u32, Value)>)> = BTreeMap::new();
+    for (index, record) in records.into_iter().enumerate() {
+        let entry = by_partition.entry(record.0).or_default();
+        entry.0.push(index);
+        entry.1.push(record);
+    }
+    let bootstrap_ids = bootstrap_list(bootstrap, &metadata);
     let deadline = start + options.delivery_timeout;
-    let mut seen = 0usize;
-    loop {
-        let Some(state) = host.state().as_producer() else {
-            unreachable!("a producer host")
+    let done = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<Result<(usize, Ack), String>>();
+    let mut threads = Vec::new();
+    for (partition, (indexes, records)) in by_partition {
+        let config = ProducerConfig {
+            bootstrap: bootstrap_ids.clone(),
+            topic: Topic::new(&options.topic),
+            acks: options.acks,
+            // Sequences are per partition, so one producer id serves every partition.
+            idempotence: options.idempotent.then_some(producer_id),
+            records,
+            attempts_max: u32::MAX,
+            batch_bytes_max: MESSAGE_BYTES_MAX,
+            request_timeout: true,
+            timing: options.timing.timing(),
         };
-        for ack in &state.acked[seen..] {
-            on_ack(ack);
+        let tx = tx.clone();
+        let done = done.clone();
+        threads.push(std::thread::spawn(move || {
+            let total = indexes.len();
+            let run = || -> Result<(), String> {
+                let socket = client_socket(bootstrap).map_err(|e| e.to_string())?;
+                let mut host = Host::start(
+                    Node::Producer(Producer::new(config)),
+                    socket,
+                    NoStore,
+                    producer_id ^ u64::from(partition),
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+                let mut seen = 0usize;
+                loop {
+                    let Some(state) = host.state().as_producer() else {
+                        unreachable!("a producer host")
+                    };
+                    for (k, ack) in state.acked.iter().enumerate().skip(seen) {
+                        let _ = tx.send(Ok((indexes[k], ack.clone())));
+                    }
+                    seen = state.acked.len();
+                    let finished = state.next_record as usize >= total && state.in_flight.is_none();
+                    if finished || done.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                        return Ok(());
+                    }
+                    host.step(Duration::from_millis(50))
+                        .map_err(|e| e.to_string())?;
+                }
+            };
+            if let Err(e) = run() {
+                let _ = tx.send(Err(e));
+            }
+        }));
+    }
+    drop(tx);
+    // Acknowledgements are handed on in record order, as soon as every earlier record's is in.
+    let mut acked: Vec<Option<Ack>> = vec![None; total];
+    let mut next = 0usize;
+    let mut count = 0usize;
+    let mut error = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            done.store(true, Ordering::Relaxed);
         }
-        seen = state.acked.len();
-        let finished = state.next_record as usize >= total && state.in_flight.is_none();
-        if finished || stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
-            break;
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok((index, ack))) => {
+                acked[index] = Some(ack);
+                count += 1;
+                while next < total {
+                    match &acked[next] {
+                        Some(a) => on_ack(a),
+                        None => break,
+                    }
+                    next += 1;
+                }
+            }
+            Ok(Err(e)) => {
+                error = Some(e);
+                done.store(true, Ordering::Relaxed);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        host.step(Duration::from_millis(50))
-            .map_err(|e| e.to_string())?;
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    // Records after one that failed were still acknowledged: hand them on too.
+    for a in acked[next..].iter().flatten() {
+        on_ack(a);
+    }
+    if let Some(e) = error {
+        return Err(e);
     }
     Ok(ProduceReport {
         records: total,
-        acknowledged: seen,
+        acknowledged: count,
         elapsed: start.elapsed(),
     })
 }
