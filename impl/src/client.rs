@@ -363,7 +363,9 @@ pub fn produce(
     // One Producer actor per partition, each on its own thread and socket: the model's producer
     // has one batch in flight (`max.in.flight.requests.per.connection=1`), and Kafka's sends to
     // each partition's leader in parallel.
-    let mut by_partition: BTreeMap<u32, (Vec<usize>, Vec<(u32, Value)>)> = BTreeMap::new();
+    // Per partition: each record's index in the input, and the record.
+    type PartitionRecords = (Vec<usize>, Vec<(u32, Value)>);
+    let mut by_partition: BTreeMap<u32, PartitionRecords> = BTreeMap::new();
     for (index, record) in records.into_iter().enumerate() {
         let entry = by_partition.entry(record.0).or_default();
         entry.0.push(index);
