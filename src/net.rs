@@ -542,7 +542,7 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
         idempotent: args.idempotent,
         partition: args.partition,
         delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
-        timing: TimingMs::default(),
+        timing: TimingMs::client(),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let report = client::produce(server, &options, values, &stop, |ack| {
@@ -588,7 +588,7 @@ fn consume(args: ConsumeArgs) -> Result<ExitCode, String> {
         from_beginning: args.from_beginning,
         max_records: args.max,
         idle_timeout: args.timeout_ms.map(Duration::from_millis),
-        timing: TimingMs::default(),
+        timing: TimingMs::client(),
     };
     // Line-buffered: each record shows as it arrives.
     let mut out = std::io::stdout().lock();

@@ -74,6 +74,18 @@ impl Default for TimingMs {
     }
 }
 
+impl TimingMs {
+    /// The tools' producer and consumer: `request.timeout.ms` above the brokers' session
+    /// timeout (Kafka: 30 s against 9 s), so that an `acks=all` request held while a dead
+    /// follower is still in the ISR is not retried, and duplicated, before the ISR shrinks.
+    pub fn client() -> Self {
+        TimingMs {
+            request_timeout: 5000,
+            ..TimingMs::default()
+        }
+    }
+}
+
 fn jittered(ms: u64) -> Range<Duration> {
     let d = Duration::from_millis(ms.max(1));
     d..d + d / 5 + Duration::from_millis(1)
