@@ -1,6 +1,7 @@
 //! `watermark`: check Kafka's partition replication protocol.
 
 mod explore;
+mod net;
 
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -38,6 +39,9 @@ enum Command {
     Matrix(matrix::MatrixArgs),
     /// Serve stateright's Explorer for a configuration, to step through runs by clicking.
     Explore(explore::ExploreArgs),
+    /// Run the protocol for real: a UDP cluster and Kafka-like tools.
+    #[command(flatten)]
+    Net(net::NetCommand),
 }
 
 #[derive(Args)]
@@ -245,6 +249,7 @@ fn main() -> ExitCode {
         Command::Presets => Ok(list_presets()),
         Command::Matrix(args) => matrix::run(args),
         Command::Explore(args) => explore::explore(args),
+        Command::Net(command) => net::run(command),
     };
     match result {
         Ok(code) => code,

@@ -382,10 +382,69 @@ impl Broker {
                 // R36: any broker answers metadata from what it knows.
                 outbox.send(src, self.metadata_response(state, &topic));
             }
+            Msg::CreateTopics {
+                topic,
+                partitions,
+                replication_factor,
+                min_insync_replicas,
+                client: None,
+            } => {
+                // R46: forward to the controller, naming the client it answers.
+                outbox.send(
+                    self.config.cluster.controller,
+                    Msg::CreateTopics {
+                        topic,
+                        partitions,
+                        replication_factor,
+                        min_insync_replicas,
+                        client: Some(src),
+                    },
+                );
+            }
+            Msg::DescribeTopics {
+                topic,
+                client: None,
+            } => {
+                // R47: forward to the controller.
+                outbox.send(
+                    self.config.cluster.controller,
+                    Msg::DescribeTopics {
+                        topic,
+                        client: Some(src),
+                    },
+                );
+            }
+            Msg::ListOffsets { topic_partition } => {
+                // R48: this replica's offsets, whatever its role.
+                let result = match state.replicas.get(&topic_partition) {
+                    Some(r) => Ok(crate::msg::ReplicaOffsets {
+                        leader_epoch: r.leader_epoch(),
+                        is_leader: r.is_leader(),
+                        log_end_offset: r.log_end_offset(),
+                        high_watermark: r.high_watermark,
+                    }),
+                    None if state.metadata.contains_key(&topic_partition) => {
+                        Err(ErrorCode::NotLeaderOrFollower)
+                    }
+                    None => Err(ErrorCode::UnknownTopicOrPartition),
+                };
+                outbox.send(
+                    src,
+                    Msg::ListOffsetsResponse {
+                        topic_partition,
+                        result,
+                    },
+                );
+            }
             Msg::BrokerHeartbeat { .. }
             | Msg::AlterPartition { .. }
             | Msg::MetadataResponse { .. }
-            | Msg::ProduceResponse(_) => {}
+            | Msg::ProduceResponse(_)
+            | Msg::CreateTopics { .. }
+            | Msg::DescribeTopics { .. }
+            | Msg::CreateTopicsResponse { .. }
+            | Msg::DescribeTopicsResponse { .. }
+            | Msg::ListOffsetsResponse { .. } => {}
         }
         outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));
     }

@@ -227,9 +227,106 @@ impl Controller {
                     },
                 );
             }
+            Msg::CreateTopics {
+                topic,
+                partitions,
+                replication_factor,
+                min_insync_replicas,
+                client,
+            } => {
+                let result = self.create_topic(
+                    state,
+                    &topic,
+                    partitions,
+                    replication_factor,
+                    min_insync_replicas,
+                    &mut outbox,
+                );
+                outbox.send(
+                    client.unwrap_or(src),
+                    Msg::CreateTopicsResponse { topic, result },
+                );
+            }
+            Msg::DescribeTopics { topic, client } => {
+                // R47: the authoritative partition table, and which brokers are live.
+                let partitions: Vec<PartitionState> = state
+                    .partitions
+                    .values()
+                    .filter(|p| topic.as_ref().is_none_or(|t| *t == p.topic_partition.topic))
+                    .cloned()
+                    .collect();
+                let brokers: Vec<(BrokerId, bool)> =
+                    state.brokers.iter().map(|(b, r)| (*b, !r.fenced)).collect();
+                outbox.send(
+                    client.unwrap_or(src),
+                    Msg::DescribeTopicsResponse {
+                        brokers: brokers.into(),
+                        partitions: partitions.into(),
+                    },
+                );
+            }
             _ => {}
         }
         outbox.flush(o, || Storage::Controller(Arc::new(state.as_ref().clone())));
+    }
+
+    /// R46: create a topic. Replica `i` of partition `p` goes to the broker at position
+    /// `(p + i) mod n` of the configured brokers (Kafka's round-robin assignment, starting at the
+    /// first broker); the leader is the first live replica, and the ISR the live replicas (all of
+    /// them, offline, if none is live). The new partitions go out like any other change.
+    fn create_topic(
+        &self,
+        state: &mut Cow<ControllerState>,
+        topic: &Topic,
+        partitions: u32,
+        replication_factor: u32,
+        min_insync_replicas: u32,
+        outbox: &mut Outbox,
+    ) -> Result<(), ErrorCode> {
+        if state.partitions.keys().any(|tp| tp.topic == *topic) {
+            return Err(ErrorCode::TopicAlreadyExists);
+        }
+        if partitions == 0 {
+            return Err(ErrorCode::InvalidPartitions);
+        }
+        let brokers: Vec<BrokerId> = state.brokers.iter().map(|(b, _)| *b).collect();
+        if replication_factor == 0 || replication_factor as usize > brokers.len() {
+            return Err(ErrorCode::InvalidReplicationFactor);
+        }
+        let state = state.to_mut();
+        let mut created = Vec::new();
+        for p in 0..partitions {
+            let replicas: Vec<BrokerId> = (0..replication_factor)
+                .map(|i| brokers[(p + i) as usize % brokers.len()])
+                .collect();
+            let live: Vec<BrokerId> = replicas
+                .iter()
+                .copied()
+                .filter(|b| state.is_live(*b))
+                .collect();
+            let isr: BrokerIds = if live.is_empty() {
+                replicas.as_slice().into()
+            } else {
+                live.as_slice().into()
+            };
+            let tp = TopicPartition::new(topic, p);
+            state.partitions.insert(
+                tp.clone(),
+                PartitionState {
+                    topic_partition: tp.clone(),
+                    leader: live.first().copied(),
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    isr,
+                    replicas: replicas.as_slice().into(),
+                    min_insync_replicas,
+                },
+            );
+            created.push(tp);
+        }
+        outbox.persist();
+        self.propagate(state, &created, None, outbox);
+        Ok(())
     }
 
     /// R7, R8: validate and apply a leader's ISR change.

@@ -214,6 +214,28 @@ impl fmt::Debug for Msg {
             Msg::MetadataResponse { partitions, .. } => write!(f, "MetadataResponse({partitions:?})"),
             Msg::Produce(r) => write!(f, "{r:?}"),
             Msg::ProduceResponse(r) => write!(f, "{r:?}"),
+            Msg::CreateTopics {
+                topic,
+                partitions,
+                replication_factor,
+                min_insync_replicas,
+                ..
+            } => write!(
+                f,
+                "CreateTopics({topic} partitions {partitions} replication factor {replication_factor} min.insync.replicas {min_insync_replicas})"
+            ),
+            Msg::CreateTopicsResponse { topic, result } => {
+                write!(f, "CreateTopicsResponse({topic}: {result:?})")
+            }
+            Msg::DescribeTopics { topic, .. } => write!(f, "DescribeTopics({topic:?})"),
+            Msg::DescribeTopicsResponse { partitions, .. } => {
+                write!(f, "DescribeTopicsResponse({partitions:?})")
+            }
+            Msg::ListOffsets { topic_partition } => write!(f, "ListOffsets({topic_partition:?})"),
+            Msg::ListOffsetsResponse {
+                topic_partition,
+                result,
+            } => write!(f, "ListOffsetsResponse({topic_partition:?}: {result:?})"),
         }
     }
 }

@@ -10,13 +10,35 @@ use crate::msg::EpochEndOffset;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::sync::Arc;
 
 /// The log of one replica of one partition. Offsets start at 0; the log end offset (LEO) is the
 /// number of entries.
-#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// The entries are a persistent vector: a clone shares them, and an append or truncation of a
+/// clone costs O(log n), not a copy of the log. The model's logs hold a few entries; the real
+/// cluster's hold millions, and every handler step clones the replica it changes.
+#[derive(Clone, Default, Eq, Serialize, Deserialize)]
 pub struct Log {
-    entries: Arc<Vec<LogEntry>>,
+    entries: im::Vector<LogEntry>,
+}
+
+impl PartialEq for Log {
+    /// Shared entries are equal without a walk: handlers compare a replica with its clone to
+    /// learn whether anything changed.
+    fn eq(&self, other: &Self) -> bool {
+        self.entries.ptr_eq(&other.entries) || self.entries == other.entries
+    }
+}
+
+impl std::hash::Hash for Log {
+    /// Exactly as a `Vec` hashes (length, then every entry), so that the checker's state
+    /// fingerprints are those of the plain vector this replaced.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.entries.len());
+        for entry in &self.entries {
+            entry.hash(state);
+        }
+    }
 }
 
 impl Log {
@@ -26,7 +48,7 @@ impl Log {
 
     pub fn from_entries(entries: impl IntoIterator<Item = LogEntry>) -> Self {
         Log {
-            entries: Arc::new(entries.into_iter().collect()),
+            entries: entries.into_iter().collect(),
         }
     }
 
@@ -49,7 +71,7 @@ impl Log {
 
     /// The epoch of the last entry, which a follower sends as its last fetched epoch.
     pub fn last_epoch(&self) -> Option<LeaderEpoch> {
-        self.entries.last().map(|e| e.leader_epoch)
+        self.entries.back().map(|e| e.leader_epoch)
     }
 
     pub fn append(&mut self, entry: LogEntry) {
@@ -58,7 +80,7 @@ impl Log {
                 .is_none_or(|last| last <= entry.leader_epoch),
             "epochs never decrease along a log"
         );
-        Arc::make_mut(&mut self.entries).push(entry);
+        self.entries.push_back(entry);
     }
 
     /// Removes every entry at or after `offset`. Returns whether anything was removed.
@@ -66,7 +88,7 @@ impl Log {
         if offset >= self.log_end_offset() {
             return false;
         }
-        Arc::make_mut(&mut self.entries).truncate(offset as usize);
+        self.entries.truncate(offset as usize);
         true
     }
 

@@ -192,6 +192,50 @@ pub enum Msg {
     },
     Produce(ProduceRequest),
     ProduceResponse(ProduceResponse),
+
+    // --- Admin (the real cluster's tools; the checker's presets never send these) ---
+    /// R46: create a topic. A client sends it to any broker, which forwards it to the controller
+    /// with `client` set (KIP-590 style); the controller answers the client directly.
+    CreateTopics {
+        topic: Topic,
+        partitions: u32,
+        replication_factor: u32,
+        min_insync_replicas: u32,
+        client: Option<Id>,
+    },
+    CreateTopicsResponse {
+        topic: Topic,
+        result: Result<(), ErrorCode>,
+    },
+    /// R47: the controller's partition states (of one topic, or all) and broker liveness,
+    /// forwarded like CreateTopics.
+    DescribeTopics {
+        topic: Option<Topic>,
+        client: Option<Id>,
+    },
+    DescribeTopicsResponse {
+        /// Every broker and whether it is live (registered and unfenced).
+        brokers: Arc<[(BrokerId, bool)]>,
+        partitions: Arc<[PartitionState]>,
+    },
+    /// R48: a replica's log end offset and high watermark (Kafka's ListOffsets, latest and
+    /// committed), answered by any broker that hosts the partition.
+    ListOffsets {
+        topic_partition: TopicPartition,
+    },
+    ListOffsetsResponse {
+        topic_partition: TopicPartition,
+        result: Result<ReplicaOffsets, ErrorCode>,
+    },
+}
+
+/// What ListOffsets returns about one replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ReplicaOffsets {
+    pub leader_epoch: LeaderEpoch,
+    pub is_leader: bool,
+    pub log_end_offset: Offset,
+    pub high_watermark: Offset,
 }
 
 impl Msg {
@@ -212,6 +256,12 @@ impl Msg {
             Msg::MetadataResponse { .. } => "MetadataResponse",
             Msg::Produce(_) => "Produce",
             Msg::ProduceResponse(_) => "ProduceResponse",
+            Msg::CreateTopics { .. } => "CreateTopics",
+            Msg::CreateTopicsResponse { .. } => "CreateTopicsResponse",
+            Msg::DescribeTopics { .. } => "DescribeTopics",
+            Msg::DescribeTopicsResponse { .. } => "DescribeTopicsResponse",
+            Msg::ListOffsets { .. } => "ListOffsets",
+            Msg::ListOffsetsResponse { .. } => "ListOffsetsResponse",
         }
     }
 }

@@ -23,6 +23,11 @@ impl Outbox {
         self.sends.push((to, msg));
     }
 
+    /// Whether any queued message matches.
+    pub(crate) fn sends_any(&self, pred: impl Fn(&Msg) -> bool) -> bool {
+        self.sends.iter().any(|(_, m)| pred(m))
+    }
+
     /// Durable state changed in this step.
     pub(crate) fn persist(&mut self) {
         self.persist = true;

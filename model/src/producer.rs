@@ -218,6 +218,20 @@ impl Producer {
         }
     }
 
+    /// Sends the step's messages. `request.timeout.ms` runs from when a request is sent: a
+    /// produce request re-arms `RequestTimeout`, so that a real timer times out only requests
+    /// that have waited that long. In the model the timer is always armed already (start arms
+    /// it and every firing re-arms it), so re-arming adds no state.
+    fn flush(&self, outbox: Outbox, o: &mut Out<Node>) {
+        if self.config.request_timeout && outbox.sends_any(|m| matches!(m, Msg::Produce(_))) {
+            o.set_timer(
+                Timer::RequestTimeout,
+                self.config.timing.request_timeout.clone(),
+            );
+        }
+        outbox.flush(o, || unreachable!("producers persist nothing"));
+    }
+
     fn give_up(&self, state: &mut ProducerState) {
         if let Some(f) = state.in_flight.take() {
             state.failed += 1;
@@ -290,7 +304,7 @@ impl Producer {
             }
             _ => return,
         }
-        outbox.flush(o, || unreachable!("producers persist nothing"));
+        self.flush(outbox, o);
     }
 
     pub fn on_timer(&self, state: &mut Cow<ProducerState>, timer: &Timer, o: &mut Out<Node>) {
@@ -326,7 +340,7 @@ impl Producer {
             }
             _ => {}
         }
-        outbox.flush(o, || unreachable!("producers persist nothing"));
+        self.flush(outbox, o);
     }
 }
 

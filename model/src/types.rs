@@ -234,4 +234,10 @@ pub enum ErrorCode {
     OutOfOrderSequence,
     /// A request from an older incarnation of a broker.
     StaleBrokerEpoch,
+    /// CreateTopics: the topic exists.
+    TopicAlreadyExists,
+    /// CreateTopics: zero partitions.
+    InvalidPartitions,
+    /// CreateTopics: zero, or more than the cluster's brokers.
+    InvalidReplicationFactor,
 }

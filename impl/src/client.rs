@@ -1,0 +1,621 @@
+//! Client drivers for the tools: the model's Producer and Consumer actors run in a [`Host`] on
+//! an ephemeral socket, and the admin APIs (Metadata, CreateTopics, DescribeTopics, ListOffsets)
+//! as plain request and response.
+
+use crate::cluster::{TimingMs, MESSAGE_BYTES_MAX};
+use crate::codec;
+use crate::host::{bind, Host};
+use crate::store::NoStore;
+use serde::Serialize;
+use stateright::actor::Id;
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use watermark_model::producer::Ack;
+use watermark_model::*;
+
+/// How long an admin request waits for its answer, across retransmissions.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+const ADMIN_RETRANSMIT: Duration = Duration::from_millis(500);
+
+fn client_socket(server: SocketAddrV4) -> io::Result<UdpSocket> {
+    let ip = if server.ip().is_loopback() {
+        Ipv4Addr::LOCALHOST
+    } else {
+        Ipv4Addr::UNSPECIFIED
+    };
+    bind(SocketAddrV4::new(ip, 0))
+}
+
+/// Sends `request` to `server` and waits for the first answer `pick` accepts, resending now and
+/// then (UDP may lose either), for at most [`ADMIN_TIMEOUT`].
+pub fn request<T>(
+    server: SocketAddrV4,
+    request: &Msg,
+    mut pick: impl FnMut(Msg) -> Option<T>,
+) -> Result<T, String> {
+    // Not connected: forwarded requests are answered by the controller, not by `server`.
+    let socket = client_socket(server).map_err(|e| format!("cannot open a socket: {e}"))?;
+    let mut buf = Vec::new();
+    codec::encode(request, &mut buf).map_err(|e| format!("cannot encode request: {e}"))?;
+    let deadline = Instant::now() + ADMIN_TIMEOUT;
+    let mut recv = vec![0u8; codec::DATAGRAM_BYTES_MAX + 1];
+    while Instant::now() < deadline {
+        socket
+            .send_to(&buf, server)
+            .map_err(|e| format!("cannot reach {server}: {e}"))?;
+        let resend_at = (Instant::now() + ADMIN_RETRANSMIT).min(deadline);
+        loop {
+            let now = Instant::now();
+            if now >= resend_at {
+                break;
+            }
+            socket
+                .set_read_timeout(Some(resend_at - now))
+                .map_err(|e| e.to_string())?;
+            if let Ok((len, _)) = socket.recv_from(&mut recv) {
+                if let Ok(msg) = codec::decode::<Msg>(&recv[..len]) {
+                    if let Some(t) = pick(msg) {
+                        return Ok(t);
+                    }
+                }
+            }
+        }
+    }
+    Err(format!(
+        "bootstrap server {server} did not answer within {} s (is the cluster up?)",
+        ADMIN_TIMEOUT.as_secs()
+    ))
+}
+
+/// A broker's answer to Metadata: every broker's address and the topic's partitions.
+pub struct Metadata {
+    pub brokers: Vec<(BrokerId, SocketAddrV4)>,
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+pub fn metadata(bootstrap: SocketAddrV4, topic: &str) -> Result<Metadata, String> {
+    request(
+        bootstrap,
+        &Msg::Metadata {
+            topic: Topic::new(topic),
+        },
+        |m| match m {
+            Msg::MetadataResponse {
+                brokers,
+                partitions,
+            } => Some(Metadata {
+                brokers: brokers
+                    .iter()
+                    .map(|(b, id)| (*b, SocketAddrV4::from(*id)))
+                    .collect(),
+                partitions: partitions.to_vec(),
+            }),
+            _ => None,
+        },
+    )
+}
+
+/// How long a client waits for a topic to show up in a broker's metadata (a topic just created
+/// reaches each broker a little later), like Kafka's `max.block.ms` but shorter.
+pub const TOPIC_WAIT: Duration = Duration::from_secs(2);
+
+/// Metadata for a topic that must exist.
+pub fn topic_metadata(bootstrap: SocketAddrV4, topic: &str) -> Result<Metadata, String> {
+    let deadline = Instant::now() + TOPIC_WAIT;
+    let mut m = metadata(bootstrap, topic)?;
+    while m.partitions.is_empty() || m.partitions.iter().any(|p| p.leader.is_none()) {
+        if Instant::now() >= deadline {
+            if m.partitions.is_empty() {
+                return Err(format!("unknown topic '{topic}'"));
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        m = metadata(bootstrap, topic)?;
+    }
+    m.partitions.sort_by_key(|p| p.topic_partition.partition);
+    Ok(m)
+}
+
+/// Kafka's error names, as its tools print them.
+pub fn error_name(e: ErrorCode) -> &'static str {
+    match e {
+        ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
+        ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+        ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
+        ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+        ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+        ErrorCode::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
+        ErrorCode::OffsetNotAvailable => "OFFSET_NOT_AVAILABLE",
+        ErrorCode::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
+        ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
+        ErrorCode::IneligibleReplica => "INELIGIBLE_REPLICA",
+        ErrorCode::OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+        ErrorCode::StaleBrokerEpoch => "STALE_BROKER_EPOCH",
+        ErrorCode::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
+        ErrorCode::InvalidPartitions => "INVALID_PARTITIONS",
+        ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
+    }
+}
+
+pub fn create_topic(
+    bootstrap: SocketAddrV4,
+    topic: &str,
+    partitions: u32,
+    replication_factor: u32,
+    min_insync_replicas: u32,
+) -> Result<(), String> {
+    let topic = Topic::new(topic);
+    let result = request(
+        bootstrap,
+        &Msg::CreateTopics {
+            topic: topic.clone(),
+            partitions,
+            replication_factor,
+            min_insync_replicas,
+            client: None,
+        },
+        |m| match m {
+            Msg::CreateTopicsResponse { topic: t, result } if t == topic => Some(result),
+            _ => None,
+        },
+    )?;
+    result.map_err(|e| match e {
+        ErrorCode::TopicAlreadyExists => format!("topic '{topic}' already exists"),
+        ErrorCode::InvalidReplicationFactor => format!(
+            "replication factor {replication_factor} is invalid: it must be between 1 and the number of brokers"
+        ),
+        ErrorCode::InvalidPartitions => "partitions must be at least 1".to_string(),
+        e => format!("cannot create topic '{topic}': {}", error_name(e)),
+    })
+}
+
+/// One partition as `describe` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionDescription {
+    pub topic: String,
+    pub partition: u32,
+    pub leader: Option<BrokerId>,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: PartitionEpoch,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub min_insync_replicas: u32,
+    /// The leader's, from ListOffsets; `None` if it did not answer.
+    pub log_end_offset: Option<Offset>,
+    pub high_watermark: Option<Offset>,
+    pub under_replicated: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BrokerDescription {
+    pub id: BrokerId,
+    pub address: Option<SocketAddrV4>,
+    pub live: bool,
+    pub leader_count: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Description {
+    pub partitions: Vec<PartitionDescription>,
+    pub brokers: Vec<BrokerDescription>,
+}
+
+pub fn describe(bootstrap: SocketAddrV4, topic: Option<&str>) -> Result<Description, String> {
+    let (brokers, partitions) = request(
+        bootstrap,
+        &Msg::DescribeTopics {
+            topic: topic.map(Topic::new),
+            client: None,
+        },
+        |m| match m {
+            Msg::DescribeTopicsResponse {
+                brokers,
+                partitions,
+            } => Some((brokers.to_vec(), partitions.to_vec())),
+            _ => None,
+        },
+    )?;
+    if let Some(t) = topic {
+        if partitions.is_empty() {
+            return Err(format!("unknown topic '{t}'"));
+        }
+    }
+    let addresses: BTreeMap<BrokerId, SocketAddrV4> = metadata(bootstrap, topic.unwrap_or(""))?
+        .brokers
+        .into_iter()
+        .collect();
+    let mut out = Vec::new();
+    for p in &partitions {
+        let offsets = p
+            .leader
+            .and_then(|l| addresses.get(&l))
+            .and_then(|a| list_offsets(*a, &p.topic_partition).ok());
+        out.push(PartitionDescription {
+            topic: p.topic_partition.topic.to_string(),
+            partition: p.topic_partition.partition,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            replicas: p.replicas.to_vec(),
+            isr: p.isr.to_vec(),
+            min_insync_replicas: p.min_insync_replicas,
+            log_end_offset: offsets.map(|o| o.log_end_offset),
+            high_watermark: offsets.map(|o| o.high_watermark),
+            under_replicated: p.isr.len() < p.replicas.len(),
+        });
+    }
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let brokers = brokers
+        .iter()
+        .map(|(id, live)| BrokerDescription {
+            id: *id,
+            address: addresses.get(id).copied(),
+            live: *live,
+            leader_count: out.iter().filter(|p| p.leader == Some(*id)).count(),
+        })
+        .collect();
+    Ok(Description {
+        partitions: out,
+        brokers,
+    })
+}
+
+/// ListOffsets against one broker, with a short wait: a dead leader should not hold `describe`.
+pub fn list_offsets(broker: SocketAddrV4, tp: &TopicPartition) -> Result<ReplicaOffsets, String> {
+    let result = request(
+        broker,
+        &Msg::ListOffsets {
+            topic_partition: tp.clone(),
+        },
+        |m| match m {
+            Msg::ListOffsetsResponse {
+                topic_partition,
+                result,
+            } if topic_partition == *tp => Some(result),
+            _ => None,
+        },
+    )?;
+    result.map_err(|e| error_name(e).to_string())
+}
+
+/// Bootstrap servers for an actor client: the one given first, then every other broker, so that
+/// metadata keeps flowing when the first one dies.
+fn bootstrap_list(bootstrap: SocketAddrV4, metadata: &Metadata) -> Vec<Id> {
+    let mut list = vec![Id::from(bootstrap)];
+    for (_, a) in &metadata.brokers {
+        if *a != bootstrap {
+            list.push(Id::from(*a));
+        }
+    }
+    list
+}
+
+pub struct ProduceOptions {
+    pub topic: String,
+    pub acks: Acks,
+    pub idempotent: bool,
+    pub partition: Option<u32>,
+    /// `delivery.timeout.ms`: a record not acknowledged by then has failed.
+    pub delivery_timeout: Duration,
+    pub timing: TimingMs,
+}
+
+pub struct ProduceReport {
+    pub records: usize,
+    pub acknowledged: usize,
+    pub elapsed: Duration,
+}
+
+/// Produces `values` with the model's Producer actor. Records go to `--partition`, or to the
+/// partitions in turn, one batch's worth (`batch.size`) at a time, like Kafka's sticky
+/// partitioner. `on_ack` sees each acknowledged record in order.
+pub fn produce(
+    bootstrap: SocketAddrV4,
+    options: &ProduceOptions,
+    values: Vec<Value>,
+    stop: &AtomicBool,
+    mut on_ack: impl FnMut(&Ack),
+) -> Result<ProduceReport, String> {
+    let metadata = topic_metadata(bootstrap, &options.topic)?;
+    let partition_count = metadata.partitions.len() as u32;
+    if let Some(p) = options.partition {
+        if p >= partition_count {
+            return Err(format!(
+                "topic '{}' has no partition {p} (it has {partition_count})",
+                options.topic
+            ));
+        }
+    }
+    let mut records = Vec::with_capacity(values.len());
+    let mut partition = 0u32;
+    let mut batch_bytes = 0usize;
+    for value in values {
+        let size = value.0.len() + RECORD_OVERHEAD_BYTES;
+        if options.partition.is_none()
+            && batch_bytes > 0
+            && batch_bytes + size > MESSAGE_BYTES_MAX as usize
+        {
+            partition = (partition + 1) % partition_count;
+            batch_bytes = 0;
+        }
+        batch_bytes += size;
+        records.push((options.partition.unwrap_or(partition), value));
+    }
+    let total = records.len();
+    let start = Instant::now();
+    if total == 0 {
+        return Ok(ProduceReport {
+            records: 0,
+            acknowledged: 0,
+            elapsed: start.elapsed(),
+        });
+    }
+    let producer_id = (std::process::id() as u64) << 32
+        | (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0) as u64);
+    // One Producer actor per partition, each on its own thread and socket: the model's producer
+    // has one batch in flight (`max.in.flight.requests.per.connection=1`), and Kafka's sends to
+    // each partition's leader in parallel.
+    // Per partition: each record's index in the input, and the record.
+    type PartitionRecords = (Vec<usize>, Vec<(u32, Value)>);
+    let mut by_partition: BTreeMap<u32, PartitionRecords> = BTreeMap::new();
+    for (index, record) in records.into_iter().enumerate() {
+        let entry = by_partition.entry(record.0).or_default();
+        entry.0.push(index);
+        entry.1.push(record);
+    }
+    let bootstrap_ids = bootstrap_list(bootstrap, &metadata);
+    let deadline = start + options.delivery_timeout;
+    let done = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<Result<(usize, Ack), String>>();
+    let mut threads = Vec::new();
+    for (partition, (indexes, records)) in by_partition {
+        let config = ProducerConfig {
+            bootstrap: bootstrap_ids.clone(),
+            topic: Topic::new(&options.topic),
+            acks: options.acks,
+            // Sequences are per partition, so one producer id serves every partition.
+            idempotence: options.idempotent.then_some(producer_id),
+            records,
+            attempts_max: u32::MAX,
+            batch_bytes_max: MESSAGE_BYTES_MAX,
+            request_timeout: true,
+            timing: options.timing.timing(),
+        };
+        let tx = tx.clone();
+        let done = done.clone();
+        threads.push(std::thread::spawn(move || {
+            let total = indexes.len();
+            let run = || -> Result<(), String> {
+                let socket = client_socket(bootstrap).map_err(|e| e.to_string())?;
+                let mut host = Host::start(
+                    Node::Producer(Producer::new(config)),
+                    socket,
+                    NoStore,
+                    producer_id ^ u64::from(partition),
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+                let mut seen = 0usize;
+                loop {
+                    let Some(state) = host.state().as_producer() else {
+                        unreachable!("a producer host")
+                    };
+                    for (k, ack) in state.acked.iter().enumerate().skip(seen) {
+                        let _ = tx.send(Ok((indexes[k], ack.clone())));
+                    }
+                    seen = state.acked.len();
+                    let finished = state.next_record as usize >= total && state.in_flight.is_none();
+                    if finished || done.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                        return Ok(());
+                    }
+                    host.step(Duration::from_millis(50))
+                        .map_err(|e| e.to_string())?;
+                }
+            };
+            if let Err(e) = run() {
+                let _ = tx.send(Err(e));
+            }
+        }));
+    }
+    drop(tx);
+    // Acknowledgements are handed on in record order, as soon as every earlier record's is in.
+    let mut acked: Vec<Option<Ack>> = vec![None; total];
+    let mut next = 0usize;
+    let mut count = 0usize;
+    let mut error = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            done.store(true, Ordering::Relaxed);
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok((index, ack))) => {
+                acked[index] = Some(ack);
+                count += 1;
+                while next < total {
+                    match &acked[next] {
+                        Some(a) => on_ack(a),
+                        None => break,
+                    }
+                    next += 1;
+                }
+            }
+            Ok(Err(e)) => {
+                error = Some(e);
+                done.store(true, Ordering::Relaxed);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    // Records after one that failed were still acknowledged: hand them on too.
+    for a in acked[next..].iter().flatten() {
+        on_ack(a);
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(ProduceReport {
+        records: total,
+        acknowledged: count,
+        elapsed: start.elapsed(),
+    })
+}
+
+pub struct ConsumeOptions {
+    pub topic: String,
+    pub partition: Option<u32>,
+    pub from_beginning: bool,
+    /// Stop after this many records.
+    pub max_records: Option<u64>,
+    /// Stop when no record came for this long.
+    pub idle_timeout: Option<Duration>,
+    pub timing: TimingMs,
+}
+
+/// A record as `consume` prints it.
+#[derive(Clone, Debug)]
+pub struct ConsumedRecord {
+    pub partition: u32,
+    pub offset: Offset,
+    pub value: Value,
+}
+
+/// Reads partitions with the model's Consumer actor, one host per partition, each on its own
+/// thread; records arrive in offset order per partition. Without `from_beginning`, records below
+/// each partition's high watermark at start are skipped (Kafka's `auto.offset.reset=latest`).
+/// Returns how many records were handed to `on_record`.
+pub fn consume(
+    bootstrap: SocketAddrV4,
+    options: &ConsumeOptions,
+    stop: &AtomicBool,
+    mut on_record: impl FnMut(&ConsumedRecord),
+) -> Result<u64, String> {
+    let metadata = topic_metadata(bootstrap, &options.topic)?;
+    let partitions: Vec<u32> = match options.partition {
+        Some(p) if p as usize >= metadata.partitions.len() => {
+            return Err(format!(
+                "topic '{}' has no partition {p} (it has {})",
+                options.topic,
+                metadata.partitions.len()
+            ))
+        }
+        Some(p) => vec![p],
+        None => metadata
+            .partitions
+            .iter()
+            .map(|p| p.topic_partition.partition)
+            .collect(),
+    };
+    let topic = Topic::new(&options.topic);
+    let mut start_offsets = BTreeMap::new();
+    for p in &partitions {
+        let mut start = 0;
+        if !options.from_beginning {
+            let tp = TopicPartition::new(&topic, *p);
+            let leader = metadata.partitions[*p as usize]
+                .leader
+                .and_then(|l| metadata.brokers.iter().find(|(b, _)| *b == l))
+                .map(|(_, a)| *a);
+            if let Some(Ok(o)) = leader.map(|a| list_offsets(a, &tp)) {
+                start = o.high_watermark;
+            }
+        }
+        start_offsets.insert(*p, start);
+    }
+    let bootstrap_ids = bootstrap_list(bootstrap, &metadata);
+    let done = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::sync_channel::<Result<ConsumedRecord, String>>(65_536);
+    let mut threads = Vec::new();
+    for p in partitions {
+        let config = ConsumerConfig {
+            bootstrap: bootstrap_ids.clone(),
+            topic_partition: TopicPartition::new(&topic, p),
+            fetch_bytes_max: MESSAGE_BYTES_MAX,
+            request_timeout: true,
+            timing: options.timing.timing(),
+        };
+        let skip_below = start_offsets[&p];
+        let tx = tx.clone();
+        let done = done.clone();
+        threads.push(std::thread::spawn(move || {
+            let run = || -> Result<(), String> {
+                let socket = client_socket(bootstrap).map_err(|e| e.to_string())?;
+                let mut host = Host::start(
+                    Node::Consumer(Consumer::new(config)),
+                    socket,
+                    NoStore,
+                    u64::from(p),
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+                let mut seen = 0usize;
+                while !done.load(Ordering::Relaxed) {
+                    host.step(Duration::from_millis(50))
+                        .map_err(|e| e.to_string())?;
+                    let Some(state) = host.state().as_consumer() else {
+                        unreachable!("a consumer host")
+                    };
+                    for c in &state.consumed[seen..] {
+                        if c.offset < skip_below {
+                            continue;
+                        }
+                        let record = ConsumedRecord {
+                            partition: p,
+                            offset: c.offset,
+                            value: c.entry.record.value.clone(),
+                        };
+                        if tx.send(Ok(record)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    seen = state.consumed.len();
+                }
+                Ok(())
+            };
+            if let Err(e) = run() {
+                let _ = tx.send(Err(e));
+            }
+        }));
+    }
+    drop(tx);
+    let mut count = 0u64;
+    let mut last = Instant::now();
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(count);
+        }
+        if options.max_records.is_some_and(|m| count >= m) {
+            break Ok(count);
+        }
+        if options.idle_timeout.is_some_and(|t| last.elapsed() >= t) {
+            break Ok(count);
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok(record)) => {
+                on_record(&record);
+                count += 1;
+                last = Instant::now();
+            }
+            Ok(Err(e)) => break Err(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(count),
+        }
+    };
+    done.store(true, Ordering::Relaxed);
+    drop(rx);
+    for t in threads {
+        let _ = t.join();
+    }
+    result
+}

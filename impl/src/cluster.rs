@@ -1,0 +1,291 @@
+//! The cluster file, real timings, and running one node (controller or broker) as a process.
+//!
+//! The cluster file is JSON, like this (timings in milliseconds, all optional):
+//!
+//! ```json
+//! {
+//!   "controller": "127.0.0.1:9091",
+//!   "brokers": [
+//!     { "id": 1, "address": "127.0.0.1:9092", "rack": "a" },
+//!     { "id": 2, "address": "127.0.0.1:9093", "rack": "b" }
+//!   ],
+//!   "timing_ms": { "session_timeout": 3000 }
+//! }
+//! ```
+//!
+//! It is the only place that maps broker ids to socket addresses; the actors get the mapping as
+//! configuration and never compute with an address.
+
+use crate::host::{bind, Admission, Host};
+use crate::store::{BrokerStore, ControllerStore, FsyncPolicy};
+use serde::{Deserialize, Serialize};
+use stateright::actor::Id;
+use std::io;
+use std::net::SocketAddrV4;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use watermark_model::*;
+
+/// `replica.fetch.max.bytes` and the clients' `fetch.max.bytes` and `batch.size`: well under a
+/// datagram (60 KiB), since each record costs at most `RECORD_OVERHEAD_BYTES` more on the wire.
+pub const MESSAGE_BYTES_MAX: u32 = 48 * 1024;
+/// The largest record value the tools accept, so that any single record fits in a datagram.
+pub const VALUE_BYTES_MAX: usize = 32 * 1024;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrokerEntry {
+    pub id: BrokerId,
+    pub address: SocketAddrV4,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+}
+
+/// Real timer durations, in milliseconds. Each timer fires somewhere in `[d, d + d/5)`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct TimingMs {
+    /// `broker.session.timeout.ms` (Kafka: 9000).
+    pub session_timeout: u64,
+    /// `broker.heartbeat.interval.ms` (Kafka: 2000).
+    pub heartbeat_interval: u64,
+    /// Half of `replica.lag.time.max.ms` (Kafka: 30000).
+    pub isr_shrink_interval: u64,
+    /// `replica.fetch.backoff.ms`, `retry.backoff.ms` (Kafka: 1000, 100).
+    pub retry_backoff: u64,
+    /// `request.timeout.ms` (Kafka: 30000).
+    pub request_timeout: u64,
+    /// `leader.imbalance.check.interval.seconds`, in ms (Kafka: 300000).
+    pub preferred_leader_election_interval: u64,
+}
+
+impl Default for TimingMs {
+    fn default() -> Self {
+        TimingMs {
+            session_timeout: 3000,
+            heartbeat_interval: 300,
+            isr_shrink_interval: 10_000,
+            retry_backoff: 50,
+            request_timeout: 1000,
+            preferred_leader_election_interval: 30_000,
+        }
+    }
+}
+
+impl TimingMs {
+    /// The tools' producer and consumer: `request.timeout.ms` above the brokers' session
+    /// timeout (Kafka: 30 s against 9 s), so that an `acks=all` request held while a dead
+    /// follower is still in the ISR is not retried, and duplicated, before the ISR shrinks.
+    pub fn client() -> Self {
+        TimingMs {
+            request_timeout: 5000,
+            ..TimingMs::default()
+        }
+    }
+}
+
+fn jittered(ms: u64) -> Range<Duration> {
+    let d = Duration::from_millis(ms.max(1));
+    d..d + d / 5 + Duration::from_millis(1)
+}
+
+impl TimingMs {
+    pub fn timing(&self) -> Timing {
+        Timing {
+            // The controller re-arms the session timer on every heartbeat: no jitter needed.
+            session_timeout: Duration::from_millis(self.session_timeout)
+                ..Duration::from_millis(self.session_timeout + 1),
+            heartbeat_interval: jittered(self.heartbeat_interval),
+            isr_shrink_interval: jittered(self.isr_shrink_interval),
+            retry_backoff: jittered(self.retry_backoff),
+            request_timeout: jittered(self.request_timeout),
+            preferred_leader_election_interval: jittered(self.preferred_leader_election_interval),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterFile {
+    pub controller: SocketAddrV4,
+    pub brokers: Vec<BrokerEntry>,
+    #[serde(default)]
+    pub timing_ms: TimingMs,
+}
+
+impl ClusterFile {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read cluster file {}: {e}", path.display()))?;
+        let file: ClusterFile = serde_json::from_str(&text)
+            .map_err(|e| format!("cluster file {} is not valid: {e}", path.display()))?;
+        file.validate()
+            .map_err(|e| format!("cluster file {}: {e}", path.display()))?;
+        Ok(file)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.brokers.is_empty() {
+            return Err("no brokers".into());
+        }
+        let mut ids: Vec<BrokerId> = self.brokers.iter().map(|b| b.id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err("duplicate broker id".into());
+        }
+        let mut addresses: Vec<SocketAddrV4> = self.brokers.iter().map(|b| b.address).collect();
+        addresses.push(self.controller);
+        addresses.sort_unstable();
+        if addresses.windows(2).any(|w| w[0] == w[1]) {
+            return Err("two nodes share an address".into());
+        }
+        Ok(())
+    }
+
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
+        std::fs::write(path, text + "\n")
+    }
+
+    pub fn broker(&self, id: BrokerId) -> Option<&BrokerEntry> {
+        self.brokers.iter().find(|b| b.id == id)
+    }
+
+    /// What every node shares: brokers in id order, no topics at first (they are created with
+    /// CreateTopics), retransmission and steady heartbeats on, the current protocol (KIP-320).
+    pub fn cluster_config(&self) -> Arc<ClusterConfig> {
+        let mut brokers: Vec<(BrokerId, Id)> = self
+            .brokers
+            .iter()
+            .map(|b| (b.id, Id::from(b.address)))
+            .collect();
+        brokers.sort_by_key(|(b, _)| *b);
+        Arc::new(ClusterConfig {
+            controller: Id::from(self.controller),
+            brokers,
+            protocol: Protocol::Kip320,
+            fetch_bytes_max: MESSAGE_BYTES_MAX,
+            retransmit: true,
+            heartbeat_periodic: true,
+            timing: self.timing_ms.timing(),
+            topics: Vec::new(),
+        })
+    }
+
+    fn is_broker(&self, id: Id) -> bool {
+        self.brokers.iter().any(|b| Id::from(b.address) == id)
+    }
+}
+
+/// Which messages a broker takes from whom: controller requests from the controller only,
+/// replication traffic from brokers only (a follower's fetch from that follower's address),
+/// client requests from anyone.
+pub fn broker_admission(file: &ClusterFile) -> Admission<Msg> {
+    let file = file.clone();
+    let controller = Id::from(file.controller);
+    Box::new(move |src, msg| match msg {
+        Msg::LeaderAndIsr { .. }
+        | Msg::UpdateMetadata { .. }
+        | Msg::BrokerHeartbeatResponse { .. }
+        | Msg::AlterPartitionResponse { .. }
+        | Msg::CreateTopicsResponse { .. }
+        | Msg::DescribeTopicsResponse { .. } => src == controller,
+        Msg::Fetch(FetchRequest {
+            replica_id: Some(b),
+            ..
+        })
+        | Msg::OffsetsForLeaderEpoch { replica_id: b, .. } => {
+            file.broker(*b).is_some_and(|e| Id::from(e.address) == src)
+        }
+        Msg::FetchResponse(_) | Msg::OffsetsForLeaderEpochResponse { .. } => file.is_broker(src),
+        Msg::Metadata { .. } | Msg::Produce(_) | Msg::Fetch(_) | Msg::ListOffsets { .. } => true,
+        Msg::CreateTopics { client, .. } | Msg::DescribeTopics { client, .. } => client.is_none(),
+        Msg::BrokerHeartbeat { .. }
+        | Msg::AlterPartition { .. }
+        | Msg::MetadataResponse { .. }
+        | Msg::ProduceResponse(_)
+        | Msg::ListOffsetsResponse { .. } => false,
+    })
+}
+
+/// The controller takes broker traffic from brokers only (forwarded admin requests included).
+pub fn controller_admission(file: &ClusterFile) -> Admission<Msg> {
+    let file = file.clone();
+    Box::new(move |src, msg| match msg {
+        Msg::BrokerHeartbeat { .. }
+        | Msg::AlterPartition { .. }
+        | Msg::CreateTopics { .. }
+        | Msg::DescribeTopics { .. } => file.is_broker(src),
+        _ => false,
+    })
+}
+
+/// Which node to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Controller,
+    Broker(BrokerId),
+}
+
+/// The default data directory of a node: beside the cluster file.
+pub fn default_node_dir(cluster_path: &Path, role: Role) -> PathBuf {
+    let base = cluster_path.parent().unwrap_or(Path::new("."));
+    match role {
+        Role::Controller => base.join("controller"),
+        Role::Broker(id) => base.join(format!("broker-{id}")),
+    }
+}
+
+/// Runs one node until `stop` is raised, then writes its deferred checkpoint. Returns the host's
+/// statistics.
+pub fn run_node(
+    file: &ClusterFile,
+    role: Role,
+    dir: &Path,
+    fsync: FsyncPolicy,
+    stop: &AtomicBool,
+    on_ready: impl FnOnce(SocketAddrV4),
+) -> Result<crate::host::Stats, String> {
+    let cluster = file.cluster_config();
+    let (address, actor, store, admission, seed) = match role {
+        Role::Controller => (
+            file.controller,
+            Node::Controller(Controller::new(ControllerConfig {
+                cluster,
+                preferred_leader_election: true,
+            })),
+            crate::store::NodeStore::Controller(
+                ControllerStore::new(dir, fsync).map_err(|e| format!("{}: {e}", dir.display()))?,
+            ),
+            controller_admission(file),
+            0,
+        ),
+        Role::Broker(id) => {
+            let entry = file
+                .broker(id)
+                .ok_or_else(|| format!("broker {id} is not in the cluster file"))?;
+            (
+                entry.address,
+                Node::Broker(Broker::new(BrokerConfig {
+                    broker_id: id,
+                    cluster,
+                })),
+                crate::store::NodeStore::Broker(
+                    BrokerStore::new(dir, fsync).map_err(|e| format!("{}: {e}", dir.display()))?,
+                ),
+                broker_admission(file),
+                u64::from(id),
+            )
+        }
+    };
+    let socket = bind(address).map_err(|e| format!("cannot bind {address}: {e}"))?;
+    let mut host = Host::start(actor, socket, store, seed, Some(admission))
+        .map_err(|e| format!("cannot start from {}: {e}", dir.display()))?;
+    on_ready(address);
+    host.run_until(stop, |_| false)
+        .map_err(|e| format!("storage failed in {}: {e}", dir.display()))?;
+    host.checkpoint()
+        .map_err(|e| format!("checkpoint in {}: {e}", dir.display()))?;
+    Ok(host.stats.clone())
+}

@@ -1,0 +1,611 @@
+//! The real cluster's commands, shaped like Kafka's tools: `cluster up`, `controller`, `broker`,
+//! `topic create`, `describe`, `produce`, `consume`. The runtime lives in `watermark-net`.
+
+use clap::{Args, Subcommand};
+use std::io::{BufRead, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use watermark_model::{Acks, Value};
+use watermark_net::client::{self, ConsumeOptions, ProduceOptions};
+use watermark_net::cluster::{
+    default_node_dir, run_node, BrokerEntry, ClusterFile, Role, TimingMs, VALUE_BYTES_MAX,
+};
+use watermark_net::store::FsyncPolicy;
+
+#[derive(Subcommand)]
+pub enum NetCommand {
+    /// Run a local cluster: a controller and brokers as child processes.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Run the controller named in a cluster file.
+    Controller(ControllerArgs),
+    /// Run one broker named in a cluster file.
+    Broker(BrokerArgs),
+    /// Manage topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Describe topics like kafka-topics --describe, with LeaderEpoch, LEO and HWM.
+    Describe(DescribeArgs),
+    /// Produce stdin's lines as records, like kafka-console-producer.
+    Produce(ProduceArgs),
+    /// Print records, like kafka-console-consumer.
+    Consume(ConsumeArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Start a controller and N brokers on 127.0.0.1 and stay in the foreground; Ctrl-C stops
+    /// them. Restarting with the same --dir recovers every log.
+    Up(UpArgs),
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    #[arg(long, default_value_t = 3)]
+    brokers: u32,
+    /// Racks of brokers 1, 2, ... in turn (broker.rack), e.g. a,b,c.
+    #[arg(long, value_delimiter = ',')]
+    racks: Vec<String>,
+    /// Data directory: the cluster file and every node's logs.
+    #[arg(long, default_value = "watermark-data")]
+    dir: PathBuf,
+    /// Brokers listen on N, N+1, ...; the controller on the port after them. 0 picks free ports.
+    #[arg(long, default_value_t = 9092)]
+    base_port: u16,
+    #[command(flatten)]
+    node: NodeOptions,
+    /// broker.session.timeout.ms for a new cluster.
+    #[arg(long)]
+    session_timeout_ms: Option<u64>,
+}
+
+#[derive(Args, Clone)]
+struct NodeOptions {
+    /// When saved data is fsynced: never (written to the OS before any reply; survives kill -9)
+    /// or always (also on the device before any reply; survives power loss).
+    #[arg(long, default_value = "never", value_parser = parse::<FsyncPolicy>)]
+    fsync: FsyncPolicy,
+}
+
+#[derive(Args)]
+pub struct ControllerArgs {
+    #[arg(long, value_name = "FILE")]
+    cluster: PathBuf,
+    /// Where the controller keeps its state (default: beside the cluster file).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeOptions,
+}
+
+#[derive(Args)]
+pub struct BrokerArgs {
+    /// broker.id.
+    #[arg(long)]
+    id: u32,
+    #[arg(long, value_name = "FILE")]
+    cluster: PathBuf,
+    /// log.dirs (default: beside the cluster file).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeOptions,
+}
+
+#[derive(Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create(CreateArgs),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    topic: String,
+    #[arg(long)]
+    partitions: u32,
+    #[arg(long)]
+    replication_factor: u32,
+    #[arg(long, default_value_t = 1)]
+    min_insync_replicas: u32,
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap_server: String,
+}
+
+#[derive(Args)]
+pub struct DescribeArgs {
+    #[arg(long)]
+    topic: Option<String>,
+    #[arg(long)]
+    json: bool,
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap_server: String,
+}
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    topic: String,
+    /// 0, 1 or all.
+    #[arg(long, default_value = "all", value_parser = parse::<Acks>)]
+    acks: Acks,
+    /// enable.idempotence.
+    #[arg(long)]
+    idempotent: bool,
+    /// Send every record to this partition (default: partitions in turn, a batch at a time).
+    #[arg(long)]
+    partition: Option<u32>,
+    /// delivery.timeout.ms: a record not acknowledged by then has failed.
+    #[arg(long, default_value_t = 120_000)]
+    delivery_timeout_ms: u64,
+    /// Print acknowledgements as JSON lines.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap_server: String,
+}
+
+#[derive(Args)]
+pub struct ConsumeArgs {
+    topic: String,
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Start at offset 0 (default: at the high watermark, only new records).
+    #[arg(long)]
+    from_beginning: bool,
+    /// Exit after this many records.
+    #[arg(long, value_name = "N")]
+    max: Option<u64>,
+    /// Exit when no record arrived for this long.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Print JSON lines {"partition", "offset", "value"}.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap_server: String,
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
+    s.parse()
+}
+
+pub fn run(command: NetCommand) -> Result<ExitCode, String> {
+    match command {
+        NetCommand::Cluster(ClusterCommand::Up(args)) => cluster_up(args),
+        NetCommand::Controller(args) => {
+            let file = ClusterFile::load(&args.cluster)?;
+            let dir = args
+                .log_dir
+                .unwrap_or_else(|| default_node_dir(&args.cluster, Role::Controller));
+            run_one(&file, Role::Controller, &dir, args.node.fsync)
+        }
+        NetCommand::Broker(args) => {
+            let file = ClusterFile::load(&args.cluster)?;
+            let role = Role::Broker(args.id);
+            let dir = args
+                .log_dir
+                .unwrap_or_else(|| default_node_dir(&args.cluster, role));
+            run_one(&file, role, &dir, args.node.fsync)
+        }
+        NetCommand::Topic(TopicCommand::Create(args)) => topic_create(args),
+        NetCommand::Describe(args) => describe(args),
+        NetCommand::Produce(args) => produce(args),
+        NetCommand::Consume(args) => consume(args),
+    }
+}
+
+/// Raised by Ctrl-C or SIGTERM.
+fn stop_flag() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    Ok(stop)
+}
+
+fn bootstrap(s: &str) -> Result<SocketAddrV4, String> {
+    use std::net::ToSocketAddrs;
+    let addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("bad --bootstrap-server '{s}': {e} (expected HOST:PORT)"))?;
+    addrs
+        .filter_map(|a| match a {
+            std::net::SocketAddr::V4(a) => Some(a),
+            _ => None,
+        })
+        .next()
+        .ok_or_else(|| format!("bad --bootstrap-server '{s}': no IPv4 address"))
+}
+
+fn role_name(role: Role) -> String {
+    match role {
+        Role::Controller => "controller".into(),
+        Role::Broker(id) => format!("broker {id}"),
+    }
+}
+
+fn run_one(
+    file: &ClusterFile,
+    role: Role,
+    dir: &Path,
+    fsync: FsyncPolicy,
+) -> Result<ExitCode, String> {
+    let stop = stop_flag()?;
+    let name = role_name(role);
+    let stats = run_node(file, role, dir, fsync, &stop, |_| {})?;
+    eprintln!(
+        "{name} stopped: {} datagrams received, {} sent; dropped {} malformed, {} from unknown senders, {} oversized",
+        stats.received,
+        stats.sent,
+        stats.dropped_malformed,
+        stats.dropped_unknown_sender,
+        stats.dropped_oversized
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn free_port() -> Result<u16, String> {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
+    Ok(socket.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn new_cluster_file(args: &UpArgs) -> Result<ClusterFile, String> {
+    if args.brokers == 0 {
+        return Err("--brokers must be at least 1".into());
+    }
+    let port = |i: u32| -> Result<u16, String> {
+        if args.base_port == 0 {
+            return free_port();
+        }
+        u16::try_from(u32::from(args.base_port) + i).map_err(|_| {
+            format!(
+                "--base-port {} leaves no room for {} nodes",
+                args.base_port,
+                args.brokers + 1
+            )
+        })
+    };
+    let mut brokers = Vec::new();
+    for i in 0..args.brokers {
+        brokers.push(BrokerEntry {
+            id: i + 1,
+            address: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port(i)?),
+            rack: (!args.racks.is_empty())
+                .then(|| args.racks[i as usize % args.racks.len()].clone()),
+        });
+    }
+    let mut timing_ms = TimingMs::default();
+    if let Some(ms) = args.session_timeout_ms {
+        timing_ms.session_timeout = ms;
+    }
+    Ok(ClusterFile {
+        controller: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port(args.brokers)?),
+        brokers,
+        timing_ms,
+    })
+}
+
+struct Supervised {
+    name: String,
+    child: Option<Child>,
+}
+
+fn spawn_node(cluster: &Path, role: Role, dir: &Path, fsync: FsyncPolicy) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut command = std::process::Command::new(exe);
+    match role {
+        Role::Controller => command.arg("controller"),
+        Role::Broker(id) => command.args(["broker", "--id", &id.to_string()]),
+    };
+    command
+        .arg("--cluster")
+        .arg(cluster)
+        .arg("--log-dir")
+        .arg(dir)
+        .args([
+            "--fsync",
+            if fsync == FsyncPolicy::Always {
+                "always"
+            } else {
+                "never"
+            },
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe. If `cluster up` dies, its nodes die with it.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+    command
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", role_name(role)))
+}
+
+fn cluster_up(args: UpArgs) -> Result<ExitCode, String> {
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.dir.display()))?;
+    let path = args.dir.join("cluster.json");
+    let file = if path.exists() {
+        let file = ClusterFile::load(&path)?;
+        if file.brokers.len() != args.brokers as usize {
+            return Err(format!(
+                "{} holds a cluster of {} brokers; pass --brokers {} or another --dir",
+                args.dir.display(),
+                file.brokers.len(),
+                file.brokers.len()
+            ));
+        }
+        file
+    } else {
+        let file = new_cluster_file(&args)?;
+        file.save(&path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        file
+    };
+    let stop = stop_flag()?;
+    let mut nodes = Vec::new();
+    let mut roles = vec![(Role::Controller, file.controller, None)];
+    for b in &file.brokers {
+        roles.push((Role::Broker(b.id), b.address, b.rack.clone()));
+    }
+    let mut out = std::io::stdout().lock();
+    for (role, address, rack) in roles {
+        let dir = default_node_dir(&path, role);
+        let child = spawn_node(&path, role, &dir, args.node.fsync)?;
+        let rack = rack.map(|r| format!("  rack {r}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<11} {address}{rack}  pid {}  {}",
+            role_name(role),
+            child.id(),
+            dir.display()
+        );
+        nodes.push(Supervised {
+            name: role_name(role),
+            child: Some(child),
+        });
+    }
+    let _ = writeln!(out, "bootstrap server: {}", file.brokers[0].address);
+    let _ = writeln!(out, "cluster file: {}", path.display());
+    let _ = writeln!(out, "Ctrl-C stops the cluster.");
+    let _ = out.flush();
+    drop(out);
+    while !stop.load(Ordering::Relaxed) {
+        for node in &mut nodes {
+            if let Some(child) = &mut node.child {
+                if let Ok(Some(status)) = child.try_wait() {
+                    eprintln!("{} exited: {status}", node.name);
+                    node.child = None;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A clean stop: SIGTERM each node, so that it writes its checkpoints, then wait.
+    for node in &nodes {
+        if let Some(child) = &node.child {
+            // SAFETY: signalling our own child by its pid.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for node in &mut nodes {
+        if let Some(child) = &mut node.child {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    println!("cluster stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Kafka's rule for topic names.
+fn validate_topic(name: &str) -> Result<(), String> {
+    let legal = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if name.is_empty() || name.len() > 249 || !legal || name == "." || name == ".." {
+        return Err(format!(
+            "invalid topic name '{name}': use 1 to 249 of [a-zA-Z0-9._-]"
+        ));
+    }
+    Ok(())
+}
+
+fn topic_create(args: CreateArgs) -> Result<ExitCode, String> {
+    validate_topic(&args.topic)?;
+    if args.min_insync_replicas == 0 || args.min_insync_replicas > args.replication_factor {
+        return Err(format!(
+            "--min-insync-replicas {} must be between 1 and the replication factor {}",
+            args.min_insync_replicas, args.replication_factor
+        ));
+    }
+    let server = bootstrap(&args.bootstrap_server)?;
+    client::create_topic(
+        server,
+        &args.topic,
+        args.partitions,
+        args.replication_factor,
+        args.min_insync_replicas,
+    )?;
+    println!("Created topic {}.", args.topic);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(ids: &[u32]) -> String {
+    ids.iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn opt(o: Option<u64>) -> String {
+    o.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+}
+
+fn describe(args: DescribeArgs) -> Result<ExitCode, String> {
+    if let Some(t) = &args.topic {
+        validate_topic(t)?;
+    }
+    let server = bootstrap(&args.bootstrap_server)?;
+    let d = client::describe(server, args.topic.as_deref())?;
+    if args.json {
+        println!("{}", serde_json::to_string(&d).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut topics: Vec<&str> = d.partitions.iter().map(|p| p.topic.as_str()).collect();
+    topics.dedup();
+    let mut out = String::new();
+    for topic in topics {
+        let ps: Vec<_> = d.partitions.iter().filter(|p| p.topic == topic).collect();
+        out += &format!(
+            "Topic: {topic}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: min.insync.replicas={}\n",
+            ps.len(),
+            ps[0].replicas.len(),
+            ps[0].min_insync_replicas
+        );
+        for p in ps {
+            let leader = p
+                .leader
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "none".into());
+            out += &format!(
+                "\tTopic: {topic}\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}\tLeaderEpoch: {}\tLEO: {}\tHWM: {}{}\n",
+                p.partition,
+                list(&p.replicas),
+                list(&p.isr),
+                p.leader_epoch,
+                opt(p.log_end_offset),
+                opt(p.high_watermark),
+                if p.under_replicated { "\t(under-replicated)" } else { "" }
+            );
+        }
+    }
+    for b in &d.brokers {
+        let address = b
+            .address
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "?".into());
+        out += &format!(
+            "Broker: {}\t{address}\t{}\tLeaders: {}\n",
+            b.id,
+            if b.live { "live" } else { "fenced" },
+            b.leader_count
+        );
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
+    validate_topic(&args.topic)?;
+    let server = bootstrap(&args.bootstrap_server)?;
+    let mut values = Vec::new();
+    for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+        let mut line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.len() > VALUE_BYTES_MAX {
+            return Err(format!(
+                "line {} is {} bytes; a record holds at most {VALUE_BYTES_MAX}",
+                n + 1,
+                line.len()
+            ));
+        }
+        values.push(Value(line.into()));
+    }
+    let stop = stop_flag()?;
+    let options = ProduceOptions {
+        topic: args.topic.clone(),
+        acks: args.acks,
+        idempotent: args.idempotent,
+        partition: args.partition,
+        delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
+        timing: TimingMs::client(),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let report = client::produce(server, &options, values, &stop, |ack| {
+        let p = ack.topic_partition.partition;
+        let _ = if args.json {
+            writeln!(out, "{{\"partition\":{p},\"offset\":{}}}", ack.offset)
+        } else {
+            writeln!(out, "{p} {}", ack.offset)
+        };
+    })?;
+    let _ = out.flush();
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "{} of {} records acknowledged (acks={}) in {:.3} s: {:.0} records/s",
+        report.acknowledged,
+        report.records,
+        args.acks,
+        secs,
+        report.acknowledged as f64 / secs
+    );
+    if args.acks != Acks::None && report.acknowledged < report.records {
+        eprintln!(
+            "error: {} records were not acknowledged within delivery.timeout.ms={}",
+            report.records - report.acknowledged,
+            args.delivery_timeout_ms
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn json_string(bytes: &[u8]) -> String {
+    serde_json::to_string(&String::from_utf8_lossy(bytes)).expect("strings serialize")
+}
+
+fn consume(args: ConsumeArgs) -> Result<ExitCode, String> {
+    validate_topic(&args.topic)?;
+    let server = bootstrap(&args.bootstrap_server)?;
+    let stop = stop_flag()?;
+    let options = ConsumeOptions {
+        topic: args.topic.clone(),
+        partition: args.partition,
+        from_beginning: args.from_beginning,
+        max_records: args.max,
+        idle_timeout: args.timeout_ms.map(Duration::from_millis),
+        timing: TimingMs::client(),
+    };
+    // Line-buffered: each record shows as it arrives.
+    let mut out = std::io::stdout().lock();
+    let count = client::consume(server, &options, &stop, |r| {
+        let _ = if args.json {
+            writeln!(
+                out,
+                "{{\"partition\":{},\"offset\":{},\"value\":{}}}",
+                r.partition,
+                r.offset,
+                json_string(&r.value.0)
+            )
+        } else {
+            out.write_all(&r.value.0).and_then(|_| out.write_all(b"\n"))
+        };
+    })?;
+    let _ = out.flush();
+    eprintln!("Processed a total of {count} messages");
+    Ok(ExitCode::SUCCESS)
+}
