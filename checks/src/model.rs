@@ -61,6 +61,7 @@ impl WatermarkModel {
             .actor(Node::Controller(Controller::new(ControllerConfig {
                 cluster: cluster.clone(),
                 preferred_leader_election: knobs.preferred_leader_election,
+                racks: Vec::new(),
             })))
             .actors(brokers.iter().map(|(broker_id, _)| {
                 Node::Broker(Broker::new(BrokerConfig {

@@ -254,6 +254,11 @@ pub fn run_node(
             Node::Controller(Controller::new(ControllerConfig {
                 cluster,
                 preferred_leader_election: true,
+                racks: file
+                    .brokers
+                    .iter()
+                    .filter_map(|b| b.rack.clone().map(|r| (b.id, r)))
+                    .collect(),
             })),
             crate::store::NodeStore::Controller(
                 ControllerStore::new(dir, fsync).map_err(|e| format!("{}: {e}", dir.display()))?,

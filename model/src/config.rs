@@ -114,6 +114,9 @@ pub struct ControllerConfig {
     /// Whether the controller moves leadership back to the preferred replica
     /// (`auto.leader.rebalance.enable`).
     pub preferred_leader_election: bool,
+    /// `broker.rack` of each broker that has one. Topics created at run time spread each
+    /// partition's replicas over racks (R46); empty means rack-unaware assignment.
+    pub racks: Vec<(BrokerId, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -151,4 +154,31 @@ pub struct ConsumerConfig {
     /// Whether the consumer times requests out and retries.
     pub request_timeout: bool,
     pub timing: Timing,
+}
+
+/// Kafka's broker order for rack-aware assignment: brokers grouped by rack (racks in name order,
+/// brokers in id order within one), then taken one per rack in turn, so that consecutive brokers
+/// of the list sit on different racks (racks `a: 1,4`, `b: 2,5`, `c: 3` give `1,2,3,4,5`). Without
+/// racks (or with a broker that has none) it is the brokers in id order.
+pub fn rack_alternated(brokers: &[BrokerId], racks: &[(BrokerId, String)]) -> Vec<BrokerId> {
+    let rack_of = |b: BrokerId| racks.iter().find(|(r, _)| *r == b).map(|(_, name)| name);
+    if racks.is_empty() || brokers.iter().any(|b| rack_of(*b).is_none()) {
+        return brokers.to_vec();
+    }
+    let mut by_rack: std::collections::BTreeMap<&String, Vec<BrokerId>> = Default::default();
+    for b in brokers {
+        by_rack
+            .entry(rack_of(*b).expect("checked"))
+            .or_default()
+            .push(*b);
+    }
+    let mut ordered = Vec::with_capacity(brokers.len());
+    for i in 0.. {
+        let before = ordered.len();
+        ordered.extend(by_rack.values().filter_map(|rack| rack.get(i).copied()));
+        if ordered.len() == before {
+            break;
+        }
+    }
+    ordered
 }

@@ -271,8 +271,8 @@ impl Controller {
     }
 
     /// R46: create a topic. Replica `i` of partition `p` goes to the broker at position
-    /// `(p + i) mod n` of the configured brokers (Kafka's round-robin assignment, starting at the
-    /// first broker); the leader is the first live replica, and the ISR the live replicas (all of
+    /// `(p + i) mod n` of the brokers in rack-alternated order (Kafka's assignment, starting at
+    /// the first broker; with racks, consecutive replicas sit on different racks); the leader is the first live replica, and the ISR the live replicas (all of
     /// them, offline, if none is live). The new partitions go out like any other change.
     fn create_topic(
         &self,
@@ -289,7 +289,8 @@ impl Controller {
         if partitions == 0 {
             return Err(ErrorCode::InvalidPartitions);
         }
-        let brokers: Vec<BrokerId> = state.brokers.iter().map(|(b, _)| *b).collect();
+        let ids: Vec<BrokerId> = state.brokers.iter().map(|(b, _)| *b).collect();
+        let brokers = crate::config::rack_alternated(&ids, &self.config.racks);
         if replication_factor == 0 || replication_factor as usize > brokers.len() {
             return Err(ErrorCode::InvalidReplicationFactor);
         }

@@ -331,3 +331,33 @@ fn r9_leadership_moves_back_to_the_preferred_replica_once_it_is_in_sync() {
         (Some(1), 2, 3)
     );
 }
+
+#[test]
+fn r46_rack_aware_assignment_alternates_racks() {
+    use watermark_model::config::rack_alternated;
+    let racks = |pairs: &[(u32, &str)]| -> Vec<(u32, String)> {
+        pairs.iter().map(|(b, r)| (*b, r.to_string())).collect()
+    };
+    // Two racks, brokers 1,2 on a and 3,4 on b: consecutive brokers alternate racks, so every
+    // partition's two replicas are on different racks.
+    let order = rack_alternated(
+        &[1, 2, 3, 4],
+        &racks(&[(1, "a"), (2, "a"), (3, "b"), (4, "b")]),
+    );
+    assert_eq!(order, vec![1, 3, 2, 4]);
+    for p in 0..4 {
+        let replicas = [order[p % 4], order[(p + 1) % 4]];
+        let rack = |b: u32| if b <= 2 { "a" } else { "b" };
+        assert_ne!(
+            rack(replicas[0]),
+            rack(replicas[1]),
+            "partition {p}: {replicas:?}"
+        );
+    }
+    // Without racks, or with a broker lacking one: id order.
+    assert_eq!(rack_alternated(&[1, 2, 3], &[]), vec![1, 2, 3]);
+    assert_eq!(
+        rack_alternated(&[1, 2, 3], &racks(&[(1, "a"), (2, "b")])),
+        vec![1, 2, 3]
+    );
+}

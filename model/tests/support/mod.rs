@@ -56,6 +56,7 @@ pub fn controller(cluster: &Arc<ClusterConfig>, preferred: bool) -> Node {
     Node::Controller(Controller::new(ControllerConfig {
         cluster: cluster.clone(),
         preferred_leader_election: preferred,
+        racks: Vec::new(),
     }))
 }
 
