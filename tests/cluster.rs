@@ -134,6 +134,30 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `watermark topic create` with replication factor 3; its output.
+    fn create_topic(
+        &self,
+        topic: &str,
+        partitions: u32,
+        min_insync_replicas: Option<u32>,
+    ) -> String {
+        let partitions = partitions.to_string();
+        let min_isr = min_insync_replicas.map(|m| m.to_string());
+        let mut args = vec![
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            &partitions,
+            "--replication-factor",
+            "3",
+        ];
+        if let Some(m) = &min_isr {
+            args.extend(["--min-insync-replicas", m.as_str()]);
+        }
+        self.ok(&args, "")
+    }
+
     fn describe(&self, topic: &str) -> Json {
         serde_json::from_str(&self.ok(&["describe", "--topic", topic, "--json"], "")).unwrap()
     }
@@ -231,20 +255,7 @@ fn ten_thousand_records_with_acks_all_read_back_identical_and_gapless() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::up(dir.path());
-    let out = cluster.ok(
-        &[
-            "topic",
-            "create",
-            "orders",
-            "--partitions",
-            "3",
-            "--replication-factor",
-            "3",
-            "--min-insync-replicas",
-            "2",
-        ],
-        "",
-    );
+    let out = cluster.create_topic("orders", 3, Some(2));
     assert_eq!(out, "Created topic orders.\n");
     let values = lines(10_000, "order");
     let acked = acks(&cluster.ok(&["produce", "orders", "--acks", "all"], &values));
@@ -267,18 +278,7 @@ fn a_broker_fed_garbage_keeps_serving_and_counts_what_it_dropped() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::up(dir.path());
-    cluster.ok(
-        &[
-            "topic",
-            "create",
-            "t",
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "3",
-        ],
-        "",
-    );
+    cluster.create_topic("t", 1, None);
     let (broker, _) = cluster.brokers[&1];
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut valid = Vec::new();
@@ -336,18 +336,7 @@ fn a_restarted_cluster_reads_everything_back_from_disk() {
     let values = lines(3_000, "durable");
     let acked = {
         let cluster = Cluster::up(dir.path());
-        cluster.ok(
-            &[
-                "topic",
-                "create",
-                "d",
-                "--partitions",
-                "3",
-                "--replication-factor",
-                "3",
-            ],
-            "",
-        );
+        cluster.create_topic("d", 3, None);
         acks(&cluster.ok(&["produce", "d"], &values))
     };
     let mut cluster = Cluster::up(dir.path());
@@ -361,20 +350,7 @@ fn kill_9_of_a_leader_mid_produce_loses_no_acknowledged_record_and_it_rejoins_th
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::up(dir.path());
-    cluster.ok(
-        &[
-            "topic",
-            "create",
-            "k",
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "3",
-            "--min-insync-replicas",
-            "2",
-        ],
-        "",
-    );
+    cluster.create_topic("k", 1, Some(2));
     let d = cluster.await_describe("k", 50, |d| d["partitions"][0]["leader"].is_u64());
     let leader = d["partitions"][0]["leader"].as_u64().unwrap() as u32;
     let (_, leader_pid) = cluster.brokers[&leader];

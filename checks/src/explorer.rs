@@ -18,7 +18,7 @@
 use crate::ghost::{event, violation, Ghost};
 use crate::knobs::Knobs;
 use crate::model::{Action, State, WatermarkModel};
-use crate::properties::{self, Condition};
+
 use crate::trace;
 use stateright::actor::{ActorModelAction, Id, Network};
 use stateright::{Model, Path, Property};
@@ -56,29 +56,19 @@ impl Eq for ExplorerState {}
 /// [`WatermarkModel`] with readable states and a canonical action order.
 pub struct ExplorerModel {
     pub model: WatermarkModel,
-    /// The enabled properties' conditions, called through [`CONDITIONS`].
-    conditions: Vec<Condition>,
     names: std::sync::Arc<[String]>,
 }
 
 impl ExplorerModel {
     pub fn new(knobs: Knobs) -> Self {
         let model = WatermarkModel::new(knobs);
-        let conditions = properties::enabled(&model.knobs)
-            .into_iter()
-            .map(|p| p.condition)
-            .collect::<Vec<_>>();
         assert!(
-            conditions.len() <= CONDITIONS.len(),
+            model.checked.len() <= CONDITIONS.len(),
             "CONDITIONS has a slot for every property"
         );
         let actors = model.inner.actors.len();
         let names = (0..actors).map(|i| model.actor_name(i)).collect();
-        ExplorerModel {
-            model,
-            conditions,
-            names,
-        }
+        ExplorerModel { model, names }
     }
 
     fn wrap(&self, state: State) -> ExplorerState {
@@ -151,7 +141,7 @@ pub fn open_hint(knobs: &Knobs, path: &Path<State, Action>, indent: &str) -> Str
 /// A property condition that calls the inner property `I`: `Property` takes plain `fn`s, so
 /// each slot is its own monomorphized function.
 fn condition<const I: usize>(model: &ExplorerModel, state: &ExplorerState) -> bool {
-    (model.conditions[I])(&model.model, &state.state)
+    (model.model.checked[I].condition)(&model.model, &state.state)
 }
 
 macro_rules! conditions {
@@ -215,11 +205,12 @@ impl Model for ExplorerModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        properties::enabled(&self.model.knobs)
-            .into_iter()
+        self.model
+            .checked
+            .iter()
             .enumerate()
             .map(|(i, p)| Property {
-                expectation: p.expectation,
+                expectation: p.expectation.clone(),
                 name: p.name,
                 condition: CONDITIONS[i],
             })
@@ -401,6 +392,7 @@ fn without_role(debug: &str) -> &str {
 mod tests {
     use super::*;
     use crate::knobs::preset;
+    use crate::properties;
 
     #[test]
     fn every_property_has_a_condition_slot_and_the_same_verdict() {

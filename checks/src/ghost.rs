@@ -6,7 +6,7 @@
 //! holds only what properties read: facts that are monotone (committed records, sticky
 //! violations) and the events of the last step, which are cleared on the next.
 
-use crate::model::{controller, State, WatermarkModel};
+use crate::model::{alive_in, controller, State, WatermarkModel};
 use stateright::actor::ActorModelAction;
 use std::fmt;
 use std::sync::Arc;
@@ -191,11 +191,9 @@ pub fn observe(
     // The controller fencing a broker that is alive, in the incarnation it fences.
     if let (Some(before), Some(after)) = (controller(last), controller(next)) {
         let falsely_fenced = after.brokers.iter().any(|(b, r)| {
-            let i = *b as usize;
             r.fenced
                 && before.brokers.iter().any(|(c, q)| c == b && !q.fenced)
-                && !next.crashed[i]
-                && broker(next, i).is_some_and(|s| s.broker_epoch == r.broker_epoch)
+                && alive_in(next, *b, r.broker_epoch)
         });
         if falsely_fenced {
             ghost.false_suspicions = ghost.false_suspicions.saturating_add(1);
@@ -203,9 +201,8 @@ pub fn observe(
     }
 
     // A leader asking to drop lagging followers from the ISR.
-    if let Some(ActorModelAction::Timeout(id, Timer::IsrShrink)) = action {
+    if let Some(ActorModelAction::Timeout(_, Timer::IsrShrink)) = action {
         ghost.isr_shrinks = ghost.isr_shrinks.saturating_add(1);
-        let _ = id;
     }
 
     // Deliveries.

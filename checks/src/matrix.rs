@@ -305,7 +305,7 @@ pub fn scenarios() -> Vec<Scenario> {
     // occurs, and KIP-320 holds in that same configuration.
     for (protocol, property, knobs) in revision_configs() {
         rows.push(row(
-            protocol_row(protocol),
+            protocol.name(),
             HISTORY,
             None,
             Knobs {
@@ -363,15 +363,6 @@ fn revision_configs() -> Vec<(Protocol, &'static str, Knobs)> {
         (Protocol::Kip101, "NoAppendFromStaleEpoch", kip320_bug()),
         (Protocol::Kip279, "NoAppendFromStaleEpoch", kip320_bug()),
     ]
-}
-
-fn protocol_row(p: Protocol) -> &'static str {
-    match p {
-        Protocol::HwmTruncation => "hwm-truncation",
-        Protocol::Kip101 => "kip-101",
-        Protocol::Kip279 => "kip-279",
-        Protocol::Kip320 => "kip-320",
-    }
 }
 
 /// Properties only the matrix asks about, beside spec.md's I and S properties.

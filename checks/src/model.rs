@@ -207,14 +207,10 @@ impl WatermarkModel {
         // crashed broker or to one that has restarted since.
         if !self.knobs.false_suspicions {
             if let Some(controller) = controller(state) {
-                let falsely_fenced = controller.brokers.iter().any(|(b, r)| {
-                    let i = *b as usize;
-                    r.fenced
-                        && !state.crashed[i]
-                        && state.actor_states[i]
-                            .as_broker()
-                            .is_some_and(|s| s.broker_epoch == r.broker_epoch)
-                });
+                let falsely_fenced = controller
+                    .brokers
+                    .iter()
+                    .any(|(b, r)| r.fenced && alive_in(state, *b, r.broker_epoch));
                 if falsely_fenced {
                     return false;
                 }
@@ -279,6 +275,16 @@ pub fn record_values(knobs: &Knobs) -> Vec<Value> {
             Value::from(name.as_str())
         })
         .collect()
+}
+
+/// Whether broker `broker` is running, in incarnation `broker_epoch` (B3: fencing it then is a
+/// false suspicion).
+pub fn alive_in(state: &State, broker: BrokerId, broker_epoch: BrokerEpoch) -> bool {
+    let i = broker as usize;
+    !state.crashed[i]
+        && state.actor_states[i]
+            .as_broker()
+            .is_some_and(|s| s.broker_epoch == broker_epoch)
 }
 
 pub fn controller(state: &State) -> Option<&ControllerState> {

@@ -51,9 +51,6 @@ fn with_producers(k: &Knobs) -> bool {
 pub fn leader_can_change(k: &Knobs) -> bool {
     k.leader_epoch_max >= 1 && (k.broker_crashes >= 1 || k.false_suspicions)
 }
-fn with_leader_change(k: &Knobs) -> bool {
-    leader_can_change(k)
-}
 fn with_leader_change_and_producers(k: &Knobs) -> bool {
     leader_can_change(k) && with_producers(k)
 }
@@ -95,19 +92,19 @@ pub fn all() -> Vec<PropertyDef> {
           record_committed, with_producers),
         p("I3", "OneLeaderPerEpoch", Always, None,
           "At most one broker acts as leader of a partition in a leader epoch.",
-          one_leader_per_epoch, with_leader_change),
+          one_leader_per_epoch, leader_can_change),
         p("S3", "LeaderChangeWithData", Sometimes, Some("OneLeaderPerEpoch"),
           "A leader in a later epoch holds committed records of an earlier one.",
           leader_change_with_data, with_leader_change_and_producers),
         p("I4", "LogEpochsMonotonic", Always, None,
           "Leader epochs never decrease along a replica's log.",
-          log_epochs_monotonic, with_leader_change),
+          log_epochs_monotonic, leader_can_change),
         p("S4", "LogSpansEpochs", Sometimes, Some("LogEpochsMonotonic"),
           "A log holds records of two leader epochs.",
           log_spans_epochs, with_leader_change_and_producers),
         p("I5", "NoAppendFromStaleEpoch", Always, None,
           "No replica appends records a leader sent in an epoch older than the replica's own.",
-          no_append_from_stale_epoch, with_leader_change),
+          no_append_from_stale_epoch, leader_can_change),
         p("S5", "StaleFetchResponseInFlight", Sometimes, Some("NoAppendFromStaleEpoch"),
           "A fetch response from an older leader epoch is on its way to a follower.",
           stale_fetch_response_in_flight, with_leader_change_and_producers),
@@ -125,13 +122,13 @@ pub fn all() -> Vec<PropertyDef> {
           acknowledged_record_on_new_leader, with_leader_change_and_acks),
         p("I8", "CommittedRecordsSurvive", Always, None,
           "Every record ever below a leader's HWM stays, at its offset, in the log of every later leader.",
-          committed_records_survive, with_leader_change),
+          committed_records_survive, leader_can_change),
         p("S8", "CommittedRecordOnNewLeader", Sometimes, Some("CommittedRecordsSurvive"),
           "A leader of a later epoch holds a record committed in an earlier one.",
           committed_record_on_new_leader, with_leader_change_and_producers),
         p("I9", "LogMatching", Always, None,
           "Two replicas that hold the same offset in the same epoch agree on everything up to it.",
-          log_matching, with_leader_change),
+          log_matching, leader_can_change),
         p("S9", "LogsDiverge", Sometimes, Some("LogMatching"),
           "Two replicas hold different epochs at the same offset.",
           logs_diverge, with_leader_change_and_producers),

@@ -305,11 +305,11 @@ pub fn unframe(data: &[u8]) -> Option<&[u8]> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use watermark_model::{Log, Record, Value};
 
-    fn entry(epoch: u32, value: &str) -> LogEntry {
+    pub(crate) fn entry(epoch: u32, value: &str) -> LogEntry {
         LogEntry {
             leader_epoch: epoch,
             record: Record {

@@ -366,15 +366,7 @@ mod tests {
     use super::*;
     use watermark_model::broker::BrokerStorage;
 
-    fn entry(epoch: u32, value: &str) -> LogEntry {
-        LogEntry {
-            leader_epoch: epoch,
-            record: Record {
-                value: Value(value.as_bytes().into()),
-                producer: None,
-            },
-        }
-    }
+    use crate::segment::tests::entry;
 
     fn storage(log: &[LogEntry], hwm: Offset) -> Storage {
         let topic = Topic::new("orders/eu");
