@@ -126,6 +126,10 @@ struct KnobArgs {
     /// Whether a broker crash may be a power loss that cuts its logs to any prefix.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     unclean_shutdown: Option<bool>,
+    /// How many times brokers may pull metadata on their own (the real cluster's periodic
+    /// heartbeat, answered with what the broker lacks).
+    #[arg(long)]
+    metadata_pulls: Option<u32>,
 }
 
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
@@ -165,6 +169,7 @@ impl KnobArgs {
             false_suspicions => false_suspicions,
             isr_shrinks => isr_shrinks,
             unclean_shutdown => unclean_shutdown,
+            metadata_pulls => metadata_pulls,
         );
     }
 }

@@ -287,6 +287,8 @@ fn a_broker_fed_garbage_keeps_serving_and_counts_what_it_dropped() {
         &watermark_model::Msg::LeaderAndIsr {
             controller_epoch: 99,
             broker_epoch: 0,
+            base_metadata_offset: None,
+            metadata_offset: 99,
             partitions: std::sync::Arc::new([]),
         },
         &mut valid,

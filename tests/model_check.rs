@@ -68,7 +68,7 @@ fn canonical_preset_holds_exhaustively_with_every_twin_found() {
 
 /// The unique states of the canonical preset. A change here is a change to the protocol or the
 /// bounds: update it deliberately, with BENCHMARKS.md.
-const CANONICAL_UNIQUE_STATES: usize = 1_108_613;
+const CANONICAL_UNIQUE_STATES: usize = 866_068;
 
 fn first_violation(knobs: &Knobs, property: &'static str) -> Outcome {
     run(
@@ -109,14 +109,23 @@ fn small_presets_hold_with_pinned_state_counts() {
     }
 }
 
+const IDEMPOTENT_UNIQUE: usize = 10_908;
+const SLOW_FOLLOWER_UNIQUE: usize = 94_287;
+const CONSUMER_UNIQUE: usize = 196_923;
+const TWO_PARTITIONS_UNIQUE: usize = 436_428;
+const CONTROLLER_CRASH_UNIQUE: usize = 543_160;
+const LOSSY_METADATA_UNIQUE: usize = 1_187_303;
+const LOSSY_UNIQUE: usize = 2_430_294;
+
 const SMALL_PRESETS: &[(&str, usize)] = &[
-    ("idempotent", 15_867),
+    ("idempotent", IDEMPOTENT_UNIQUE),
     ("lossy-duplicating", 49_188),
-    ("slow-follower", 93_506),
-    ("consumer", 277_207),
-    ("two-partitions", 598_928),
-    ("controller-crash", 824_877),
-    ("lossy", 1_908_691),
+    ("slow-follower", SLOW_FOLLOWER_UNIQUE),
+    ("consumer", CONSUMER_UNIQUE),
+    ("two-partitions", TWO_PARTITIONS_UNIQUE),
+    ("controller-crash", CONTROLLER_CRASH_UNIQUE),
+    ("lossy-metadata", LOSSY_METADATA_UNIQUE),
+    ("lossy", LOSSY_UNIQUE),
 ];
 
 #[test]
@@ -135,4 +144,84 @@ fn breadth_and_depth_first_search_agree_on_the_state_space() {
     for (a, b) in bfs.properties.iter().zip(&dfs.properties) {
         assert_eq!(a.verdict, b.verdict, "{}", a.name);
     }
+}
+
+/// I6 is checked against every controller epoch ever handed to a broker, not against what the
+/// broker remembers: a broker that took a newer controller epoch from an UpdateMetadata (say)
+/// without recording it, and then applied an older controller's LeaderAndIsr, is caught.
+#[test]
+fn no_stale_controller_request_catches_a_broker_that_forgot_a_newer_controller_epoch() {
+    use stateright::actor::{ActorModelAction, Id};
+    use watermark_checks::ghost::{observe, violation};
+    use watermark_model::*;
+    let knobs = preset("controller-crash").unwrap().knobs;
+    let model = WatermarkModel::new(knobs);
+    let s0 = model.init_states()[0].clone();
+    let broker = 2usize;
+    let push = |controller_epoch, leader_epoch| Msg::UpdateMetadata {
+        controller_epoch,
+        broker_epoch: 0,
+        base_metadata_offset: None,
+        metadata_offset: 9,
+        partitions: vec![PartitionState {
+            topic_partition: TopicPartition::new(&Topic::new("u"), 0),
+            leader: Some(1),
+            leader_epoch,
+            partition_epoch: leader_epoch,
+            isr: [1].as_slice().into(),
+            replicas: [1].as_slice().into(),
+            min_insync_replicas: 1,
+        }]
+        .into(),
+    };
+    let deliver = |msg: &Msg| ActorModelAction::Deliver {
+        src: Id::from(0),
+        dst: Id::from(broker),
+        msg: msg.clone(),
+    };
+    // A broker state after applying `msg` as a broker that ignores controller epochs would.
+    let applied = |last: &watermark_checks::model::State, leader_epoch| {
+        let mut next = last.clone();
+        let mut b = next.actor_states[broker].as_broker().unwrap().clone();
+        b.metadata.insert(
+            TopicPartition::new(&Topic::new("u"), 0),
+            PartitionState {
+                topic_partition: TopicPartition::new(&Topic::new("u"), 0),
+                leader: Some(1),
+                leader_epoch,
+                partition_epoch: leader_epoch,
+                isr: [1].as_slice().into(),
+                replicas: [1].as_slice().into(),
+                min_insync_replicas: 1,
+            },
+        );
+        next.actor_states[broker] = std::sync::Arc::new(NodeState::Broker(b));
+        next
+    };
+    // Controller epoch 3 reaches the broker, which applies it but records nothing.
+    let newer = push(3, 1);
+    let mut s1 = applied(&s0, 1);
+    s1.history = observe(&model, Some(&s0), Some(&deliver(&newer)), &s1);
+    assert!(!s1
+        .history
+        .has_violation(violation::STALE_CONTROLLER_REQUEST_APPLIED));
+    // Then controller epoch 2's push changes its state: I6 is violated, although the broker's own
+    // controller epoch (still 0) never showed anything newer.
+    assert_eq!(
+        s1.actor_states[broker]
+            .as_broker()
+            .unwrap()
+            .controller_epoch,
+        0
+    );
+    let older = push(2, 2);
+    let mut s2 = applied(&s1, 2);
+    s2.history = observe(&model, Some(&s1), Some(&deliver(&older)), &s2);
+    assert!(s2
+        .history
+        .has_violation(violation::STALE_CONTROLLER_REQUEST_APPLIED));
+    // The same older push changing nothing is no violation.
+    let s3 = s1.clone();
+    let ghost = observe(&model, Some(&s1), Some(&deliver(&older)), &s3);
+    assert!(!ghost.has_violation(violation::STALE_CONTROLLER_REQUEST_APPLIED));
 }

@@ -24,6 +24,9 @@ pub mod event {
     /// offsets: a divergent tail. Observed only when a property asks for it (the matrix), so
     /// that it does not split the states of ordinary checks.
     pub const DIVERGENT_TAIL_TRUNCATED: u16 = 1 << 3;
+    /// A registered broker that lost a LeaderAndIsr or UpdateMetadata applied, from a heartbeat
+    /// response (a pull, R49), a partition state newer than the one it held: the repair.
+    pub const METADATA_REPAIRED: u16 = 1 << 4;
 }
 
 /// Invariants that are about transitions, latched once broken (bit flags).
@@ -55,6 +58,15 @@ pub struct Ghost {
     pub isr_shrinks: u8,
     /// Live brokers the controller has fenced in the incarnation they are running (bound B3).
     pub false_suspicions: u8,
+    /// Heartbeats registered brokers sent: metadata pulls (bound B7).
+    pub metadata_pulls: u8,
+    /// Per broker (index = broker id), the newest controller epoch of any controller message
+    /// delivered to it, in any incarnation (I6). Kept only when I6 is checked, so that other
+    /// checks keep their state counts.
+    pub controller_epochs_seen: Vec<ControllerEpoch>,
+    /// Brokers (bit = broker id) to whose running incarnation the network lost a LeaderAndIsr or
+    /// UpdateMetadata (S16). Kept only when S16 is checked.
+    pub pushes_lost: u16,
 }
 
 impl Ghost {
@@ -111,6 +123,11 @@ pub fn observe(
             committed: (0..model.knobs.partitions)
                 .map(|_| Arc::new(Vec::new()))
                 .collect(),
+            controller_epochs_seen: if model.observe_controller_epochs() {
+                vec![0; model.knobs.brokers as usize + 1]
+            } else {
+                Vec::new()
+            },
             ..Ghost::default()
         },
     };
@@ -205,17 +222,75 @@ pub fn observe(
         ghost.isr_shrinks = ghost.isr_shrinks.saturating_add(1);
     }
 
+    // A registered broker's heartbeat: a metadata pull (B7).
+    if let Some(ActorModelAction::Timeout(id, Timer::Heartbeat)) = action {
+        if broker(last, usize::from(*id)).is_some_and(|b| b.registered) {
+            ghost.metadata_pulls = ghost.metadata_pulls.saturating_add(1);
+        }
+    }
+
+    // A push lost on its way to a broker's running incarnation (S16).
+    if let Some(ActorModelAction::Drop(envelope)) = action {
+        let index = usize::from(envelope.dst);
+        let to_running = match &envelope.msg {
+            Msg::LeaderAndIsr { broker_epoch, .. } | Msg::UpdateMetadata { broker_epoch, .. } => {
+                alive_in(last, index as BrokerId, *broker_epoch)
+            }
+            _ => false,
+        };
+        if to_running && model.observe_lost_pushes() {
+            ghost.pushes_lost |= 1 << index;
+        }
+    }
+
     // Deliveries.
     if let Some(ActorModelAction::Deliver { dst, msg, .. }) = action {
         let index = usize::from(*dst);
         if let (Some(before), Some(after)) = (broker(last, index), broker(next, index)) {
-            observe_delivery(&mut ghost, msg, before, after);
+            observe_delivery(&mut ghost, index, msg, before, after);
         }
     }
     ghost
 }
 
-fn observe_delivery(ghost: &mut Ghost, msg: &Msg, before: &BrokerState, after: &BrokerState) {
+/// The controller epoch of a controller message.
+fn controller_epoch_of(msg: &Msg) -> Option<ControllerEpoch> {
+    match msg {
+        Msg::LeaderAndIsr {
+            controller_epoch, ..
+        }
+        | Msg::UpdateMetadata {
+            controller_epoch, ..
+        }
+        | Msg::BrokerHeartbeatResponse {
+            controller_epoch, ..
+        }
+        | Msg::AlterPartitionResponse {
+            controller_epoch, ..
+        } => Some(*controller_epoch),
+        _ => None,
+    }
+}
+
+fn observe_delivery(
+    ghost: &mut Ghost,
+    index: usize,
+    msg: &Msg,
+    before: &BrokerState,
+    after: &BrokerState,
+) {
+    // I6: a controller message older than one this broker was ever handed must change nothing.
+    if let (Some(epoch), Some(seen)) = (
+        controller_epoch_of(msg),
+        ghost.controller_epochs_seen.get(index).copied(),
+    ) {
+        if epoch < seen && before != after {
+            ghost.violations |= violation::STALE_CONTROLLER_REQUEST_APPLIED;
+        }
+        if epoch > seen {
+            ghost.controller_epochs_seen[index] = epoch;
+        }
+    }
     match msg {
         Msg::FetchResponse(response) => {
             let Some(r) = before.replicas.get(&response.topic_partition) else {
@@ -231,15 +306,19 @@ fn observe_delivery(ghost: &mut Ghost, msg: &Msg, before: &BrokerState, after: &
                 }
             }
         }
-        Msg::LeaderAndIsr {
-            controller_epoch, ..
-        }
-        | Msg::UpdateMetadata {
-            controller_epoch, ..
-        } => {
-            let changed = before.replicas != after.replicas || before.metadata != after.metadata;
-            if *controller_epoch < before.controller_epoch && changed {
-                ghost.violations |= violation::STALE_CONTROLLER_REQUEST_APPLIED;
+        Msg::BrokerHeartbeatResponse { partitions, .. } if !partitions.is_empty() => {
+            // S16: a pull brought a registered broker that lost a push a partition state newer
+            // than its own.
+            let repaired = before.registered
+                && ghost.pushes_lost & (1 << index) != 0
+                && after.replicas.iter().any(|(tp, r)| {
+                    before.replicas.get(tp).is_none_or(|old| {
+                        (r.leader_epoch(), r.partition.partition_epoch)
+                            > (old.leader_epoch(), old.partition.partition_epoch)
+                    })
+                });
+            if repaired {
+                ghost.events |= event::METADATA_REPAIRED;
             }
         }
         Msg::Produce(request) => {

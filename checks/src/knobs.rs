@@ -104,6 +104,11 @@ pub struct Knobs {
     /// Whether a broker crash may be an unclean shutdown (power loss) that cuts its logs to any
     /// prefix: nothing is fsynced under Kafka's default flush policy (`PowerLoss`).
     pub unclean_shutdown: bool,
+    /// How many times brokers may pull metadata on their own (B7): the real cluster's periodic
+    /// heartbeat, which carries the broker's metadata offset and is answered with what it
+    /// lacks (R49). The model has no clock, so such a pull may come at any moment; this bounds
+    /// how often. Pulls of what a broker knows it missed are not counted.
+    pub metadata_pulls: u32,
 }
 
 impl Knobs {
@@ -132,6 +137,7 @@ impl Knobs {
             isr_shrinks: 0,
             false_suspicions: false,
             unclean_shutdown: false,
+            metadata_pulls: 0,
         }
     }
 
@@ -206,6 +212,13 @@ impl Knobs {
         }
         if self.unclean_shutdown {
             s.push_str(", unclean shutdowns");
+        }
+        if self.metadata_pulls > 0 {
+            s.push_str(&format!(
+                ", {} metadata pull{}",
+                self.metadata_pulls,
+                plural(self.metadata_pulls)
+            ));
         }
         s.push_str(&format!(
             ", {} broker crash{}",
@@ -302,7 +315,7 @@ pub fn presets() -> Vec<Preset> {
         },
         Preset {
             name: "lossy",
-            description: "Ordered channels that lose messages (the real cluster's transport); everything is retransmitted.",
+            description: "Ordered channels that lose messages, controller messages included: the real cluster's transport. Everything is retransmitted; a restarted broker's repeated registration pulls what it lacks.",
             knobs: Knobs {
                 records: 1,
                 network: Network {
@@ -310,6 +323,22 @@ pub fn presets() -> Vec<Preset> {
                     duplicating: false,
                     lossy: true,
                 },
+                ..pair.clone()
+            },
+        },
+        Preset {
+            name: "lossy-metadata",
+            description: "A LeaderAndIsr lost in a failover is repaired by the broker's next heartbeat, which pulls what it lacks (KIP-631). Ordered lossy channels, one pull at any moment; no records, so that the pull fits.",
+            knobs: Knobs {
+                records: 0,
+                leader_epoch_max: 1,
+                preferred_leader_election: false,
+                network: Network {
+                    ordered: true,
+                    duplicating: false,
+                    lossy: true,
+                },
+                metadata_pulls: 1,
                 ..pair.clone()
             },
         },
@@ -383,6 +412,7 @@ impl Knobs {
             protocol => "protocol",
             producer_attempts_max => "producer-attempts",
             isr_shrinks => "isr-shrinks",
+            metadata_pulls => "metadata-pulls",
         );
         let mut toggle = |flag: &str, value: bool| flags.push(format!("--{flag}={value}"));
         macro_rules! diff_bool {

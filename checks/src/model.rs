@@ -48,7 +48,9 @@ impl WatermarkModel {
             // Tiny: every fetch response carries one record.
             fetch_bytes_max: 1,
             retransmit: knobs.network.lossy,
-            heartbeat_periodic: false,
+            // B7: with pulls allowed, a registered broker's heartbeat timer sends one; the
+            // ghost counts them.
+            heartbeat_periodic: knobs.metadata_pulls > 0,
             timing: Timing::model(),
             topics: vec![TopicConfig {
                 topic: topic.clone(),
@@ -62,6 +64,7 @@ impl WatermarkModel {
                 cluster: cluster.clone(),
                 preferred_leader_election: knobs.preferred_leader_election,
                 racks: Vec::new(),
+                metadata_bytes_max: u64::MAX,
             })))
             .actors(brokers.iter().map(|(broker_id, _)| {
                 Node::Broker(Broker::new(BrokerConfig {
@@ -122,6 +125,20 @@ impl WatermarkModel {
             inner,
             topic,
         }
+    }
+
+    /// Whether the ghost keeps the controller epochs delivered to each broker (I6).
+    pub fn observe_controller_epochs(&self) -> bool {
+        self.checked
+            .iter()
+            .any(|p| p.name == "NoStaleControllerRequest")
+    }
+
+    /// Whether the ghost keeps which brokers lost a push (S16).
+    pub fn observe_lost_pushes(&self) -> bool {
+        self.checked
+            .iter()
+            .any(|p| p.name == "LostMetadataRepaired")
     }
 
     /// The same model, checking exactly these properties.
@@ -223,6 +240,10 @@ impl WatermarkModel {
         }
         // B6: leaders ask to shrink ISRs at most `isr_shrinks` times.
         if u32::from(state.history.isr_shrinks) > self.knobs.isr_shrinks {
+            return false;
+        }
+        // B7: brokers pull metadata on their own at most `metadata_pulls` times.
+        if u32::from(state.history.metadata_pulls) > self.knobs.metadata_pulls {
             return false;
         }
         // B5: at most one copy of a message is in flight; two copies are what the duplicating

@@ -31,7 +31,7 @@ fn always_applies(_: &Knobs) -> bool {
     true
 }
 fn with_acks(k: &Knobs) -> bool {
-    k.acks != Acks::None && k.producers > 0
+    k.acks != Acks::None && with_producers(k)
 }
 fn with_controller_crashes(k: &Knobs) -> bool {
     k.controller_crashes > 0
@@ -40,10 +40,11 @@ fn with_consumers(k: &Knobs) -> bool {
     k.consumers > 0
 }
 fn with_idempotence(k: &Knobs) -> bool {
-    k.idempotence && k.producers > 0
+    k.idempotence && with_producers(k)
 }
+/// Records are written: there are producers, and they have something to send.
 fn with_producers(k: &Knobs) -> bool {
-    k.producers > 0
+    k.producers > 0 && k.records > 0
 }
 /// Whether leadership can move within the bounds (B1–B3): a later epoch exists and something can
 /// take the leader away. Without that, the leader-change properties hold only because nothing
@@ -59,6 +60,11 @@ fn with_leader_change_and_acks(k: &Knobs) -> bool {
 }
 fn with_leader_change_and_consumers(k: &Knobs) -> bool {
     leader_can_change(k) && with_consumers(k)
+}
+/// Controller messages can be lost, a leader change can be among them, and a registered broker
+/// may pull (B7).
+fn with_lossy_network_and_leader_change(k: &Knobs) -> bool {
+    k.network.lossy && leader_can_change(k) && k.metadata_pulls >= 1
 }
 /// An ISR member can be dropped: by its leader (B6), or by the controller when it dies.
 fn with_isr_change(k: &Knobs) -> bool {
@@ -109,7 +115,7 @@ pub fn all() -> Vec<PropertyDef> {
           "A fetch response from an older leader epoch is on its way to a follower.",
           stale_fetch_response_in_flight, with_leader_change_and_producers),
         p("I6", "NoStaleControllerRequest", Always, None,
-          "No broker applies a controller request from an older controller epoch.",
+          "No broker applies a controller message older than one it was ever handed, in any incarnation.",
           no_stale_controller_request, with_controller_crashes),
         p("S6", "StaleControllerRequestInFlight", Sometimes, Some("NoStaleControllerRequest"),
           "A controller request from an older controller epoch is on its way to a broker that knows a newer one.",
@@ -159,6 +165,12 @@ pub fn all() -> Vec<PropertyDef> {
         p("S15", "RecordAcknowledged", Sometimes, None,
           "A producer is told a record is written.",
           record_acknowledged, with_acks),
+        p("I13", "MetadataFromController", Always, None,
+          "Every partition state a broker holds is one the controller decided, not newer than the controller's.",
+          metadata_from_controller, always_applies),
+        p("S16", "LostMetadataRepaired", Sometimes, Some("MetadataFromController"),
+          "A broker that lost a LeaderAndIsr learns the partition state it missed from a heartbeat response.",
+          lost_metadata_repaired, with_lossy_network_and_leader_change),
     ]
 }
 
@@ -568,4 +580,33 @@ fn isr_shrink_and_expand(_: &WatermarkModel, state: &State) -> bool {
 /// S15.
 fn record_acknowledged(model: &WatermarkModel, state: &State) -> bool {
     !acks(model, state).is_empty()
+}
+
+/// I13: every partition state a broker holds, as a replica or as metadata, is the controller's
+/// state of that partition or an older one: nothing newer, and nothing else at the same epochs.
+fn metadata_from_controller(model: &WatermarkModel, state: &State) -> bool {
+    let Some(controller) = controller(state) else {
+        return true;
+    };
+    brokers(model, state).all(|(b, _)| {
+        b.replicas
+            .values()
+            .map(|r| &r.partition)
+            .chain(b.metadata.values())
+            .all(|p| {
+                controller
+                    .partitions
+                    .get(&p.topic_partition)
+                    .is_some_and(|c| {
+                        let held = (p.leader_epoch, p.partition_epoch);
+                        let decided = (c.leader_epoch, c.partition_epoch);
+                        held < decided || (held == decided && p == c)
+                    })
+            })
+    })
+}
+
+/// S16.
+fn lost_metadata_repaired(_: &WatermarkModel, state: &State) -> bool {
+    ghost(state).has_event(event::METADATA_REPAIRED)
 }

@@ -139,6 +139,9 @@ pub fn error_name(e: ErrorCode) -> &'static str {
         ErrorCode::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
         ErrorCode::InvalidPartitions => "INVALID_PARTITIONS",
         ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
+        ErrorCode::InvalidTopic => "INVALID_TOPIC_EXCEPTION",
+        ErrorCode::InvalidConfig => "INVALID_CONFIG",
+        ErrorCode::PolicyViolation => "POLICY_VIOLATION",
     }
 }
 
@@ -150,7 +153,7 @@ pub fn create_topic(
     min_insync_replicas: u32,
 ) -> Result<(), String> {
     let topic = Topic::new(topic);
-    let result = request(
+    let (result, message) = request(
         bootstrap,
         &Msg::CreateTopics {
             topic: topic.clone(),
@@ -160,17 +163,19 @@ pub fn create_topic(
             client: None,
         },
         |m| match m {
-            Msg::CreateTopicsResponse { topic: t, result } if t == topic => Some(result),
+            Msg::CreateTopicsResponse {
+                topic: t,
+                result,
+                error_message,
+            } if t == topic => Some((result, error_message)),
             _ => None,
         },
     )?;
-    result.map_err(|e| match e {
-        ErrorCode::TopicAlreadyExists => format!("topic '{topic}' already exists"),
-        ErrorCode::InvalidReplicationFactor => format!(
-            "replication factor {replication_factor} is invalid: it must be between 1 and the number of brokers"
-        ),
-        ErrorCode::InvalidPartitions => "partitions must be at least 1".to_string(),
-        e => format!("cannot create topic '{topic}': {}", error_name(e)),
+    // The controller says what was wrong (R46); Kafka's tools print the error name and its
+    // message.
+    result.map_err(|e| match message {
+        Some(m) => format!("{}: {m}", error_name(e)),
+        None => format!("cannot create topic '{topic}': {}", error_name(e)),
     })
 }
 

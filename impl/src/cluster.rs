@@ -32,6 +32,9 @@ use watermark_model::*;
 /// `replica.fetch.max.bytes` and the clients' `fetch.max.bytes` and `batch.size`: well under a
 /// datagram (60 KiB), since each record costs at most `RECORD_OVERHEAD_BYTES` more on the wire.
 pub const MESSAGE_BYTES_MAX: u32 = 48 * 1024;
+/// What the controller lets the whole partition table take in one message (R46): a datagram,
+/// less room for the message's own fields and the broker list.
+pub const METADATA_BYTES_MAX: u64 = crate::codec::DATAGRAM_BYTES_MAX as u64 - 4096;
 /// The largest record value the tools accept, so that any single record fits in a datagram.
 pub const VALUE_BYTES_MAX: usize = 32 * 1024;
 
@@ -254,6 +257,7 @@ pub fn run_node(
             Node::Controller(Controller::new(ControllerConfig {
                 cluster,
                 preferred_leader_election: true,
+                metadata_bytes_max: METADATA_BYTES_MAX,
                 racks: file
                     .brokers
                     .iter()

@@ -125,6 +125,10 @@ pub struct BrokerState {
     pub replicas: PartitionMap<Replica>,
     /// Partition states for partitions this broker does not replicate (UpdateMetadata).
     pub metadata: PartitionMap<PartitionState>,
+    /// R51: this broker holds every metadata change up to this offset; `None` after a restart,
+    /// until its registration is answered. Its heartbeats carry it, and are answered with every
+    /// change after it (R49). Kept in memory only: a restarted broker pulls the whole table.
+    pub metadata_offset: Option<MetadataOffset>,
 }
 
 /// What a broker persists of one replica.
@@ -250,6 +254,8 @@ impl Broker {
                     registered: true,
                     replicas: PartitionMap::new(),
                     metadata: PartitionMap::new(),
+                    // The bootstrapped partitions are metadata offset 0 (R1).
+                    metadata_offset: Some(0),
                 };
                 for ps in initial_partitions(&self.config.cluster.topics) {
                     if ps.replicas.contains(&self.broker_id()) {
@@ -290,6 +296,7 @@ impl Broker {
                         })
                         .collect(),
                     metadata: PartitionMap::new(),
+                    metadata_offset: None,
                 };
                 outbox.send(self.config.cluster.controller, self.heartbeat(&state));
                 state
@@ -303,6 +310,7 @@ impl Broker {
         Msg::BrokerHeartbeat {
             broker_id: self.broker_id(),
             broker_epoch: state.broker_epoch,
+            metadata_offset: state.metadata_offset,
         }
     }
 
@@ -312,40 +320,52 @@ impl Broker {
             Msg::LeaderAndIsr {
                 controller_epoch,
                 broker_epoch,
+                base_metadata_offset,
+                metadata_offset,
                 partitions,
-            } => self.on_leader_and_isr(
+            }
+            | Msg::UpdateMetadata {
+                controller_epoch,
+                broker_epoch,
+                base_metadata_offset,
+                metadata_offset,
+                partitions,
+            } => self.on_metadata_push(
                 state,
                 controller_epoch,
                 broker_epoch,
-                partitions,
+                (base_metadata_offset, metadata_offset),
+                &partitions,
                 &mut outbox,
             ),
-            Msg::UpdateMetadata {
-                controller_epoch,
-                broker_epoch,
-                partitions,
-            } => self.on_update_metadata(state, controller_epoch, broker_epoch, partitions),
             Msg::BrokerHeartbeatResponse {
                 controller_epoch,
                 broker_epoch,
                 is_fenced,
+                base_metadata_offset,
+                metadata_offset,
+                partitions,
             } => self.on_heartbeat_response(
                 state,
                 controller_epoch,
                 broker_epoch,
                 is_fenced,
+                (base_metadata_offset, metadata_offset),
+                &partitions,
                 &mut outbox,
             ),
             Msg::AlterPartitionResponse {
                 controller_epoch,
-                topic_partition,
+                topic_partition: _,
                 result,
                 current,
+                base_metadata_offset,
+                metadata_offset,
             } => self.on_alter_partition_response(
                 state,
                 controller_epoch,
-                &topic_partition,
-                result.map_err(|error| (error, current)),
+                result.ok().or(current),
+                (base_metadata_offset, metadata_offset),
                 &mut outbox,
             ),
             Msg::Produce(request) => self.on_produce(state, src, request, &mut outbox),
@@ -455,7 +475,8 @@ impl Broker {
         match timer {
             Timer::Heartbeat => {
                 o.set_timer(Timer::Heartbeat, timing.heartbeat_interval.clone());
-                // R16: keep the session (real cluster), or retry registration (retransmitting).
+                // R16, R49: keep the session and pull what this broker lacks (the real
+                // cluster), or retry registration (retransmitting).
                 let retry = !state.registered && self.config.cluster.retransmit;
                 if retry || self.config.cluster.heartbeat_periodic {
                     outbox.send(self.config.cluster.controller, self.heartbeat(state));
@@ -507,6 +528,10 @@ impl fmt::Debug for BrokerState {
         write!(f, "broker epoch {}", self.broker_epoch)?;
         if !self.registered {
             f.write_str(" (registering)")?;
+        }
+        match self.metadata_offset {
+            Some(held) => write!(f, " metadata offset {held}")?,
+            None => f.write_str(" metadata offset none")?,
         }
         for r in self.replicas.values() {
             write!(f, " | {r:?}")?;

@@ -117,6 +117,10 @@ pub struct ControllerConfig {
     /// `broker.rack` of each broker that has one. Topics created at run time spread each
     /// partition's replicas over racks (R46); empty means rack-unaware assignment.
     pub racks: Vec<(BrokerId, String)>,
+    /// The most bytes the whole partition table may take in one message (a restarted broker's
+    /// pull, DescribeTopics): CreateTopics refuses topics beyond it (R46). The real cluster
+    /// derives it from its transport's message limit; the model has no limit.
+    pub metadata_bytes_max: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

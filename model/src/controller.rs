@@ -35,6 +35,11 @@ pub struct ControllerState {
     /// Indexed like `ClusterConfig::brokers`.
     pub brokers: Vec<(BrokerId, BrokerRegistration)>,
     pub partitions: PartitionMap<PartitionState>,
+    /// R50: the offset of the newest metadata record. Every change of a partition's state is
+    /// one record, as KRaft writes a `PartitionChangeRecord`; 0 is the bootstrapped state.
+    pub metadata_offset: MetadataOffset,
+    /// R50: the metadata offset of each partition's newest change (0: bootstrapped, unchanged).
+    pub partition_offsets: PartitionMap<MetadataOffset>,
 }
 
 impl ControllerState {
@@ -54,6 +59,38 @@ impl ControllerState {
 
     pub fn is_live(&self, broker_id: BrokerId) -> bool {
         self.registration(broker_id).is_some_and(|r| !r.fenced)
+    }
+
+    fn live_brokers(&self) -> Vec<BrokerId> {
+        self.brokers
+            .iter()
+            .filter(|(_, r)| !r.fenced)
+            .map(|(b, _)| *b)
+            .collect()
+    }
+
+    /// R50: the partition changed; its new state is the next metadata record.
+    fn record_change(&mut self, tp: &TopicPartition) {
+        self.metadata_offset += 1;
+        self.partition_offsets
+            .insert(tp.clone(), self.metadata_offset);
+    }
+
+    /// R49: every partition changed after `base` (every partition for `None`), in partition
+    /// order.
+    pub fn changed_since(&self, base: Option<MetadataOffset>) -> Vec<PartitionState> {
+        self.partitions
+            .iter()
+            .filter(|(tp, _)| {
+                base.is_none_or(|b| self.partition_offsets.get(tp).copied().unwrap_or(0) > b)
+            })
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// The bytes the whole partition table takes in a message, at most (R46).
+    pub fn metadata_size_bytes_max(&self) -> u64 {
+        self.partitions.values().map(|p| p.size_bytes_max()).sum()
     }
 }
 
@@ -97,9 +134,9 @@ impl Controller {
     }
 
     /// R1: on first start, take the configured topics' initial partition states, which every
-    /// broker derives too, and treat every configured broker as registered in its first
-    /// incarnation. On restart, bump the controller epoch and resend every partition's state
-    /// stamped with it.
+    /// broker derives too (metadata offset 0), and treat every configured broker as registered in
+    /// its first incarnation. On restart, bump the controller epoch and resend every partition's
+    /// state stamped with it.
     pub fn start(
         &self,
         _id: Id,
@@ -132,14 +169,15 @@ impl Controller {
                     .into_iter()
                     .map(|p| (p.topic_partition.clone(), p))
                     .collect(),
+                metadata_offset: 0,
+                partition_offsets: PartitionMap::new(),
             },
         };
         self.arm_timers(o);
         let mut outbox = Outbox::new();
         outbox.persist();
         if storage.is_some() {
-            let all: Vec<TopicPartition> = state.partitions.keys().cloned().collect();
-            self.propagate(&state, &all, None, &mut outbox);
+            self.propagate(&state, None, None, &mut outbox);
         }
         outbox.flush(o, || Storage::Controller(Arc::new(state.clone())));
         state
@@ -147,50 +185,58 @@ impl Controller {
 
     pub fn on_msg(&self, state: &mut Cow<ControllerState>, src: Id, msg: Msg, o: &mut Out<Node>) {
         let mut outbox = Outbox::new();
+        let base = state.metadata_offset;
         match msg {
             Msg::BrokerHeartbeat {
                 broker_id,
                 broker_epoch,
-            } => {
-                let Some(registration) = state.registration(broker_id).copied() else {
-                    return; // Not a broker of this cluster.
-                };
-                if broker_epoch < registration.broker_epoch {
-                    // R3: a heartbeat from an older incarnation of the broker is ignored.
-                    return;
+                metadata_offset,
+            } => match state.registration(broker_id).copied() {
+                // Not a broker of this cluster.
+                None => return,
+                // R3: a heartbeat from an older incarnation of the broker is ignored.
+                Some(r) if broker_epoch < r.broker_epoch => return,
+                // R4: the broker restarted. Its previous incarnation is dead: fence it, then
+                // register the new one.
+                Some(r) if broker_epoch > r.broker_epoch => {
+                    self.register(state.to_mut(), broker_id, broker_epoch, &mut outbox);
+                    self.answer_heartbeat(
+                        state,
+                        src,
+                        broker_id,
+                        metadata_offset,
+                        base,
+                        &mut outbox,
+                    );
                 }
-                if broker_epoch > registration.broker_epoch {
-                    // R4: the broker restarted. Its previous incarnation is dead: fence it, then
-                    // register the new one.
-                    let state = state.to_mut();
-                    let mut changed = self.fence(state, broker_id);
-                    let r = state.registration_mut(broker_id).expect("registered");
-                    r.broker_epoch = broker_epoch;
-                    changed.extend(self.unfence(state, broker_id));
-                    outbox.persist();
-                    self.propagate(state, &changed, Some(broker_id), &mut outbox);
-                } else if registration.fenced {
-                    // R5: a fenced broker that is alive asks to be unfenced.
-                    let state = state.to_mut();
-                    let changed = self.unfence(state, broker_id);
-                    outbox.persist();
-                    self.propagate(state, &changed, Some(broker_id), &mut outbox);
-                } else {
-                    // R6: a heartbeat from a live broker keeps its session.
+                // R5: a fenced broker that is alive asks to be unfenced.
+                Some(r) if r.fenced => {
+                    self.unfence(state.to_mut(), broker_id, &mut outbox);
+                    self.answer_heartbeat(
+                        state,
+                        src,
+                        broker_id,
+                        metadata_offset,
+                        base,
+                        &mut outbox,
+                    );
+                }
+                // R6: a heartbeat from a live broker keeps its session.
+                Some(_) => {
                     o.set_timer(
                         Timer::SessionTimeout(broker_id),
                         self.config.cluster.timing.session_timeout.clone(),
                     );
+                    self.answer_heartbeat(
+                        state,
+                        src,
+                        broker_id,
+                        metadata_offset,
+                        base,
+                        &mut outbox,
+                    );
                 }
-                outbox.send(
-                    src,
-                    Msg::BrokerHeartbeatResponse {
-                        controller_epoch: state.controller_epoch,
-                        broker_epoch,
-                        is_fenced: false,
-                    },
-                );
-            }
+            },
             Msg::AlterPartition {
                 broker_id,
                 broker_epoch,
@@ -210,13 +256,15 @@ impl Controller {
                     new_isr,
                     &broker_epochs,
                 );
-                if result.is_ok() || result == Err(ErrorCode::IneligibleReplica) {
+                if state.metadata_offset > base {
                     outbox.persist();
                 }
                 let current = match result {
                     Ok(_) => None,
                     Err(_) => state.partitions.get(&topic_partition).cloned(),
                 };
+                // R7, R8: the leader learns the change from the answer; the other brokers pull
+                // it with their next heartbeat (R49), as Kafka propagated ISR changes lazily.
                 outbox.send(
                     src,
                     Msg::AlterPartitionResponse {
@@ -224,6 +272,8 @@ impl Controller {
                         topic_partition,
                         result,
                         current,
+                        base_metadata_offset: Some(base),
+                        metadata_offset: state.metadata_offset,
                     },
                 );
             }
@@ -240,11 +290,23 @@ impl Controller {
                     partitions,
                     replication_factor,
                     min_insync_replicas,
-                    &mut outbox,
                 );
+                if result.is_ok() {
+                    // R46: persisted, then sent like any change (R0), then answered.
+                    outbox.persist();
+                    self.propagate(state, Some(base), None, &mut outbox);
+                }
+                let (result, error_message) = match result {
+                    Ok(()) => (Ok(()), None),
+                    Err((error, message)) => (Err(error), Some(Arc::from(message.as_str()))),
+                };
                 outbox.send(
                     client.unwrap_or(src),
-                    Msg::CreateTopicsResponse { topic, result },
+                    Msg::CreateTopicsResponse {
+                        topic,
+                        result,
+                        error_message,
+                    },
                 );
             }
             Msg::DescribeTopics { topic, client } => {
@@ -270,10 +332,57 @@ impl Controller {
         outbox.flush(o, || Storage::Controller(Arc::new(state.as_ref().clone())));
     }
 
-    /// R46: create a topic. Replica `i` of partition `p` goes to the broker at position
-    /// `(p + i) mod n` of the brokers in rack-alternated order (Kafka's assignment, starting at
-    /// the first broker; with racks, consecutive replicas sit on different racks); the leader is the first live replica, and the ISR the live replicas (all of
-    /// them, offline, if none is live). The new partitions go out like any other change.
+    /// R4: a new incarnation of a broker: its old one is fenced (its leaderships move, it leaves
+    /// ISRs), then the new one is registered and unfenced.
+    fn register(
+        &self,
+        state: &mut ControllerState,
+        broker_id: BrokerId,
+        broker_epoch: BrokerEpoch,
+        outbox: &mut Outbox,
+    ) {
+        self.fence(state, broker_id);
+        let r = state.registration_mut(broker_id).expect("registered");
+        r.broker_epoch = broker_epoch;
+        self.unfence(state, broker_id, outbox);
+    }
+
+    /// R4–R6, R49: persist what changed, push it to the other live brokers, and answer the
+    /// heartbeat with every partition changed after the broker's metadata offset: for a
+    /// restarted broker (no offset), the whole table.
+    fn answer_heartbeat(
+        &self,
+        state: &ControllerState,
+        src: Id,
+        broker_id: BrokerId,
+        metadata_offset: Option<MetadataOffset>,
+        base: MetadataOffset,
+        outbox: &mut Outbox,
+    ) {
+        if state.metadata_offset > base {
+            outbox.persist();
+        }
+        // The heartbeating broker learns the change from the answer.
+        self.propagate(state, Some(base), Some(broker_id), outbox);
+        let broker_epoch = state.registration(broker_id).map_or(0, |r| r.broker_epoch);
+        outbox.send(
+            src,
+            Msg::BrokerHeartbeatResponse {
+                controller_epoch: state.controller_epoch,
+                broker_epoch,
+                is_fenced: false,
+                base_metadata_offset: metadata_offset,
+                metadata_offset: state.metadata_offset,
+                partitions: state.changed_since(metadata_offset).into(),
+            },
+        );
+    }
+
+    /// R46: create a topic, if the request is valid and the cluster can carry it. Replica `i` of
+    /// partition `p` goes to the broker at position `(p + i) mod n` of the brokers in
+    /// rack-alternated order (Kafka's assignment, starting at the first broker; with racks,
+    /// consecutive replicas sit on different racks); the leader is the first live replica, and
+    /// the ISR the live replicas (all of them, offline, if none is live).
     fn create_topic(
         &self,
         state: &mut Cow<ControllerState>,
@@ -281,52 +390,90 @@ impl Controller {
         partitions: u32,
         replication_factor: u32,
         min_insync_replicas: u32,
-        outbox: &mut Outbox,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<(), (ErrorCode, String)> {
+        validate_topic_name(&topic.0).map_err(|m| (ErrorCode::InvalidTopic, m))?;
         if state.partitions.keys().any(|tp| tp.topic == *topic) {
-            return Err(ErrorCode::TopicAlreadyExists);
+            return Err((
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{topic}' already exists"),
+            ));
         }
         if partitions == 0 {
-            return Err(ErrorCode::InvalidPartitions);
+            return Err((
+                ErrorCode::InvalidPartitions,
+                "the number of partitions must be at least 1".into(),
+            ));
         }
         let ids: Vec<BrokerId> = state.brokers.iter().map(|(b, _)| *b).collect();
         let brokers = crate::config::rack_alternated(&ids, &self.config.racks);
         if replication_factor == 0 || replication_factor as usize > brokers.len() {
-            return Err(ErrorCode::InvalidReplicationFactor);
+            return Err((
+                ErrorCode::InvalidReplicationFactor,
+                format!(
+                    "replication factor {replication_factor} must be between 1 and the number of brokers ({})",
+                    brokers.len()
+                ),
+            ));
         }
-        let state = state.to_mut();
-        let mut created = Vec::new();
-        for p in 0..partitions {
-            let replicas: Vec<BrokerId> = (0..replication_factor)
-                .map(|i| brokers[(p + i) as usize % brokers.len()])
-                .collect();
-            let live: Vec<BrokerId> = replicas
-                .iter()
-                .copied()
-                .filter(|b| state.is_live(*b))
-                .collect();
-            let isr: BrokerIds = if live.is_empty() {
-                replicas.as_slice().into()
-            } else {
-                live.as_slice().into()
-            };
-            let tp = TopicPartition::new(topic, p);
-            state.partitions.insert(
-                tp.clone(),
+        if min_insync_replicas == 0 || min_insync_replicas > replication_factor {
+            return Err((
+                ErrorCode::InvalidConfig,
+                format!(
+                    "min.insync.replicas {min_insync_replicas} must be between 1 and the replication factor ({replication_factor})"
+                ),
+            ));
+        }
+        let new_states: Vec<PartitionState> = (0..partitions)
+            .map(|p| {
+                let replicas: Vec<BrokerId> = (0..replication_factor)
+                    .map(|i| brokers[((p as u64 + i as u64) % brokers.len() as u64) as usize])
+                    .collect();
+                let live: Vec<BrokerId> = replicas
+                    .iter()
+                    .copied()
+                    .filter(|b| state.is_live(*b))
+                    .collect();
+                let isr: BrokerIds = if live.is_empty() {
+                    replicas.as_slice().into()
+                } else {
+                    live.as_slice().into()
+                };
                 PartitionState {
-                    topic_partition: tp.clone(),
+                    topic_partition: TopicPartition::new(topic, p),
                     leader: live.first().copied(),
                     leader_epoch: 0,
                     partition_epoch: 0,
                     isr,
                     replicas: replicas.as_slice().into(),
                     min_insync_replicas,
-                },
-            );
-            created.push(tp);
+                }
+            })
+            .collect();
+        // The whole table travels in one message (a restarted broker's pull, DescribeTopics),
+        // so it must stay within what the transport carries.
+        let added: u64 = new_states.iter().map(|p| p.size_bytes_max()).sum();
+        let total = state.metadata_size_bytes_max() + added;
+        if total > self.config.metadata_bytes_max {
+            let per_partition = added / u64::from(partitions);
+            let room = self
+                .config
+                .metadata_bytes_max
+                .saturating_sub(state.metadata_size_bytes_max());
+            return Err((
+                ErrorCode::PolicyViolation,
+                format!(
+                    "the cluster's metadata would take up to {total} bytes, over the {} bytes one message carries (metadata.bytes.max); room is left for about {} more partitions like these",
+                    self.config.metadata_bytes_max,
+                    room / per_partition.max(1)
+                ),
+            ));
         }
-        outbox.persist();
-        self.propagate(state, &created, None, outbox);
+        let state = state.to_mut();
+        for p in new_states {
+            let tp = p.topic_partition.clone();
+            state.partitions.insert(tp.clone(), p);
+            state.record_change(&tp);
+        }
         Ok(())
     }
 
@@ -379,12 +526,10 @@ impl Controller {
             // R8: the leader never leaves, and only eligible replicas join. The rejection uses up
             // the partition epoch, so that no copy of this request (a retransmission, a
             // duplicate) can be accepted later, when the replica may have become eligible.
-            let p = state
-                .to_mut()
-                .partitions
-                .get_mut(tp)
-                .expect("checked above");
+            let state = state.to_mut();
+            let p = state.partitions.get_mut(tp).expect("checked above");
             p.partition_epoch += 1;
+            state.record_change(tp);
             return Err(ErrorCode::IneligibleReplica);
         }
         // R7: accepted; the partition epoch moves on.
@@ -392,12 +537,15 @@ impl Controller {
         let p = state.partitions.get_mut(tp).expect("checked above");
         p.isr = new_isr;
         p.partition_epoch += 1;
-        Ok(p.clone())
+        let accepted = p.clone();
+        state.record_change(tp);
+        Ok(accepted)
     }
 
     pub fn on_timer(&self, state: &mut Cow<ControllerState>, timer: &Timer, o: &mut Out<Node>) {
         let timing = &self.config.cluster.timing;
         let mut outbox = Outbox::new();
+        let base = state.metadata_offset;
         match timer {
             Timer::SessionTimeout(broker_id) => {
                 o.set_timer(timer.clone(), timing.session_timeout.clone());
@@ -410,9 +558,9 @@ impl Controller {
                 // R2: the session expired (the broker died, or the controller wrongly suspects
                 // it). Fence it and tell it so, in case it is alive.
                 let state = state.to_mut();
-                let changed = self.fence(state, *broker_id);
+                self.fence(state, *broker_id);
                 outbox.persist();
-                self.propagate(state, &changed, None, &mut outbox);
+                self.propagate(state, Some(base), None, &mut outbox);
                 if let Some(address) = self.config.cluster.broker_address(*broker_id) {
                     outbox.send(
                         address,
@@ -420,6 +568,9 @@ impl Controller {
                             controller_epoch: state.controller_epoch,
                             broker_epoch: registration.broker_epoch,
                             is_fenced: true,
+                            base_metadata_offset: Some(state.metadata_offset),
+                            metadata_offset: state.metadata_offset,
+                            partitions: Arc::new([]),
                         },
                     );
                 }
@@ -451,9 +602,10 @@ impl Controller {
                     p.leader = Some(p.replicas[0]);
                     p.leader_epoch += 1;
                     p.partition_epoch += 1;
+                    state.record_change(tp);
                 }
                 outbox.persist();
-                self.propagate(state, &movable, None, &mut outbox);
+                self.propagate(state, Some(base), None, &mut outbox);
             }
             _ => {}
         }
@@ -461,21 +613,15 @@ impl Controller {
     }
 
     /// Fences a broker: drops it from every ISR it is in unless it is the last member, and moves
-    /// every leadership it holds (R2). Returns the partitions that changed.
-    fn fence(&self, state: &mut ControllerState, broker_id: BrokerId) -> Vec<TopicPartition> {
+    /// every leadership it holds (R2). Every partition it changes is a metadata record.
+    fn fence(&self, state: &mut ControllerState, broker_id: BrokerId) {
         if let Some(r) = state.registration_mut(broker_id) {
             r.fenced = true;
         }
-        let mut changed = Vec::new();
+        let live = state.live_brokers();
         let tps: Vec<TopicPartition> = state.partitions.keys().cloned().collect();
         for tp in tps {
             let unclean = self.unclean_allowed(&tp);
-            let live: Vec<BrokerId> = state
-                .brokers
-                .iter()
-                .filter(|(_, r)| !r.fenced)
-                .map(|(b, _)| *b)
-                .collect();
             let p = state.partitions.get_mut(&tp).expect("listed above");
             let isr: BrokerIds = if p.isr.len() > 1 {
                 p.isr.iter().copied().filter(|b| *b != broker_id).collect()
@@ -492,25 +638,19 @@ impl Controller {
                 None => (None, isr),
             };
             if apply_change(p, leader, isr) {
-                changed.push(tp);
+                state.record_change(&tp);
             }
         }
-        changed
     }
 
     /// Unfences a broker and elects it wherever a partition is offline and it may lead (R5).
-    /// Returns the partitions that changed.
-    fn unfence(&self, state: &mut ControllerState, broker_id: BrokerId) -> Vec<TopicPartition> {
+    /// Every partition it changes is a metadata record.
+    fn unfence(&self, state: &mut ControllerState, broker_id: BrokerId, outbox: &mut Outbox) {
         if let Some(r) = state.registration_mut(broker_id) {
             r.fenced = false;
         }
-        let live: Vec<BrokerId> = state
-            .brokers
-            .iter()
-            .filter(|(_, r)| !r.fenced)
-            .map(|(b, _)| *b)
-            .collect();
-        let mut changed = Vec::new();
+        outbox.persist();
+        let live = state.live_brokers();
         let tps: Vec<TopicPartition> = state.partitions.keys().cloned().collect();
         for tp in tps {
             let unclean = self.unclean_allowed(&tp);
@@ -520,61 +660,59 @@ impl Controller {
             }
             if let Some((leader, isr)) = elect(&p.replicas, &p.isr, &live, unclean) {
                 if apply_change(p, Some(leader), isr) {
-                    changed.push(tp);
+                    state.record_change(&tp);
                 }
             }
         }
-        changed
     }
 
-    /// Sends the state of `changed` partitions to every live broker: LeaderAndIsr to their
-    /// replicas, UpdateMetadata to the others. A newly registered broker (`registered`) gets the
-    /// state of every partition.
+    /// R50: pushes the partitions changed after `base` (every partition for `None`) to every live
+    /// broker but `except`, in one message per broker: LeaderAndIsr if it replicates any of them,
+    /// UpdateMetadata otherwise. Each push names the metadata offsets it spans, so that a broker
+    /// can tell whether it missed one.
     fn propagate(
         &self,
         state: &ControllerState,
-        changed: &[TopicPartition],
-        registered: Option<BrokerId>,
+        base: Option<MetadataOffset>,
+        except: Option<BrokerId>,
         outbox: &mut Outbox,
     ) {
+        if base == Some(state.metadata_offset) {
+            return; // Nothing changed.
+        }
+        let partitions: Arc<[PartitionState]> = state.changed_since(base).into();
         for (broker_id, address) in &self.config.cluster.brokers {
+            if except == Some(*broker_id) {
+                continue;
+            }
             let Some(registration) = state.registration(*broker_id).filter(|r| !r.fenced) else {
                 continue;
             };
-            let mut leader_and_isr = Vec::new();
-            let mut update_metadata = Vec::new();
-            for p in state.partitions.values() {
-                let relevant =
-                    registered == Some(*broker_id) || changed.contains(&p.topic_partition);
-                if !relevant {
-                    continue;
-                }
-                if p.replicas.contains(broker_id) {
-                    leader_and_isr.push(p.clone());
-                } else {
-                    update_metadata.push(p.clone());
-                }
-            }
-            if !leader_and_isr.is_empty() {
-                outbox.send(
-                    *address,
+            let replicates = partitions.iter().any(|p| p.replicas.contains(broker_id));
+            let (controller_epoch, broker_epoch) =
+                (state.controller_epoch, registration.broker_epoch);
+            let metadata_offset = state.metadata_offset;
+            let partitions = partitions.clone();
+            outbox.send(
+                *address,
+                if replicates {
                     Msg::LeaderAndIsr {
-                        controller_epoch: state.controller_epoch,
-                        broker_epoch: registration.broker_epoch,
-                        partitions: leader_and_isr.into(),
-                    },
-                );
-            }
-            if !update_metadata.is_empty() {
-                outbox.send(
-                    *address,
+                        controller_epoch,
+                        broker_epoch,
+                        base_metadata_offset: base,
+                        metadata_offset,
+                        partitions,
+                    }
+                } else {
                     Msg::UpdateMetadata {
-                        controller_epoch: state.controller_epoch,
-                        broker_epoch: registration.broker_epoch,
-                        partitions: update_metadata.into(),
-                    },
-                );
-            }
+                        controller_epoch,
+                        broker_epoch,
+                        base_metadata_offset: base,
+                        metadata_offset,
+                        partitions,
+                    }
+                },
+            );
         }
     }
 }

@@ -9,6 +9,14 @@ fn epoch_opt(e: Option<LeaderEpoch>) -> String {
     e.map_or("-".to_string(), |e| e.to_string())
 }
 
+/// `(3, 5]`, or `[all, 5]` for a push of every partition.
+fn offsets(base: Option<MetadataOffset>, offset: MetadataOffset) -> String {
+    match base {
+        Some(base) => format!("({base}, {offset}]"),
+        None => format!("[all, {offset}]"),
+    }
+}
+
 fn answer(a: &EpochEndOffset) -> String {
     match a {
         Some((epoch, end)) => format!("epoch {epoch} ends at {end}"),
@@ -133,33 +141,51 @@ impl fmt::Debug for Msg {
             Msg::LeaderAndIsr {
                 controller_epoch,
                 broker_epoch,
+                base_metadata_offset,
+                metadata_offset,
                 partitions,
             } => write!(
                 f,
-                "LeaderAndIsr(controller epoch {controller_epoch} broker epoch {broker_epoch} {partitions:?})"
+                "LeaderAndIsr(controller epoch {controller_epoch} broker epoch {broker_epoch} metadata {} {partitions:?})",
+                offsets(*base_metadata_offset, *metadata_offset)
             ),
             Msg::UpdateMetadata {
                 controller_epoch,
                 broker_epoch,
+                base_metadata_offset,
+                metadata_offset,
                 partitions,
             } => write!(
                 f,
-                "UpdateMetadata(controller epoch {controller_epoch} broker epoch {broker_epoch} {partitions:?})"
+                "UpdateMetadata(controller epoch {controller_epoch} broker epoch {broker_epoch} metadata {} {partitions:?})",
+                offsets(*base_metadata_offset, *metadata_offset)
             ),
             Msg::BrokerHeartbeatResponse {
                 controller_epoch,
                 broker_epoch,
                 is_fenced,
-            } => write!(
-                f,
-                "BrokerHeartbeatResponse(controller epoch {controller_epoch} broker epoch {broker_epoch}{})",
-                if *is_fenced { " fenced" } else { "" }
-            ),
+                base_metadata_offset,
+                metadata_offset,
+                partitions,
+            } => {
+                write!(
+                    f,
+                    "BrokerHeartbeatResponse(controller epoch {controller_epoch} broker epoch {broker_epoch}{} metadata {}",
+                    if *is_fenced { " fenced" } else { "" },
+                    offsets(*base_metadata_offset, *metadata_offset)
+                )?;
+                if !partitions.is_empty() {
+                    write!(f, " {partitions:?}")?;
+                }
+                f.write_str(")")
+            }
             Msg::AlterPartitionResponse {
                 controller_epoch,
                 topic_partition,
                 result,
-                ..
+                current: _,
+                base_metadata_offset: _,
+                metadata_offset: _,
             } => match result {
                 Ok(p) => write!(f, "AlterPartitionResponse(controller epoch {controller_epoch} {p:?})"),
                 Err(e) => write!(
@@ -170,7 +196,12 @@ impl fmt::Debug for Msg {
             Msg::BrokerHeartbeat {
                 broker_id,
                 broker_epoch,
-            } => write!(f, "BrokerHeartbeat(broker {broker_id} epoch {broker_epoch})"),
+                metadata_offset,
+            } => write!(
+                f,
+                "BrokerHeartbeat(broker {broker_id} epoch {broker_epoch} metadata offset {})",
+                metadata_offset.map_or("none".to_string(), |o| o.to_string())
+            ),
             Msg::AlterPartition {
                 broker_id,
                 topic_partition,
@@ -224,8 +255,16 @@ impl fmt::Debug for Msg {
                 f,
                 "CreateTopics({topic} partitions {partitions} replication factor {replication_factor} min.insync.replicas {min_insync_replicas})"
             ),
-            Msg::CreateTopicsResponse { topic, result } => {
-                write!(f, "CreateTopicsResponse({topic}: {result:?})")
+            Msg::CreateTopicsResponse {
+                topic,
+                result,
+                error_message,
+            } => {
+                write!(f, "CreateTopicsResponse({topic}: {result:?}")?;
+                if let Some(m) = error_message {
+                    write!(f, " {m}")?;
+                }
+                f.write_str(")")
             }
             Msg::DescribeTopics { topic, .. } => write!(f, "DescribeTopics({topic:?})"),
             Msg::DescribeTopicsResponse { partitions, .. } => {

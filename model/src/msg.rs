@@ -25,6 +25,21 @@ pub struct PartitionState {
     pub min_insync_replicas: u32,
 }
 
+impl PartitionState {
+    /// An upper bound on the bytes this state takes in a message, for the controller's limit on
+    /// what the cluster can carry (R46): every integer at its widest variable-length encoding
+    /// (5 bytes for 32 bits), each list and the topic name with a 5-byte length. The runtime's
+    /// codec test checks its encoding stays within it.
+    pub fn size_bytes_max(&self) -> u64 {
+        const INT: u64 = 5;
+        let topic = INT + self.topic_partition.topic.0.len() as u64;
+        let lists = 2 * INT + INT * (self.isr.len() + self.replicas.len()) as u64;
+        // partition, leader (with its presence byte), leader epoch, partition epoch,
+        // min.insync.replicas.
+        topic + lists + INT + (1 + INT) + 3 * INT
+    }
+}
+
 /// A follower's or consumer's fetch of one partition.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FetchRequest {
@@ -118,23 +133,39 @@ pub struct PartitionMetadata {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Msg {
     // --- Controller to brokers ---
-    /// Role changes for the receiver's replicas (also its metadata for those partitions).
+    /// The partitions the controller changed in one step (R50), sent to a live broker that
+    /// replicates at least one of them: role changes for its replicas, metadata for the rest.
     LeaderAndIsr {
         controller_epoch: ControllerEpoch,
         /// The incarnation of the receiver this is meant for (KIP-380).
         broker_epoch: BrokerEpoch,
+        /// The push holds every partition changed after this metadata offset (`None`: every
+        /// partition), so a broker that holds everything up to it holds everything up to
+        /// `metadata_offset` once it has applied the push (R51).
+        base_metadata_offset: Option<MetadataOffset>,
+        /// The controller's metadata offset after the change.
+        metadata_offset: MetadataOffset,
         partitions: Arc<[PartitionState]>,
     },
-    /// Metadata for partitions the receiver does not replicate.
+    /// The same push, to a live broker that replicates none of the changed partitions.
     UpdateMetadata {
         controller_epoch: ControllerEpoch,
         broker_epoch: BrokerEpoch,
+        base_metadata_offset: Option<MetadataOffset>,
+        metadata_offset: MetadataOffset,
         partitions: Arc<[PartitionState]>,
     },
+    /// Answers a heartbeat with what the broker lacks (KIP-631's pull, R49): every partition
+    /// changed after the metadata offset the heartbeat carried.
     BrokerHeartbeatResponse {
         controller_epoch: ControllerEpoch,
         broker_epoch: BrokerEpoch,
         is_fenced: bool,
+        /// Echoes the heartbeat's metadata offset: the delta starts after it.
+        base_metadata_offset: Option<MetadataOffset>,
+        /// The controller's metadata offset.
+        metadata_offset: MetadataOffset,
+        partitions: Arc<[PartitionState]>,
     },
     AlterPartitionResponse {
         controller_epoch: ControllerEpoch,
@@ -143,13 +174,20 @@ pub enum Msg {
         /// On a rejection, the partition's current state, so that a leader whose view is stale
         /// (its accepted change's answer was lost) catches up.
         current: Option<PartitionState>,
+        /// The metadata offsets the answer spans (R50): the leader is not pushed the change it
+        /// asked for, it learns it here.
+        base_metadata_offset: Option<MetadataOffset>,
+        metadata_offset: MetadataOffset,
     },
 
     // --- Brokers to the controller ---
-    /// Registration (a new broker epoch) and session keep-alive.
+    /// Registration (a new broker epoch), session keep-alive, and metadata pull (R49).
     BrokerHeartbeat {
         broker_id: BrokerId,
         broker_epoch: BrokerEpoch,
+        /// Kafka's `CurrentMetadataOffset`: the broker holds every metadata change up to this
+        /// offset; `None` after a restart, before it holds any.
+        metadata_offset: Option<MetadataOffset>,
     },
     /// A leader's request to change the ISR (KIP-497).
     AlterPartition {
@@ -206,6 +244,8 @@ pub enum Msg {
     CreateTopicsResponse {
         topic: Topic,
         result: Result<(), ErrorCode>,
+        /// Kafka's `error_message`: what was wrong, in words (which limit, which value).
+        error_message: Option<Arc<str>>,
     },
     /// R47: the controller's partition states (of one topic, or all) and broker liveness,
     /// forwarded like CreateTopics.

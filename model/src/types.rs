@@ -19,6 +19,9 @@ pub type ControllerEpoch = u32;
 pub type BrokerEpoch = u32;
 /// A position in a partition's log. The log end offset (LEO) is the offset of the next record.
 pub type Offset = u64;
+/// A position in the controller's metadata log (KRaft's metadata offset): bumped once for every
+/// change of a partition's state. 0 is the bootstrapped state every node derives by itself.
+pub type MetadataOffset = u64;
 /// An idempotent producer's id.
 pub type ProducerId = u64;
 /// An idempotent producer's per-partition sequence number.
@@ -240,4 +243,29 @@ pub enum ErrorCode {
     InvalidPartitions,
     /// CreateTopics: zero, or more than the cluster's brokers.
     InvalidReplicationFactor,
+    /// CreateTopics: the name breaks Kafka's rules (1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`).
+    InvalidTopic,
+    /// CreateTopics: a config value out of its range (`min.insync.replicas`).
+    InvalidConfig,
+    /// CreateTopics: the cluster cannot carry the result (its metadata would outgrow the
+    /// largest message the transport moves).
+    PolicyViolation,
 }
+
+/// Kafka's rule for topic names: 1 to 249 characters of `[a-zA-Z0-9._-]`, and neither `.` nor
+/// `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    let legal = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX || !legal || name == "." || name == ".."
+    {
+        return Err(format!(
+            "invalid topic name '{name}': use 1 to {TOPIC_NAME_BYTES_MAX} of [a-zA-Z0-9._-], not '.' or '..'"
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's limit on a topic name's length.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;

@@ -69,7 +69,8 @@ fn r10_a_recovered_broker_loads_its_log_bumps_its_epoch_and_registers() {
         step.sends_to(CONTROLLER).as_slice(),
         [Msg::BrokerHeartbeat {
             broker_id: 2,
-            broker_epoch: 1
+            broker_epoch: 1,
+            metadata_offset: None,
         }]
     ));
     assert!(step.save_precedes_sends());
@@ -237,26 +238,185 @@ fn r15_becoming_a_follower_depends_on_the_revision() {
 fn r16_a_broker_told_it_is_fenced_registers_again() {
     let b = broker(2, &cluster(Protocol::Kip320));
     let s = fresh(&b, 2);
-    let fenced = Msg::BrokerHeartbeatResponse {
-        controller_epoch: 1,
-        broker_epoch: 0,
-        is_fenced: true,
-    };
+    let fenced = heartbeat_response(1, 0, true, (Some(0), 0), vec![]);
     let step = deliver(&b, 2, &s, CONTROLLER, fenced.clone());
     assert!(!step.broker().registered);
     assert!(matches!(
         step.sends_to(CONTROLLER).as_slice(),
         [Msg::BrokerHeartbeat {
             broker_id: 2,
-            broker_epoch: 0
+            broker_epoch: 0,
+            metadata_offset: Some(0),
         }]
     ));
-    let other_incarnation = Msg::BrokerHeartbeatResponse {
-        controller_epoch: 1,
-        broker_epoch: 9,
-        is_fenced: true,
-    };
+    // Controller epoch 0 is not news to this broker; the answer is for another incarnation.
+    let other_incarnation = heartbeat_response(0, 9, true, (Some(0), 0), vec![]);
     assert!(deliver(&b, 2, &s, CONTROLLER, other_incarnation).is_noop());
+}
+
+fn heartbeat_response(
+    controller_epoch: u32,
+    broker_epoch: u32,
+    is_fenced: bool,
+    (base_metadata_offset, metadata_offset): (Option<MetadataOffset>, MetadataOffset),
+    partitions: Vec<PartitionState>,
+) -> Msg {
+    Msg::BrokerHeartbeatResponse {
+        controller_epoch,
+        broker_epoch,
+        is_fenced,
+        base_metadata_offset,
+        metadata_offset,
+        partitions: partitions.into(),
+    }
+}
+
+#[test]
+fn r11_a_newer_controller_epoch_is_recorded_and_persisted_from_every_controller_message() {
+    let b = broker(2, &cluster(Protocol::Kip320));
+    let s = fresh(&b, 2);
+    let update_metadata = Msg::UpdateMetadata {
+        controller_epoch: 3,
+        broker_epoch: 0,
+        base_metadata_offset: Some(0),
+        metadata_offset: 0,
+        partitions: std::sync::Arc::new([]),
+    };
+    let alter_response = Msg::AlterPartitionResponse {
+        controller_epoch: 3,
+        topic_partition: tp(),
+        result: Err(ErrorCode::FencedLeaderEpoch),
+        current: None,
+        base_metadata_offset: Some(0),
+        metadata_offset: 0,
+    };
+    let heartbeat = heartbeat_response(3, 0, false, (Some(0), 0), vec![]);
+    // Even a message meant for another incarnation shows that controller epoch 3 exists.
+    let other_incarnation = leader_and_isr(3, 7, partition(Some(1), 0, 0, &[1, 2, 3]));
+    for msg in [
+        update_metadata,
+        alter_response,
+        heartbeat,
+        other_incarnation,
+    ] {
+        let step = deliver(&b, 2, &s, CONTROLLER, msg.clone());
+        assert_eq!(step.broker().controller_epoch, 3, "{msg:?}");
+        assert!(step.saved(), "{msg:?}: the epoch is persisted");
+        let s = after(&s, &step);
+        // Afterwards a LeaderAndIsr of controller epoch 2 is stale.
+        let stale = leader_and_isr(2, 0, partition(Some(3), 1, 1, &[3]));
+        assert!(deliver(&b, 2, &s, CONTROLLER, stale).is_noop(), "{msg:?}");
+    }
+}
+
+#[test]
+fn r51_a_push_that_follows_on_what_the_broker_holds_moves_its_metadata_offset() {
+    let b = broker(2, &cluster(Protocol::Kip320));
+    let s = fresh(&b, 2);
+    let ps = partition(Some(1), 0, 1, &[1, 2]);
+    let step = deliver(
+        &b,
+        2,
+        &s,
+        CONTROLLER,
+        leader_and_isr_at(1, 0, (Some(0), 1), ps),
+    );
+    assert_eq!(step.broker().metadata_offset, Some(1));
+    assert_eq!(replica(step.state()).partition.isr.as_ref(), &[1, 2]);
+    // A push after a lost one: applied (it is newer), but the offset stays where the broker
+    // holds everything, so its next heartbeat asks for the missed change too.
+    let ps = partition(Some(1), 0, 3, &[1, 2, 3]);
+    let step = deliver(
+        &b,
+        2,
+        &s,
+        CONTROLLER,
+        leader_and_isr_at(1, 0, (Some(2), 3), ps),
+    );
+    assert_eq!(replica(step.state()).partition.partition_epoch, 3);
+    assert_eq!(step.broker().metadata_offset, Some(0));
+    // The whole table (a restarted controller's push) completes any gap.
+    let ps = partition(Some(1), 0, 3, &[1, 2, 3]);
+    let s = after(&s, &step);
+    let step = deliver(
+        &b,
+        2,
+        &s,
+        CONTROLLER,
+        leader_and_isr_at(2, 0, (None, 3), ps),
+    );
+    assert_eq!(step.broker().metadata_offset, Some(3));
+}
+
+#[test]
+fn r49_a_registered_broker_heartbeats_with_its_metadata_offset_to_pull_what_it_lacks() {
+    let mut c = (*cluster(Protocol::Kip320)).clone();
+    c.heartbeat_periodic = true;
+    let b = broker(2, &std::sync::Arc::new(c));
+    let s = fresh(&b, 2);
+    let step = fire(&b, 2, &s, Timer::Heartbeat);
+    assert!(matches!(
+        step.sends_to(CONTROLLER).as_slice(),
+        [Msg::BrokerHeartbeat {
+            broker_id: 2,
+            broker_epoch: 0,
+            metadata_offset: Some(0),
+        }]
+    ));
+    // Without periodic heartbeats (the model's default) a registered broker sends none.
+    let b = broker(2, &cluster_retransmitting(Protocol::Kip320));
+    assert!(fire(&b, 2, &fresh(&b, 2), Timer::Heartbeat).is_noop());
+}
+
+#[test]
+fn r49_a_heartbeat_response_repairs_a_lost_leader_and_isr() {
+    let b = broker(2, &cluster(Protocol::Kip320));
+    let s = fresh(&b, 2);
+    // The LeaderAndIsr making broker 2 leader in epoch 1 was lost; the pull brings it.
+    let ps = partition(Some(2), 1, 1, &[2, 3]);
+    let step = deliver(
+        &b,
+        2,
+        &s,
+        CONTROLLER,
+        heartbeat_response(1, 0, false, (Some(0), 1), vec![ps]),
+    );
+    let r = replica(step.state());
+    assert!(r.is_leader());
+    assert_eq!(r.leader_epoch(), 1);
+    assert_eq!(step.broker().metadata_offset, Some(1));
+    assert!(step.save_precedes_sends());
+}
+
+#[test]
+fn r50_metadata_for_partitions_the_broker_does_not_replicate_keeps_the_newer_state() {
+    let b = broker(2, &cluster(Protocol::Kip320));
+    let s = fresh(&b, 2);
+    let other = |epoch: u32| PartitionState {
+        topic_partition: TopicPartition::new(&Topic::new("u"), 0),
+        leader: Some(3),
+        leader_epoch: epoch,
+        partition_epoch: epoch,
+        isr: [3].as_slice().into(),
+        replicas: [3].as_slice().into(),
+        min_insync_replicas: 1,
+    };
+    let push = |ps: PartitionState, offsets| Msg::UpdateMetadata {
+        controller_epoch: 1,
+        broker_epoch: 0,
+        base_metadata_offset: Some(offsets - 1),
+        metadata_offset: offsets,
+        partitions: vec![ps].into(),
+    };
+    let s = after(&s, &deliver(&b, 2, &s, CONTROLLER, push(other(2), 1)));
+    let tp_u = TopicPartition::new(&Topic::new("u"), 0);
+    assert_eq!(s.as_broker().unwrap().metadata[&tp_u].leader_epoch, 2);
+    let s = after(&s, &deliver(&b, 2, &s, CONTROLLER, push(other(1), 2)));
+    assert_eq!(
+        s.as_broker().unwrap().metadata[&tp_u].leader_epoch,
+        2,
+        "an older state does not replace a newer one"
+    );
 }
 
 // --- R17–R30: leader ---
@@ -683,6 +843,8 @@ fn r30_an_accepted_isr_change_is_applied() {
         topic_partition: tp(),
         result: Ok(partition(Some(1), 0, 1, &[1])),
         current: None,
+        base_metadata_offset: Some(0),
+        metadata_offset: 1,
     };
     let step = deliver(&b, 1, &s, CONTROLLER, accepted);
     let r = replica(step.state());
@@ -695,11 +857,16 @@ fn r30_an_accepted_isr_change_is_applied() {
 }
 
 fn rejection(error: ErrorCode, current: Option<PartitionState>) -> Msg {
+    // A rejection that changed nothing spans no offsets; an IneligibleReplica one spans its
+    // epoch bump.
+    let metadata_offset = current.as_ref().map_or(0, |c| u64::from(c.partition_epoch));
     Msg::AlterPartitionResponse {
         controller_epoch: 1,
         topic_partition: tp(),
         result: Err(error),
         current,
+        base_metadata_offset: Some(0),
+        metadata_offset,
     }
 }
 

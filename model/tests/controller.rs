@@ -121,16 +121,7 @@ fn r3_a_heartbeat_from_an_older_incarnation_is_ignored() {
     let mut s = controller_state(&start(&c, CONTROLLER, None));
     s.brokers[2].1.broker_epoch = 4;
     let s = NodeState::Controller(s);
-    let step = deliver(
-        &c,
-        CONTROLLER,
-        &s,
-        3,
-        Msg::BrokerHeartbeat {
-            broker_id: 3,
-            broker_epoch: 3,
-        },
-    );
+    let step = deliver(&c, CONTROLLER, &s, 3, heartbeat(3, 3, Some(0)));
     assert!(step.is_noop());
 }
 
@@ -138,30 +129,125 @@ fn r3_a_heartbeat_from_an_older_incarnation_is_ignored() {
 fn r4_a_restarted_broker_loses_its_leadership_and_is_registered_again() {
     let c = controller(&cluster(Protocol::Kip320), true);
     let s = fresh(&c, CONTROLLER);
-    let step = deliver(
-        &c,
-        CONTROLLER,
-        &s,
-        1,
-        Msg::BrokerHeartbeat {
-            broker_id: 1,
-            broker_epoch: 1,
-        },
-    );
+    let step = deliver(&c, CONTROLLER, &s, 1, heartbeat(1, 1, Some(0)));
     let cs = step.controller();
     let p = &cs.partitions[&tp()];
     assert_eq!((p.leader, p.leader_epoch), (Some(2), 1));
     assert!(!p.isr.contains(&1), "the dead incarnation left the ISR");
     let r = cs.registration(1).unwrap();
     assert_eq!((r.broker_epoch, r.fenced), (1, false));
-    // The new incarnation learns every partition it replicates, stamped with its epoch.
-    assert!(step.sends_to(1).iter().any(|m| matches!(
-        m,
-        Msg::LeaderAndIsr {
+    // The new incarnation learns every partition from the answer to its heartbeat, stamped with
+    // its epoch; the other live brokers get the change pushed (R4, R49, R50).
+    match step.sends_to(1).as_slice() {
+        [Msg::BrokerHeartbeatResponse {
             broker_epoch: 1,
+            is_fenced: false,
+            metadata_offset: 1,
+            partitions,
             ..
-        }
-    )));
+        }] => assert_eq!(partitions.as_ref(), std::slice::from_ref(p)),
+        other => panic!("broker 1 got {other:?}"),
+    }
+    for b in [2, 3] {
+        assert!(
+            matches!(
+                step.sends_to(b).as_slice(),
+                [Msg::LeaderAndIsr {
+                    base_metadata_offset: Some(0),
+                    metadata_offset: 1,
+                    ..
+                }]
+            ),
+            "broker {b} got {:?}",
+            step.sends_to(b)
+        );
+    }
+    assert!(step.save_precedes_sends());
+}
+
+#[test]
+fn r49_a_heartbeat_is_answered_with_every_partition_changed_after_its_metadata_offset() {
+    let c = controller(&cluster(Protocol::Kip320), true);
+    let s = fresh(&c, CONTROLLER);
+    // Two changes: broker 3 fenced (offset 1), then back (offset 2 on its ISR return via R7).
+    let s = after(&s, &fire(&c, CONTROLLER, &s, Timer::SessionTimeout(3)));
+    assert_eq!(s.as_controller().unwrap().metadata_offset, 1);
+    let changed = |step: &Step, to: usize| match step.sends_to(to).as_slice() {
+        [Msg::BrokerHeartbeatResponse {
+            base_metadata_offset,
+            metadata_offset,
+            partitions,
+            ..
+        }] => (*base_metadata_offset, *metadata_offset, partitions.len()),
+        other => panic!("got {other:?}"),
+    };
+    // A broker that holds offset 1 lacks nothing; one that holds 0 lacks the fence; a restarted
+    // one (no offset) gets the whole table.
+    assert_eq!(
+        changed(&deliver(&c, CONTROLLER, &s, 2, heartbeat(2, 0, Some(1))), 2),
+        (Some(1), 1, 0)
+    );
+    assert_eq!(
+        changed(&deliver(&c, CONTROLLER, &s, 2, heartbeat(2, 0, Some(0))), 2),
+        (Some(0), 1, 1)
+    );
+    let step = deliver(&c, CONTROLLER, &s, 2, heartbeat(2, 0, Some(0)));
+    assert!(
+        step.next.is_none(),
+        "a pull changes nothing at the controller"
+    );
+    assert_eq!(
+        changed(&deliver(&c, CONTROLLER, &s, 2, heartbeat(2, 0, None)), 2),
+        (None, 1, 1)
+    );
+}
+
+#[test]
+fn r50_every_change_is_a_metadata_record_and_leadership_changes_are_pushed_to_every_live_broker() {
+    let c = controller(&cluster(Protocol::Kip320), true);
+    let s = fresh(&c, CONTROLLER);
+    // R2: the fence of broker 3 changes the ISR; every live broker gets the push.
+    let step = fire(&c, CONTROLLER, &s, Timer::SessionTimeout(3));
+    assert_eq!(step.controller().metadata_offset, 1);
+    for b in 1..=2 {
+        assert!(
+            matches!(
+                step.sends_to(b).as_slice(),
+                [Msg::LeaderAndIsr {
+                    base_metadata_offset: Some(0),
+                    metadata_offset: 1,
+                    partitions,
+                    ..
+                }] if partitions[0].isr.as_ref() == [1, 2]
+            ),
+            "broker {b} got {:?}",
+            step.sends_to(b)
+        );
+    }
+    // R7: an ISR change the leader asks for is a record too; the leader learns it, and the
+    // offsets it spans, from the answer; the others pull it with their next heartbeat (R49).
+    let step = deliver(&c, CONTROLLER, &s, 1, alter(0, 0, 0, &[1, 2]));
+    assert_eq!(step.controller().metadata_offset, 1);
+    assert_eq!(step.controller().partition_offsets[&tp()], 1);
+    assert!(matches!(
+        step.sends_to(1).as_slice(),
+        [Msg::AlterPartitionResponse {
+            result: Ok(_),
+            base_metadata_offset: Some(0),
+            metadata_offset: 1,
+            ..
+        }]
+    ));
+    assert_eq!(step.sends().len(), 1, "nothing is pushed");
+    let s = after(&s, &step);
+    let pulled = deliver(&c, CONTROLLER, &s, 3, heartbeat(3, 0, Some(0)));
+    assert!(matches!(
+        pulled.sends_to(3).as_slice(),
+        [Msg::BrokerHeartbeatResponse { partitions, .. }] if partitions[0].isr.as_ref() == [1, 2]
+    ));
+    // A rejection that changes nothing is not a record.
+    let step = deliver(&c, CONTROLLER, &s, 1, alter(0, 5, 0, &[1, 2]));
+    assert!(step.next.is_none());
 }
 
 #[test]
@@ -171,16 +257,7 @@ fn r5_an_unfenced_broker_is_elected_for_the_partition_it_left_offline() {
     let s = with_partition(s.as_controller().unwrap(), partition(Some(1), 0, 0, &[1]));
     let s = after(&s, &fire(&c, CONTROLLER, &s, Timer::SessionTimeout(1)));
     assert_eq!(s.as_controller().unwrap().partitions[&tp()].leader, None);
-    let step = deliver(
-        &c,
-        CONTROLLER,
-        &s,
-        1,
-        Msg::BrokerHeartbeat {
-            broker_id: 1,
-            broker_epoch: 0,
-        },
-    );
+    let step = deliver(&c, CONTROLLER, &s, 1, heartbeat(1, 0, Some(0)));
     let p = &step.controller().partitions[&tp()];
     assert_eq!((p.leader, p.leader_epoch), (Some(1), 2));
     assert!(step.sends_to(1).iter().any(|m| matches!(
@@ -222,8 +299,16 @@ fn alter_seen(
 }
 
 fn alter_result(step: &Step) -> Result<PartitionState, ErrorCode> {
-    match step.sends_to(1).as_slice() {
-        [Msg::AlterPartitionResponse { result, .. }] => result.clone(),
+    let answers: Vec<_> = step
+        .sends_to(1)
+        .into_iter()
+        .filter_map(|m| match m {
+            Msg::AlterPartitionResponse { result, .. } => Some(result),
+            _ => None,
+        })
+        .collect();
+    match answers.as_slice() {
+        [result] => result.clone(),
         other => panic!("expected one AlterPartitionResponse, got {other:?}"),
     }
 }
@@ -252,13 +337,16 @@ fn r8_isr_changes_with_stale_epochs_are_rejected_with_the_current_state() {
         let step = deliver(&c, CONTROLLER, &s, 1, msg);
         assert_eq!(alter_result(&step), Err(error));
         assert!(step.next.is_none(), "{error:?} changes nothing");
-        assert!(matches!(
-            step.sends_to(1).as_slice(),
-            [Msg::AlterPartitionResponse {
-                current: Some(_),
-                ..
-            }]
-        ));
+        assert!(
+            matches!(
+                step.sends_to(1).as_slice(),
+                [Msg::AlterPartitionResponse {
+                    current: Some(_),
+                    ..
+                }]
+            ),
+            "a rejection that changes nothing is the only message"
+        );
     }
 }
 
@@ -293,16 +381,7 @@ fn r8_an_ineligible_replica_is_refused_and_the_partition_epoch_used_up() {
     let s = after(&s, &step);
     let s = after(
         &s,
-        &deliver(
-            &c,
-            CONTROLLER,
-            &s,
-            3,
-            Msg::BrokerHeartbeat {
-                broker_id: 3,
-                broker_epoch: 0,
-            },
-        ),
+        &deliver(&c, CONTROLLER, &s, 3, heartbeat(3, 0, Some(0))),
     );
     let step = deliver(&c, CONTROLLER, &s, 1, alter(0, epoch, 0, &[1, 2, 3]));
     assert_eq!(alter_result(&step), Err(ErrorCode::InvalidUpdateVersion));
@@ -360,4 +439,85 @@ fn r46_rack_aware_assignment_alternates_racks() {
         rack_alternated(&[1, 2, 3], &racks(&[(1, "a"), (2, "b")])),
         vec![1, 2, 3]
     );
+}
+
+fn create(topic: &str, partitions: u32, replication_factor: u32, min_isr: u32) -> Msg {
+    Msg::CreateTopics {
+        topic: Topic::new(topic),
+        partitions,
+        replication_factor,
+        min_insync_replicas: min_isr,
+        client: None,
+    }
+}
+
+fn create_result(step: &Step) -> (Result<(), ErrorCode>, Option<String>) {
+    let answers: Vec<_> = step
+        .sends_to(1)
+        .into_iter()
+        .filter_map(|m| match m {
+            Msg::CreateTopicsResponse {
+                result,
+                error_message,
+                ..
+            } => Some((result, error_message.map(|m| m.to_string()))),
+            _ => None,
+        })
+        .collect();
+    match answers.as_slice() {
+        [answer] => answer.clone(),
+        other => panic!("expected one CreateTopicsResponse, got {other:?}"),
+    }
+}
+
+#[test]
+fn r46_create_topics_validates_names_and_configs_at_the_controller() {
+    let c = controller(&cluster(Protocol::Kip320), true);
+    let s = fresh(&c, CONTROLLER);
+    let long = "x".repeat(250);
+    let cases = [
+        (create("", 1, 1, 1), ErrorCode::InvalidTopic),
+        (create("..", 1, 1, 1), ErrorCode::InvalidTopic),
+        (create("bad/name", 1, 1, 1), ErrorCode::InvalidTopic),
+        (create(&long, 1, 1, 1), ErrorCode::InvalidTopic),
+        (create("t", 1, 1, 1), ErrorCode::TopicAlreadyExists),
+        (create("u", 0, 1, 1), ErrorCode::InvalidPartitions),
+        (create("u", 1, 4, 1), ErrorCode::InvalidReplicationFactor),
+        (create("u", 1, 2, 3), ErrorCode::InvalidConfig),
+        (create("u", 1, 2, 0), ErrorCode::InvalidConfig),
+    ];
+    for (msg, error) in cases {
+        let step = deliver(&c, CONTROLLER, &s, 1, msg);
+        let (result, message) = create_result(&step);
+        assert_eq!(result, Err(error));
+        assert!(message.is_some_and(|m| !m.is_empty()), "{error:?} says why");
+        assert!(step.next.is_none(), "{error:?} changes nothing");
+    }
+    let step = deliver(&c, CONTROLLER, &s, 1, create("u.v_w-2", 2, 2, 2));
+    assert_eq!(create_result(&step), (Ok(()), None));
+    assert_eq!(
+        step.controller().metadata_offset,
+        2,
+        "one record per partition"
+    );
+    assert!(step.save_precedes_sends());
+}
+
+#[test]
+fn r46_create_topics_refuses_what_the_metadata_limit_cannot_carry_and_names_the_limit() {
+    let mut c = controller(&cluster(Protocol::Kip320), true);
+    let Node::Controller(inner) = &mut c else {
+        unreachable!()
+    };
+    inner.config.metadata_bytes_max = 2_000;
+    let s = fresh(&c, CONTROLLER);
+    let step = deliver(&c, CONTROLLER, &s, 1, create("big", 4000, 3, 2));
+    let (result, message) = create_result(&step);
+    assert_eq!(result, Err(ErrorCode::PolicyViolation));
+    let message = message.unwrap();
+    assert!(message.contains("2000"), "names the limit: {message}");
+    assert!(step.next.is_none());
+    // A topic that fits is created.
+    let step = deliver(&c, CONTROLLER, &s, 1, create("small", 4, 3, 2));
+    assert_eq!(create_result(&step).0, Ok(()));
 }

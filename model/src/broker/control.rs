@@ -1,33 +1,76 @@
-//! A broker taking the controller's orders: LeaderAndIsr, UpdateMetadata, heartbeat responses.
-//! Spec: rules R11–R16.
+//! A broker taking the controller's orders: LeaderAndIsr, UpdateMetadata, heartbeat responses,
+//! and keeping its metadata whole by pulling what it missed. Spec: rules R11–R16, R49–R51.
 
 use super::*;
 
 impl Broker {
-    /// R11–R15.
-    pub(super) fn on_leader_and_isr(
+    /// R11: a controller message from an older controller epoch than this broker has seen is
+    /// rejected. A newer epoch is recorded and persisted, whatever the message, so that no older
+    /// controller's message is taken afterwards, across restarts too. A message stamped with
+    /// another incarnation of this broker (KIP-380) is rejected after that.
+    pub(super) fn admit_controller_message(
+        &self,
+        state: &mut Cow<BrokerState>,
+        controller_epoch: ControllerEpoch,
+        broker_epoch: Option<BrokerEpoch>,
+        outbox: &mut Outbox,
+    ) -> bool {
+        match controller_epoch.cmp(&state.controller_epoch) {
+            std::cmp::Ordering::Less => return false,
+            std::cmp::Ordering::Greater => {
+                state.to_mut().controller_epoch = controller_epoch;
+                outbox.persist();
+            }
+            std::cmp::Ordering::Equal => {}
+        }
+        broker_epoch.is_none_or(|e| e == state.broker_epoch)
+    }
+
+    /// R11–R15, R51: a push of the partitions the controller changed (LeaderAndIsr,
+    /// UpdateMetadata).
+    pub(super) fn on_metadata_push(
         &self,
         state: &mut Cow<BrokerState>,
         controller_epoch: ControllerEpoch,
         broker_epoch: BrokerEpoch,
-        partitions: std::sync::Arc<[PartitionState]>,
+        offsets: (Option<MetadataOffset>, MetadataOffset),
+        partitions: &[PartitionState],
         outbox: &mut Outbox,
     ) {
-        if controller_epoch < state.controller_epoch {
-            // R11: a request from an older controller epoch is rejected.
+        if !self.admit_controller_message(state, controller_epoch, Some(broker_epoch), outbox) {
             return;
         }
-        if broker_epoch != state.broker_epoch {
-            // R11: KIP-380, a request meant for an earlier incarnation of this broker.
-            return;
-        }
-        if controller_epoch > state.controller_epoch {
-            let s = state.to_mut();
-            s.controller_epoch = controller_epoch;
-            outbox.persist();
-        }
+        self.apply_metadata_delta(state, offsets, partitions, outbox);
+    }
+
+    /// R12–R15 for each partition, then R51: the metadata offset this broker holds moves to the
+    /// delta's end if the delta starts at or before it.
+    pub(super) fn apply_metadata_delta(
+        &self,
+        state: &mut Cow<BrokerState>,
+        (base, offset): (Option<MetadataOffset>, MetadataOffset),
+        partitions: &[PartitionState],
+        outbox: &mut Outbox,
+    ) {
         for ps in partitions.iter().cloned() {
-            self.apply_partition_state(state, ps, outbox);
+            if ps.replicas.contains(&self.broker_id()) {
+                self.apply_partition_state(state, ps, outbox);
+            } else {
+                apply_metadata(state, ps);
+            }
+        }
+        let held = match (base, state.metadata_offset) {
+            // The whole table.
+            (None, held) => Some(held.map_or(offset, |h| h.max(offset))),
+            // It follows on what this broker holds.
+            (Some(base), Some(held)) if base <= held => Some(held.max(offset)),
+            // A push after one this broker missed: the states are applied (R12 keeps only
+            // newer ones), but the missed change is still missing, and the next heartbeat asks
+            // for everything after what it holds.
+            (Some(_), held) => held,
+        };
+        if held != state.metadata_offset {
+            state.to_mut().metadata_offset = held;
         }
     }
 
@@ -183,50 +226,49 @@ impl Broker {
         r.role = Role::Offline;
     }
 
-    /// UpdateMetadata: metadata for partitions this broker does not replicate.
-    pub(super) fn on_update_metadata(
-        &self,
-        state: &mut Cow<BrokerState>,
-        controller_epoch: ControllerEpoch,
-        broker_epoch: BrokerEpoch,
-        partitions: std::sync::Arc<[PartitionState]>,
-    ) {
-        if controller_epoch < state.controller_epoch || broker_epoch != state.broker_epoch {
-            return; // R11
-        }
-        for ps in partitions.iter().cloned() {
-            let newer = state.metadata.get(&ps.topic_partition).is_none_or(|known| {
-                (ps.leader_epoch, ps.partition_epoch) > (known.leader_epoch, known.partition_epoch)
-            });
-            if newer {
-                state
-                    .to_mut()
-                    .metadata
-                    .insert(ps.topic_partition.clone(), ps);
-            }
-        }
-    }
-
-    /// R16: the controller tells this incarnation whether it is fenced. A fenced broker that is
-    /// alive registers again at once.
+    /// R16, R49: the controller's answer to a heartbeat, for this incarnation. Fenced means the
+    /// broker was suspected while alive: it registers again at once. Otherwise the answer
+    /// carries every partition changed after the metadata offset the heartbeat named, and
+    /// completes registration.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_heartbeat_response(
         &self,
         state: &mut Cow<BrokerState>,
         controller_epoch: ControllerEpoch,
         broker_epoch: BrokerEpoch,
         is_fenced: bool,
+        offsets: (Option<MetadataOffset>, MetadataOffset),
+        partitions: &[PartitionState],
         outbox: &mut Outbox,
     ) {
-        if broker_epoch != state.broker_epoch || controller_epoch < state.controller_epoch {
-            return; // For an older incarnation, or from an older controller.
+        if !self.admit_controller_message(state, controller_epoch, Some(broker_epoch), outbox) {
+            return;
         }
-        if is_fenced {
-            if state.registered {
+        match (is_fenced, state.registered) {
+            (true, true) => {
                 state.to_mut().registered = false;
                 outbox.send(self.config.cluster.controller, self.heartbeat(state));
             }
-        } else if !state.registered {
-            state.to_mut().registered = true;
+            (true, false) => {}
+            (false, registered) => {
+                self.apply_metadata_delta(state, offsets, partitions, outbox);
+                if !registered {
+                    state.to_mut().registered = true;
+                }
+            }
         }
+    }
+}
+
+/// R12 for a partition this broker does not replicate: keep the newer state.
+fn apply_metadata(state: &mut Cow<BrokerState>, ps: PartitionState) {
+    let newer = state.metadata.get(&ps.topic_partition).is_none_or(|known| {
+        (ps.leader_epoch, ps.partition_epoch) > (known.leader_epoch, known.partition_epoch)
+    });
+    if newer {
+        state
+            .to_mut()
+            .metadata
+            .insert(ps.topic_partition.clone(), ps);
     }
 }

@@ -562,52 +562,28 @@ impl Broker {
         }
     }
 
-    /// R30: the controller's answer to AlterPartition: the new state, or a rejection with the
-    /// partition's current state.
+    /// R30: the controller's answer to AlterPartition carries the partition's state: the
+    /// accepted change, or with a rejection the current state. Either is applied as LeaderAndIsr
+    /// would apply it (R12–R15): an accepted change of this leadership settles the pending ISR
+    /// change (R13), a newer leadership changes the role, an older or equal state is ignored.
+    ///
+    /// A rejection whose state is not newer leaves the pending change in place: it does not prove
+    /// the change was not made, since a retransmitted copy may be rejected after the original was
+    /// accepted and its answer lost. So the leader keeps counting the maximal ISR until it learns
+    /// the controller's state. An IneligibleReplica rejection always carries a newer state (R8).
     pub(super) fn on_alter_partition_response(
         &self,
         state: &mut Cow<BrokerState>,
         controller_epoch: ControllerEpoch,
-        tp: &TopicPartition,
-        result: Result<PartitionState, (ErrorCode, Option<PartitionState>)>,
+        carried: Option<PartitionState>,
+        offsets: (Option<MetadataOffset>, MetadataOffset),
         outbox: &mut Outbox,
     ) {
-        if controller_epoch < state.controller_epoch {
+        if !self.admit_controller_message(state, controller_epoch, None, outbox) {
             return; // R11
         }
-        let Some(r) = state.replicas.get(tp) else {
-            return;
-        };
-        if !r.is_leader() {
-            return;
-        }
-        let ps = match result {
-            Ok(ps) => ps,
-            Err((_, current)) => {
-                // A rejection does not prove the change was not made: a retransmitted copy may be
-                // rejected after the original was accepted and its answer lost. So the leader
-                // keeps counting the maximal ISR until it learns the controller's state. The
-                // rejection carries it; when newer it settles the change as LeaderAndIsr would
-                // (R12–R15). An IneligibleReplica rejection always carries a newer state (R8).
-                if let Some(current) = current {
-                    self.apply_partition_state(state, current, outbox);
-                }
-                return;
-            }
-        };
-        if ps.leader_epoch != r.leader_epoch() || ps.partition_epoch <= r.partition.partition_epoch
-        {
-            return; // An answer to an earlier request.
-        }
-        let mut r = r.clone();
-        r.partition = ps;
-        leader_mut(&mut r).pending_isr = None;
-        outbox.persist();
-        // Followers that caught up while the change was in flight join now, as they would on
-        // their next fetch.
-        self.maybe_expand_isr_all(state.broker_epoch, &mut r, outbox);
-        self.maybe_advance_high_watermark(&mut r, outbox);
-        state.to_mut().replicas.insert(tp.clone(), r);
+        let carried: Vec<PartitionState> = carried.into_iter().collect();
+        self.apply_metadata_delta(state, offsets, &carried, outbox);
     }
 
     pub(super) fn fetch_response(

@@ -45,6 +45,13 @@ pub fn cluster_with(protocol: Protocol, min_isr: u32, unclean: bool) -> Arc<Clus
     })
 }
 
+/// The cluster as the real one and the lossy model run it: brokers retransmit.
+pub fn cluster_retransmitting(protocol: Protocol) -> Arc<ClusterConfig> {
+    let mut c = (*cluster(protocol)).clone();
+    c.retransmit = true;
+    Arc::new(c)
+}
+
 pub fn broker(broker_id: BrokerId, cluster: &Arc<ClusterConfig>) -> Node {
     Node::Broker(Broker::new(BrokerConfig {
         broker_id,
@@ -57,6 +64,7 @@ pub fn controller(cluster: &Arc<ClusterConfig>, preferred: bool) -> Node {
         cluster: cluster.clone(),
         preferred_leader_election: preferred,
         racks: Vec::new(),
+        metadata_bytes_max: u64::MAX,
     }))
 }
 
@@ -180,11 +188,37 @@ pub fn partition(
     }
 }
 
+/// A push of one partition's state, spanning metadata offsets (0, 1]: the next change after the
+/// bootstrapped state.
 pub fn leader_and_isr(controller_epoch: u32, broker_epoch: u32, ps: PartitionState) -> Msg {
+    leader_and_isr_at(controller_epoch, broker_epoch, (Some(0), 1), ps)
+}
+
+/// A push of one partition's state spanning the given metadata offsets.
+pub fn leader_and_isr_at(
+    controller_epoch: u32,
+    broker_epoch: u32,
+    (base_metadata_offset, metadata_offset): (Option<MetadataOffset>, MetadataOffset),
+    ps: PartitionState,
+) -> Msg {
     Msg::LeaderAndIsr {
         controller_epoch,
         broker_epoch,
+        base_metadata_offset,
+        metadata_offset,
         partitions: vec![ps].into(),
+    }
+}
+
+pub fn heartbeat(
+    broker_id: BrokerId,
+    broker_epoch: BrokerEpoch,
+    metadata_offset: Option<MetadataOffset>,
+) -> Msg {
+    Msg::BrokerHeartbeat {
+        broker_id,
+        broker_epoch,
+        metadata_offset,
     }
 }
 
