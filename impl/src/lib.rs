@@ -14,6 +14,10 @@
 pub mod client;
 pub mod cluster;
 pub mod codec;
+pub mod faults;
+pub mod incarnation;
 pub mod host;
+pub mod local;
 pub mod segment;
 pub mod store;
+pub mod transport;
