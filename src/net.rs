@@ -292,7 +292,10 @@ fn cluster_up(args: UpArgs) -> Result<ExitCode, String> {
             out,
             "{:<11} {}{rack}  pid {}  {}",
             role.name(),
-            cluster.address(role).map(|a| a.to_string()).unwrap_or_default(),
+            cluster
+                .address(role)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
             cluster.pid(role).unwrap_or(0),
             cluster.node_dir(role).display()
         );

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use watermark_model::*;
 use watermark_net::cluster::{Role, TimingMs};
 use watermark_net::local::{LocalCluster, LocalOptions};
-use watermark_net::transport::{
-    self, Datagram, Header, Key, Received, Transport, TransportConfig,
-};
+use watermark_net::transport::{self, Datagram, Header, Key, Received, Transport, TransportConfig};
 use watermark_net::{client, codec, incarnation};
 
 /// Clusters share two cores: run one at a time.
@@ -315,7 +313,7 @@ impl Raw {
         self.transport
             .send(self.local, to, &encode(msg), &mut out)
             .unwrap();
-        let header = transport::parse(&out[0].bytes).unwrap().0;
+        let header = transport::parse(&out[0].bytes).unwrap().header;
         if header.receiver_session != 0 {
             return out.into_iter().map(|d| d.bytes).collect();
         }

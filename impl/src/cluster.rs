@@ -147,6 +147,13 @@ impl ClusterFile {
         }
         let mut addresses: Vec<SocketAddrV4> = self.brokers.iter().map(|b| b.address).collect();
         addresses.push(self.controller);
+        if let Some(a) = addresses
+            .iter()
+            .find(|a| a.ip().is_unspecified() || a.port() == 0)
+        {
+            // Nodes send to these addresses and authenticate by them: each must be one.
+            return Err(format!("{a} is not an address a node can be reached at"));
+        }
         addresses.sort_unstable();
         if addresses.windows(2).any(|w| w[0] == w[1]) {
             return Err("two nodes share an address".into());
@@ -359,8 +366,16 @@ pub fn run_node(
         let salt = u64::from(u32::from(*address.ip())) << 16 | u64::from(address.port());
         FaultsFile::new(path, salt)
     });
-    let mut host = Host::start(actor, socket, store, seed, Some(admission), transport, faults)
-        .map_err(|e| format!("cannot start from {}: {e}", dir.display()))?;
+    let mut host = Host::start(
+        actor,
+        socket,
+        store,
+        seed,
+        Some(admission),
+        transport,
+        faults,
+    )
+    .map_err(|e| format!("cannot start from {}: {e}", dir.display()))?;
     on_ready(address);
     host.run_until(stop, |_| false)
         .map_err(|e| format!("storage failed in {}: {e}", dir.display()))?;

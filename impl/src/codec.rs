@@ -88,7 +88,10 @@ mod tests {
     fn refuses_bytes_that_are_not_exactly_one_message() {
         let mut buf = Vec::new();
         encode(&produce(3, 10), &mut buf).unwrap();
-        assert_eq!(decode::<Msg>(&buf[..buf.len() - 4]), Err(CodecError::Malformed));
+        assert_eq!(
+            decode::<Msg>(&buf[..buf.len() - 4]),
+            Err(CodecError::Malformed)
+        );
         let mut longer = buf.clone();
         longer.push(0);
         assert_eq!(decode::<Msg>(&longer), Err(CodecError::Malformed));

@@ -246,7 +246,9 @@ impl FaultsFile {
             return;
         }
         self.checked_at = Some(now);
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
         if modified == self.modified {
             return;
         }
@@ -337,8 +339,8 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_decisions() {
-        let rules = Rules::parse(r#"{"seed": 9, "rules": [{"drop": 0.5, "delay_ms": [0, 50]}]}"#)
-            .unwrap();
+        let rules =
+            Rules::parse(r#"{"seed": 9, "rules": [{"drop": 0.5, "delay_ms": [0, 50]}]}"#).unwrap();
         let run = || {
             let mut f = Faults::new(rules.clone(), 77);
             (0..100)

@@ -24,8 +24,8 @@
 use crate::codec;
 use crate::faults::{FaultStats, FaultsFile};
 use crate::store::Durable;
-use crate::transport::{Datagram, Received, Transport, TransportConfig, TransportStats};
 use crate::transport::DATAGRAM_BYTES_MAX;
+use crate::transport::{Datagram, Received, Transport, TransportConfig, TransportStats};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use stateright::actor::{Actor, Command, Id, Out};

@@ -75,7 +75,10 @@ mod tests {
         let mut last = 0;
         for _ in 0..5 {
             let i = next_for_node(dir.path()).unwrap().get();
-            assert!(i > last + crate::transport::GENERATIONS_MAX, "{i} after {last}");
+            assert!(
+                i > last + crate::transport::GENERATIONS_MAX,
+                "{i} after {last}"
+            );
             assert_eq!(i & 0xFFFF_FFFF, 0, "the low 32 bits are the generations'");
             last = i;
         }

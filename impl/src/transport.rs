@@ -254,7 +254,10 @@ impl TransportStats {
             ("dropped_misaddressed", self.dropped_misaddressed),
             ("dropped_oversized", self.dropped_oversized),
             ("dropped_incomplete", self.dropped_incomplete),
-            ("dropped_first_contact_full", self.dropped_first_contact_full),
+            (
+                "dropped_first_contact_full",
+                self.dropped_first_contact_full,
+            ),
             ("dropped_peers_full", self.dropped_peers_full),
         ]
     }
@@ -331,9 +334,16 @@ impl Header {
     }
 }
 
-/// A datagram taken apart: its header, payload and tag (if any). The CRC and every field's
-/// range are checked; the tag is not.
-pub fn parse(datagram: &[u8]) -> Result<(Header, &[u8], Option<&[u8]>), DropReason> {
+/// A datagram taken apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    pub header: Header,
+    pub payload: &'a [u8],
+    pub tag: Option<&'a [u8]>,
+}
+
+/// Takes a datagram apart. The CRC and every field's range are checked; the tag is not.
+pub fn parse(datagram: &[u8]) -> Result<Parsed<'_>, DropReason> {
     use DropReason::Malformed;
     if datagram.len() < HEADER_BYTES || datagram.len() > DATAGRAM_BYTES_MAX {
         return Err(Malformed);
@@ -379,7 +389,11 @@ pub fn parse(datagram: &[u8]) -> Result<(Header, &[u8], Option<&[u8]>), DropReas
     } else if header.sequence == 0 {
         return Err(Malformed);
     }
-    Ok((header, payload, tag))
+    Ok(Parsed {
+        header,
+        payload,
+        tag,
+    })
 }
 
 fn read_u16(b: &[u8], at: usize) -> u16 {
@@ -581,7 +595,7 @@ impl Transport {
         peer.last_used = now;
         let session = peer.session;
         if session == 0 {
-            // R: first contact. Kept (bounded) for re-sending once the peer answers.
+            // First contact: kept (bounded) for re-sending once the peer's Reset arrives.
             if peer.first_contact.len() >= limits.first_contact_messages_max {
                 if let Some(old) = peer.first_contact.pop_front() {
                     self.first_contact_bytes -= old.len();
@@ -609,7 +623,11 @@ impl Transport {
         datagram: &'a [u8],
         out: &mut Vec<Datagram>,
     ) -> Received<'a> {
-        let (header, payload, tag_bytes) = match parse(datagram) {
+        let Parsed {
+            header,
+            payload,
+            tag: tag_bytes,
+        } = match parse(datagram) {
             Ok(p) => p,
             Err(reason) => return self.drop(reason),
         };
@@ -796,9 +814,10 @@ impl Transport {
         }
         if header.fragment_count == 1 {
             inbound.delivered = header.sequence;
-            let (older, newer): (Vec<Partial>, Vec<Partial>) = std::mem::take(&mut inbound.partials)
-                .into_iter()
-                .partition(|p| p.sequence < header.sequence);
+            let (older, newer): (Vec<Partial>, Vec<Partial>) =
+                std::mem::take(&mut inbound.partials)
+                    .into_iter()
+                    .partition(|p| p.sequence < header.sequence);
             inbound.partials = newer;
             self.discard(older);
             self.stats.messages_delivered += 1;
@@ -855,8 +874,8 @@ impl Transport {
             None => {
                 let mut discarded = Vec::new();
                 if inbound.partials.len() >= partials_max {
-                    if let Some(oldest) = (0..inbound.partials.len())
-                        .min_by_key(|i| inbound.partials[*i].sequence)
+                    if let Some(oldest) =
+                        (0..inbound.partials.len()).min_by_key(|i| inbound.partials[*i].sequence)
                     {
                         discarded.push(inbound.partials.swap_remove(oldest));
                     }
@@ -930,7 +949,11 @@ impl Transport {
         let Some((_, address, sequence)) = oldest else {
             return false;
         };
-        let Some(inbound) = self.peers.get_mut(&address).and_then(|p| p.inbound.as_mut()) else {
+        let Some(inbound) = self
+            .peers
+            .get_mut(&address)
+            .and_then(|p| p.inbound.as_mut())
+        else {
             return false;
         };
         let (gone, kept): (Vec<Partial>, Vec<Partial>) = std::mem::take(&mut inbound.partials)
@@ -1028,7 +1051,7 @@ mod tests {
 
         /// B receives `d` from A; what it delivered, and what it answered (delivered to A,
         /// whose answers in turn go back to B, and so on until quiet).
-        fn to_b(&mut self, d: &Datagram) -> Delivered {
+        fn deliver_to_b(&mut self, d: &Datagram) -> Delivered {
             let mut delivered = Vec::new();
             let mut to_b = vec![d.bytes.clone()];
             while !to_b.is_empty() {
@@ -1047,7 +1070,10 @@ mod tests {
                 for reply in to_a {
                     let mut out = Vec::new();
                     let r = self.a.receive(addr(A), addr(B), &reply.bytes, &mut out);
-                    assert!(!matches!(r, Received::Deliver { .. }), "A sent nothing to A");
+                    assert!(
+                        !matches!(r, Received::Deliver { .. }),
+                        "A sent nothing to A"
+                    );
                     to_b.extend(out.into_iter().map(|d| d.bytes));
                 }
             }
@@ -1058,7 +1084,7 @@ mod tests {
         fn exchange(&mut self, payload: &[u8]) -> Delivered {
             let mut delivered = Vec::new();
             for d in self.a_sends(payload) {
-                delivered.extend(self.to_b(&d));
+                delivered.extend(self.deliver_to_b(&d));
             }
             delivered
         }
@@ -1075,8 +1101,11 @@ mod tests {
         let second = p.a_sends(b"two");
         // Both stamped 0: dropped, each answered with a Reset; the first Reset makes A re-send
         // both, stamped, in order; the second Reset is ignored.
-        assert_eq!(payloads(&p.to_b(&first[0])), vec![b"one".to_vec(), b"two".to_vec()]);
-        assert!(p.to_b(&second[0]).is_empty());
+        assert_eq!(
+            payloads(&p.deliver_to_b(&first[0])),
+            vec![b"one".to_vec(), b"two".to_vec()]
+        );
+        assert!(p.deliver_to_b(&second[0]).is_empty());
         assert_eq!(p.b.stats.dropped_misaddressed, 2);
         assert_eq!(p.a.stats.resets_accepted, 1);
         assert_eq!(p.a.stats.resets_ignored, 1);
@@ -1094,9 +1123,9 @@ mod tests {
         let mut p = Pair::new(None);
         p.exchange(b"hello");
         let d = p.a_sends(b"produce");
-        assert_eq!(payloads(&p.to_b(&d[0])), vec![b"produce".to_vec()]);
-        assert!(p.to_b(&d[0]).is_empty());
-        assert!(p.to_b(&d[0]).is_empty());
+        assert_eq!(payloads(&p.deliver_to_b(&d[0])), vec![b"produce".to_vec()]);
+        assert!(p.deliver_to_b(&d[0]).is_empty());
+        assert!(p.deliver_to_b(&d[0]).is_empty());
         assert_eq!(p.b.stats.dropped_duplicate, 2);
     }
 
@@ -1106,8 +1135,14 @@ mod tests {
         p.exchange(b"hello");
         let older = p.a_sends(b"older");
         let newer = p.a_sends(b"newer");
-        assert_eq!(payloads(&p.to_b(&newer[0])), vec![b"newer".to_vec()]);
-        assert!(p.to_b(&older[0]).is_empty(), "FIFO: the older one is lost");
+        assert_eq!(
+            payloads(&p.deliver_to_b(&newer[0])),
+            vec![b"newer".to_vec()]
+        );
+        assert!(
+            p.deliver_to_b(&older[0]).is_empty(),
+            "FIFO: the older one is lost"
+        );
         assert_eq!(p.b.stats.dropped_stale, 1);
     }
 
@@ -1120,7 +1155,10 @@ mod tests {
         p.a = transport(11 << 32, None, &[A, B]);
         assert_eq!(payloads(&p.exchange(b"again")), vec![b"again".to_vec()]);
         assert_eq!(payloads(&p.exchange(b"more")), vec![b"more".to_vec()]);
-        assert!(p.to_b(&late[0]).is_empty(), "the dead incarnation's datagram");
+        assert!(
+            p.deliver_to_b(&late[0]).is_empty(),
+            "the dead incarnation's datagram"
+        );
         assert_eq!(p.b.stats.dropped_stale, 1);
     }
 
@@ -1130,15 +1168,21 @@ mod tests {
         p.exchange(b"hello");
         let in_flight = p.a_sends(b"in flight");
         // B delivered it before restarting; the network still holds a copy.
-        assert_eq!(payloads(&p.to_b(&in_flight[0])).len(), 1);
+        assert_eq!(payloads(&p.deliver_to_b(&in_flight[0])).len(), 1);
         p.b = transport(21 << 32, None, &[A, B]);
         // The copy reaches the new incarnation: dropped and answered with a Reset; A learns
         // the new token but re-sends nothing (it was stamped, not first contact).
-        assert!(p.to_b(&in_flight[0]).is_empty());
+        assert!(p.deliver_to_b(&in_flight[0]).is_empty());
         assert_eq!(p.b.stats.dropped_misaddressed, 1);
-        assert_eq!(p.a.stats.messages_resent, 1, "only the first contact's message");
+        assert_eq!(
+            p.a.stats.messages_resent, 1,
+            "only the first contact's message"
+        );
         assert_eq!(payloads(&p.exchange(b"after")), vec![b"after".to_vec()]);
-        assert!(p.to_b(&in_flight[0]).is_empty(), "still never delivered twice");
+        assert!(
+            p.deliver_to_b(&in_flight[0]).is_empty(),
+            "still never delivered twice"
+        );
     }
 
     #[test]
@@ -1181,13 +1225,15 @@ mod tests {
                 let message: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
                 let datagrams = p.a_sends(&message);
                 assert_eq!(datagrams.len(), len.div_ceil(chunk).max(1), "{len} bytes");
-                assert!(datagrams.iter().all(|d| d.bytes.len() <= DATAGRAM_BYTES_MAX));
+                assert!(datagrams
+                    .iter()
+                    .all(|d| d.bytes.len() <= DATAGRAM_BYTES_MAX));
                 if len == chunk {
                     assert_eq!(datagrams[0].bytes.len(), DATAGRAM_BYTES_MAX);
                 }
                 let mut delivered = Vec::new();
                 for d in &datagrams {
-                    delivered.extend(p.to_b(d));
+                    delivered.extend(p.deliver_to_b(d));
                 }
                 assert_eq!(delivered, vec![(message, key.is_some())], "{len} bytes");
             }
@@ -1204,17 +1250,23 @@ mod tests {
         datagrams.reverse();
         let mut delivered = Vec::new();
         for d in &datagrams {
-            delivered.extend(p.to_b(d));
+            delivered.extend(p.deliver_to_b(d));
         }
         assert_eq!(payloads(&delivered), vec![message.clone()]);
         // A message with a fragment lost never arrives, and the next one does.
         let lossy = p.a_sends(&message);
         for d in &lossy[1..] {
-            assert!(p.to_b(d).is_empty());
+            assert!(p.deliver_to_b(d).is_empty());
         }
         assert_eq!(payloads(&p.exchange(b"next")), vec![b"next".to_vec()]);
-        assert_eq!(p.b.stats.dropped_incomplete, 1, "the partial one is discarded");
-        assert!(p.to_b(&lossy[0]).is_empty(), "its last fragment comes too late");
+        assert_eq!(
+            p.b.stats.dropped_incomplete, 1,
+            "the partial one is discarded"
+        );
+        assert!(
+            p.deliver_to_b(&lossy[0]).is_empty(),
+            "its last fragment comes too late"
+        );
         assert_eq!(p.b.reassembly_bytes(), 0);
     }
 
@@ -1225,10 +1277,13 @@ mod tests {
         let big = vec![1u8; 2 * p.a.fragment_bytes()];
         let older = p.a_sends(&big);
         let newer = p.a_sends(&big);
-        assert!(p.to_b(&older[0]).is_empty());
-        assert!(p.to_b(&newer[0]).is_empty());
-        assert_eq!(payloads(&p.to_b(&newer[1])), vec![big.clone()]);
-        assert!(p.to_b(&older[1]).is_empty(), "FIFO: the older message is lost");
+        assert!(p.deliver_to_b(&older[0]).is_empty());
+        assert!(p.deliver_to_b(&newer[0]).is_empty());
+        assert_eq!(payloads(&p.deliver_to_b(&newer[1])), vec![big.clone()]);
+        assert!(
+            p.deliver_to_b(&older[1]).is_empty(),
+            "FIFO: the older message is lost"
+        );
         assert_eq!(p.b.stats.dropped_incomplete, 1);
         assert_eq!(p.b.stats.dropped_stale, 1);
         assert_eq!(p.b.reassembly_bytes(), 0);
@@ -1240,10 +1295,10 @@ mod tests {
         p.exchange(b"handshake");
         let big = vec![1u8; 2 * p.a.fragment_bytes()];
         let d = p.a_sends(&big);
-        assert!(p.to_b(&d[0]).is_empty());
-        assert!(p.to_b(&d[0]).is_empty());
+        assert!(p.deliver_to_b(&d[0]).is_empty());
+        assert!(p.deliver_to_b(&d[0]).is_empty());
         assert_eq!(p.b.stats.dropped_duplicate, 1);
-        assert_eq!(payloads(&p.to_b(&d[1])), vec![big]);
+        assert_eq!(payloads(&p.deliver_to_b(&d[1])), vec![big]);
     }
 
     #[test]
@@ -1256,15 +1311,18 @@ mod tests {
         // Five messages, each missing its last fragment.
         for _ in 0..5 {
             let d = p.a_sends(&big);
-            assert!(p.to_b(&d[0]).is_empty());
+            assert!(p.deliver_to_b(&d[0]).is_empty());
             assert!(p.b.reassembly_bytes() <= p.b.limits.reassembly_bytes_max);
         }
         assert_eq!(p.b.stats.dropped_incomplete, 3);
         let d = p.a_sends(&big);
         for x in &d {
-            p.to_b(x);
+            p.deliver_to_b(x);
         }
-        assert_eq!(p.b.stats.messages_delivered, 2, "handshake and the whole one");
+        assert_eq!(
+            p.b.stats.messages_delivered, 2,
+            "handshake and the whole one"
+        );
         assert_eq!(p.b.reassembly_bytes(), 0);
     }
 
@@ -1318,18 +1376,19 @@ mod tests {
         );
         assert!(out.is_empty(), "no Reset answers a forgery");
         assert_eq!(p.b.stats.dropped_unauthenticated, 4);
-        assert_eq!(payloads(&p.to_b(&d[0])), vec![b"signed".to_vec()]);
+        assert_eq!(payloads(&p.deliver_to_b(&d[0])), vec![b"signed".to_vec()]);
     }
 
     #[test]
-    fn a_keyed_receiver_drops_untagged_datagrams_from_nodes_and_flags_clients_unauthenticated()
-    {
+    fn a_keyed_receiver_drops_untagged_datagrams_from_nodes_and_flags_clients_unauthenticated() {
         let k = key(1);
         let mut b = transport(20 << 32, Some(&k), &[A, B]);
         let mut stranger = transport(30 << 32, None, &[]);
         for from in [A, 5555] {
             let mut sent = Vec::new();
-            stranger.send(addr(from), addr(B), b"hi", &mut sent).unwrap();
+            stranger
+                .send(addr(from), addr(B), b"hi", &mut sent)
+                .unwrap();
             let mut out = Vec::new();
             let r = b.receive(addr(B), addr(from), &sent[0].bytes, &mut out);
             if from == A {
@@ -1465,7 +1524,11 @@ mod tests {
                 delivered.push(payload.into_owned());
             }
         }
-        assert_eq!(delivered, vec![vec![2], vec![3], vec![4]], "the newest three, in order");
+        assert_eq!(
+            delivered,
+            vec![vec![2], vec![3], vec![4]],
+            "the newest three, in order"
+        );
     }
 
     /// splitmix64, for the property-style loop.
@@ -1497,7 +1560,7 @@ mod tests {
             }
             // Delivered once, so that an unchanged copy is a duplicate.
             for d in &samples {
-                p.to_b(d);
+                p.deliver_to_b(d);
             }
             let reset = {
                 let mut fresh = transport(30 << 32, None, &[]);
@@ -1599,7 +1662,11 @@ mod tests {
                 _ => {}
             }
         }
-        assert!(delivered.len() > 100, "enough got through: {}", delivered.len());
+        assert!(
+            delivered.len() > 100,
+            "enough got through: {}",
+            delivered.len()
+        );
         assert!(
             delivered.windows(2).all(|w| w[0] < w[1]),
             "strictly increasing: in order, no duplicates"
