@@ -18,8 +18,9 @@
 //!   with anything else (0 on first contact, a token of an earlier incarnation) is dropped and
 //!   answered with a [`Reset`](#datagram-format) carrying the current token. The sender re-sends,
 //!   stamped and with fresh sequence numbers, exactly the messages it had sent stamped 0 (they
-//!   were certainly dropped); anything it stamped with a stale token is lost. First contact
-//!   costs one round trip. A token is the receiver's incarnation plus its *generation*, the
+//!   were certainly dropped); anything it stamped with a stale token is lost. A process that
+//!   hears from a newer incarnation of a peer stamps 0 again, so that what it sends next to the
+//!   restarted peer is kept and re-sent rather than lost. First contact costs one round trip. A token is the receiver's incarnation plus its *generation*, the
 //!   number of channels it has evicted from its bounded table: a sender whose channel was
 //!   evicted gets a token it never had, so a late datagram from before the eviction cannot be
 //!   delivered a second time.
@@ -206,6 +207,9 @@ pub struct TransportStats {
     pub resets_ignored: u64,
     /// Messages sent again, stamped, after a first contact's Reset.
     pub messages_resent: u64,
+    /// Peers heard from in a newer incarnation than the one whose token this process knew:
+    /// messages to them are stamped 0 again (and kept) until their Reset.
+    pub sessions_restarted: u64,
     /// Peers evicted from the bounded table.
     pub peers_evicted: u64,
     /// Datagrams that are not version-2 datagrams: truncated, oversized, bad CRC, unknown
@@ -237,7 +241,7 @@ pub struct TransportStats {
 
 impl TransportStats {
     /// Every counter with its name, in a fixed order.
-    pub fn counters(&self) -> [(&'static str, u64); 17] {
+    pub fn counters(&self) -> [(&'static str, u64); 18] {
         [
             ("messages_sent", self.messages_sent),
             ("messages_delivered", self.messages_delivered),
@@ -246,6 +250,7 @@ impl TransportStats {
             ("resets_accepted", self.resets_accepted),
             ("resets_ignored", self.resets_ignored),
             ("messages_resent", self.messages_resent),
+            ("sessions_restarted", self.sessions_restarted),
             ("peers_evicted", self.peers_evicted),
             ("dropped_malformed", self.dropped_malformed),
             ("dropped_unauthenticated", self.dropped_unauthenticated),
@@ -505,6 +510,8 @@ struct Peer {
     last_used: u64,
     /// The session token the peer gave this process (0: not known yet).
     session: u64,
+    /// The incarnation of the peer that gave `session`.
+    session_incarnation: u64,
     /// Messages sent stamped 0, for re-sending once the peer's token is known.
     first_contact: VecDeque<Vec<u8>>,
     inbound: Option<Inbound>,
@@ -650,6 +657,7 @@ impl Transport {
             }
             (None, _) => false,
         };
+        self.notice_incarnation(from, header.sender_incarnation);
         if header.is_reset() {
             let mut token = [0u8; RESET_PAYLOAD_BYTES];
             token.copy_from_slice(payload);
@@ -657,6 +665,20 @@ impl Transport {
             return Received::Nothing;
         }
         self.on_data(local, from, &header, payload, authenticated, out)
+    }
+
+    /// A newer incarnation of a peer cannot hold the token its predecessor gave: stamp 0 again
+    /// from now on, so that what is sent to it is kept and re-sent after its Reset instead of
+    /// dropped there. (Without this, the first messages to a restarted peer that spoke first
+    /// would be lost for certain; the model allows it, but the protocol does not retransmit
+    /// everything, a LeaderAndIsr to a re-registered broker for one.)
+    fn notice_incarnation(&mut self, from: SocketAddrV4, incarnation: u64) {
+        if let Some(peer) = self.peers.get_mut(&from) {
+            if peer.session != 0 && incarnation > peer.session_incarnation {
+                peer.session = 0;
+                self.stats.sessions_restarted += 1;
+            }
+        }
     }
 
     fn drop<'a>(&mut self, reason: DropReason) -> Received<'a> {
@@ -734,6 +756,7 @@ impl Transport {
         peer.last_used = now;
         let first_contact = peer.session == 0;
         peer.session = token;
+        peer.session_incarnation = header.sender_incarnation;
         let queued = std::mem::take(&mut peer.first_contact);
         self.stats.resets_accepted += 1;
         for payload in queued {
@@ -1190,6 +1213,44 @@ mod tests {
             p.deliver_to_b(&in_flight[0]).is_empty(),
             "still never delivered twice"
         );
+    }
+
+    #[test]
+    fn what_is_sent_to_a_restarted_peer_after_it_spoke_first_is_kept_and_delivered() {
+        let mut p = Pair::new(None);
+        p.exchange(b"hello");
+        // B knows A's token too.
+        let mut to_a = Vec::new();
+        p.b.send(addr(B), addr(A), b"hi", &mut to_a).unwrap();
+        let mut reset = Vec::new();
+        p.a.receive(addr(A), addr(B), &to_a[0].bytes, &mut reset);
+        p.b.receive(addr(B), addr(A), &reset[0].bytes, &mut to_a);
+        // A restarts and speaks first (stamped 0, answered by B's Reset).
+        p.a = transport(11 << 32, None, &[A, B]);
+        assert_eq!(payloads(&p.exchange(b"I am back")).len(), 1);
+        assert_eq!(p.b.stats.sessions_restarted, 1);
+        // B's next message to A is stamped 0, kept, and re-sent after A's Reset: not lost.
+        let mut sent = Vec::new();
+        p.b.send(addr(B), addr(A), b"welcome", &mut sent).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            p.a.receive(addr(A), addr(B), &sent[0].bytes, &mut out),
+            Received::Dropped(DropReason::Misaddressed)
+        );
+        let mut resent = Vec::new();
+        p.b.receive(addr(B), addr(A), &out[0].bytes, &mut resent);
+        assert_eq!(
+            p.a.receive(addr(A), addr(B), &resent[0].bytes, &mut Vec::new()),
+            Received::Deliver {
+                payload: Cow::Borrowed(b"welcome"),
+                authenticated: false
+            }
+        );
+        // And the copy stamped 0 never is.
+        assert!(matches!(
+            p.a.receive(addr(A), addr(B), &sent[0].bytes, &mut Vec::new()),
+            Received::Dropped(DropReason::Misaddressed)
+        ));
     }
 
     #[test]
