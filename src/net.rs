@@ -3,17 +3,18 @@
 
 use clap::{Args, Subcommand};
 use std::io::{BufRead, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use watermark_model::{Acks, Value};
 use watermark_net::client::{self, ConsumeOptions, ProduceOptions};
 use watermark_net::cluster::{
-    default_node_dir, run_node, BrokerEntry, ClusterFile, Role, TimingMs, VALUE_BYTES_MAX,
+    default_node_dir, run_node, ClusterFile, Role, TimingMs, VALUE_BYTES_MAX,
 };
+use watermark_net::local::{LocalCluster, LocalOptions, CLUSTER_FILE_NAME};
 use watermark_net::store::FsyncPolicy;
 
 #[derive(Subcommand)]
@@ -69,6 +70,10 @@ struct NodeOptions {
     /// or always (also on the device before any reply; survives power loss).
     #[arg(long, default_value = "never", value_parser = parse::<FsyncPolicy>)]
     fsync: FsyncPolicy,
+    /// A fault rules file (drop, duplicate, delay outbound datagrams), re-read when it changes;
+    /// for tests.
+    #[arg(long, value_name = "FILE", hide = true)]
+    faults: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -180,7 +185,7 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
             let dir = args
                 .log_dir
                 .unwrap_or_else(|| default_node_dir(&args.cluster, Role::Controller));
-            run_one(&file, Role::Controller, &dir, args.node.fsync)
+            run_one(&file, Role::Controller, &dir, &args.node)
         }
         NetCommand::Broker(args) => {
             let file = ClusterFile::load(&args.cluster)?;
@@ -188,7 +193,7 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
             let dir = args
                 .log_dir
                 .unwrap_or_else(|| default_node_dir(&args.cluster, role));
-            run_one(&file, role, &dir, args.node.fsync)
+            run_one(&file, role, &dir, &args.node)
         }
         NetCommand::Topic(TopicCommand::Create(args)) => topic_create(args),
         NetCommand::Describe(args) => describe(args),
@@ -220,216 +225,107 @@ fn bootstrap(s: &str) -> Result<SocketAddrV4, String> {
         .ok_or_else(|| format!("bad --bootstrap-server '{s}': no IPv4 address"))
 }
 
-fn role_name(role: Role) -> String {
-    match role {
-        Role::Controller => "controller".into(),
-        Role::Broker(id) => format!("broker {id}"),
-    }
-}
-
 fn run_one(
     file: &ClusterFile,
     role: Role,
     dir: &Path,
-    fsync: FsyncPolicy,
+    node: &NodeOptions,
 ) -> Result<ExitCode, String> {
     let stop = stop_flag()?;
-    let name = role_name(role);
-    let stats = run_node(file, role, dir, fsync, &stop, |_| {})?;
-    eprintln!(
-        "{name} stopped: {} datagrams received, {} sent; dropped {} malformed, {} from unknown senders, {} oversized",
-        stats.received,
-        stats.sent,
-        stats.dropped_malformed,
-        stats.dropped_unknown_sender,
-        stats.dropped_oversized
-    );
+    let stats = run_node(
+        file,
+        role,
+        dir,
+        node.fsync,
+        node.faults.as_deref(),
+        &stop,
+        |_| {},
+    )?;
+    eprintln!("{} stopped: {}", role.name(), stats.summary());
     Ok(ExitCode::SUCCESS)
 }
 
-fn free_port() -> Result<u16, String> {
-    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
-    Ok(socket.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn new_cluster_file(args: &UpArgs) -> Result<ClusterFile, String> {
-    if args.brokers == 0 {
-        return Err("--brokers must be at least 1".into());
-    }
-    let port = |i: u32| -> Result<u16, String> {
-        if args.base_port == 0 {
-            return free_port();
-        }
-        u16::try_from(u32::from(args.base_port) + i).map_err(|_| {
-            format!(
-                "--base-port {} leaves no room for {} nodes",
-                args.base_port,
-                args.brokers + 1
-            )
-        })
-    };
-    let mut brokers = Vec::new();
-    for i in 0..args.brokers {
-        brokers.push(BrokerEntry {
-            id: i + 1,
-            address: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port(i)?),
-            rack: (!args.racks.is_empty())
-                .then(|| args.racks[i as usize % args.racks.len()].clone()),
-        });
-    }
-    let mut timing_ms = TimingMs::default();
-    if let Some(ms) = args.session_timeout_ms {
-        timing_ms.session_timeout = ms;
-    }
-    Ok(ClusterFile {
-        controller: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port(args.brokers)?),
-        brokers,
-        timing_ms,
-    })
-}
-
-struct Supervised {
-    name: String,
-    child: Option<Child>,
-}
-
-fn spawn_node(cluster: &Path, role: Role, dir: &Path, fsync: FsyncPolicy) -> Result<Child, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut command = std::process::Command::new(exe);
-    match role {
-        Role::Controller => command.arg("controller"),
-        Role::Broker(id) => command.args(["broker", "--id", &id.to_string()]),
-    };
-    command
-        .arg("--cluster")
-        .arg(cluster)
-        .arg("--log-dir")
-        .arg(dir)
-        .args([
-            "--fsync",
-            if fsync == FsyncPolicy::Always {
-                "always"
-            } else {
-                "never"
-            },
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null());
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe. If `cluster up` dies, its nodes die with it.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-    }
-    command
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", role_name(role)))
-}
-
 fn cluster_up(args: UpArgs) -> Result<ExitCode, String> {
-    std::fs::create_dir_all(&args.dir)
-        .map_err(|e| format!("cannot create {}: {e}", args.dir.display()))?;
-    let path = args.dir.join("cluster.json");
-    let file = if path.exists() {
-        let file = ClusterFile::load(&path)?;
-        if file.brokers.len() != args.brokers as usize {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cluster = if args.dir.join(CLUSTER_FILE_NAME).exists() {
+        let cluster = LocalCluster::open(&exe, &args.dir)?;
+        let brokers = cluster.file().brokers.len();
+        if brokers != args.brokers as usize {
             return Err(format!(
-                "{} holds a cluster of {} brokers; pass --brokers {} or another --dir",
+                "{} holds a cluster of {brokers} brokers; pass --brokers {brokers} or another --dir",
                 args.dir.display(),
-                file.brokers.len(),
-                file.brokers.len()
             ));
         }
-        file
+        cluster
     } else {
-        let file = new_cluster_file(&args)?;
-        file.save(&path)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        file
+        let mut timing_ms = TimingMs::default();
+        if let Some(ms) = args.session_timeout_ms {
+            timing_ms.session_timeout = ms;
+        }
+        let options = LocalOptions {
+            brokers: args.brokers,
+            racks: args.racks.clone(),
+            base_port: args.base_port,
+            timing_ms,
+            fsync: args.node.fsync,
+            faults: None,
+            key: true,
+        };
+        LocalCluster::create(&exe, &args.dir, &options)?
     };
+    cluster.set_fsync(args.node.fsync);
+    let faults = match &args.node.faults {
+        Some(f) => Some(std::path::absolute(f).map_err(|e| format!("{}: {e}", f.display()))?),
+        None => None,
+    };
+    cluster.set_faults(faults);
     let stop = stop_flag()?;
-    let mut nodes = Vec::new();
-    let mut roles = vec![(Role::Controller, file.controller, None)];
-    for b in &file.brokers {
-        roles.push((Role::Broker(b.id), b.address, b.rack.clone()));
-    }
+    cluster.start_all()?;
     let mut out = std::io::stdout().lock();
-    for (role, address, rack) in roles {
-        let dir = default_node_dir(&path, role);
-        let child = spawn_node(&path, role, &dir, args.node.fsync)?;
+    for role in cluster.nodes() {
+        let rack = match role {
+            Role::Broker(id) => cluster.file().broker(id).and_then(|b| b.rack.clone()),
+            Role::Controller => None,
+        };
         let rack = rack.map(|r| format!("  rack {r}")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<11} {address}{rack}  pid {}  {}",
-            role_name(role),
-            child.id(),
-            dir.display()
+            "{:<11} {}{rack}  pid {}  {}",
+            role.name(),
+            cluster
+                .address(role)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            cluster.pid(role).unwrap_or(0),
+            cluster.node_dir(role).display()
         );
-        nodes.push(Supervised {
-            name: role_name(role),
-            child: Some(child),
-        });
     }
-    let _ = writeln!(out, "bootstrap server: {}", file.brokers[0].address);
-    let _ = writeln!(out, "cluster file: {}", path.display());
+    let _ = writeln!(out, "bootstrap server: {}", cluster.bootstrap());
+    let _ = writeln!(out, "cluster file: {}", cluster.cluster_path().display());
     let _ = writeln!(out, "Ctrl-C stops the cluster.");
     let _ = out.flush();
     drop(out);
     while !stop.load(Ordering::Relaxed) {
-        for node in &mut nodes {
-            if let Some(child) = &mut node.child {
-                if let Ok(Some(status)) = child.try_wait() {
-                    eprintln!("{} exited: {status}", node.name);
-                    node.child = None;
-                }
-            }
+        for (role, status) in cluster.exited() {
+            eprintln!("{} exited: {status}", role.name());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // A clean stop: SIGTERM each node, so that it writes its checkpoints, then wait.
-    for node in &nodes {
-        if let Some(child) = &node.child {
-            // SAFETY: signalling our own child by its pid.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for node in &mut nodes {
-        if let Some(child) = &mut node.child {
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !matches!(child.try_wait(), Ok(Some(_))) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+    // A clean stop: SIGTERM each node, so that it writes its checkpoints, then wait; each
+    // node's counters are in its log.
+    for (role, _) in cluster.stop_all() {
+        if let Some(line) = cluster.stop_line(role) {
+            eprintln!("{line}");
         }
     }
     println!("cluster stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Kafka's rule for topic names.
+/// Kafka's rule for topic names, checked before anything is sent (the controller checks it
+/// too, R46).
 fn validate_topic(name: &str) -> Result<(), String> {
-    let legal = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if name.is_empty() || name.len() > 249 || !legal || name == "." || name == ".." {
-        return Err(format!(
-            "invalid topic name '{name}': use 1 to 249 of [a-zA-Z0-9._-]"
-        ));
-    }
-    Ok(())
+    watermark_model::validate_topic_name(name)
 }
 
 fn topic_create(args: CreateArgs) -> Result<ExitCode, String> {

@@ -1,108 +1,57 @@
 //! The real cluster: processes on 127.0.0.1 with ephemeral ports and temporary directories,
-//! driven through the `watermark` command line as a user would.
+//! started and killed through `LocalCluster`, and driven through the `watermark` command line
+//! as a user would, or with hand-made datagrams where a test plays a client or a forger.
 //!
-//! Every child process is owned by a guard that stops it on drop, also when a test panics, and
-//! `cluster up`'s nodes die with it (PR_SET_PDEATHSIG). Every wait is bounded in count.
+//! Every node dies with its `LocalCluster` (SIGKILL on drop), also when a test panics. Every
+//! wait is bounded in count or time.
 
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddrV4, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use watermark_model::*;
+use watermark_net::cluster::{Role, TimingMs};
+use watermark_net::local::{LocalCluster, LocalOptions};
+use watermark_net::transport::{self, Datagram, Header, Key, Received, Transport, TransportConfig};
+use watermark_net::{client, codec, incarnation};
 
 /// Clusters share two cores: run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_watermark"))
+}
+
 fn watermark() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_watermark"))
+    Command::new(exe())
 }
 
-/// A child process, stopped (SIGTERM, then SIGKILL) on drop.
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    fn stop(&mut self) -> Option<String> {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return self.stderr();
-        }
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        for _ in 0..200 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return self.stderr();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.stderr()
-    }
-
-    fn stderr(&mut self) -> Option<String> {
-        let mut s = String::new();
-        self.child.stderr.take()?.read_to_string(&mut s).ok()?;
-        Some(s)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
+/// Options for a three-broker cluster with a 1 s session timeout.
+fn options() -> LocalOptions {
+    LocalOptions {
+        timing_ms: TimingMs {
+            session_timeout: 1000,
+            ..TimingMs::default()
+        },
+        ..LocalOptions::default()
     }
 }
 
 struct Cluster {
-    up: Proc,
-    dir: PathBuf,
+    local: LocalCluster,
     bootstrap: String,
-    /// Broker id to (address, pid).
-    brokers: BTreeMap<u32, (SocketAddrV4, u32)>,
 }
 
 impl Cluster {
-    fn up(dir: &Path) -> Cluster {
-        let mut child = watermark()
-            .args(["cluster", "up", "--brokers", "3", "--base-port", "0"])
-            .args(["--session-timeout-ms", "1000", "--dir"])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cluster up starts");
-        let stdout = child.stdout.take().unwrap();
-        let up = Proc { child };
-        let mut brokers = BTreeMap::new();
-        let mut bootstrap = None;
-        for line in BufReader::new(stdout).lines().take(10) {
-            let line = line.unwrap();
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if words.first() == Some(&"broker") {
-                let pid = words[words.iter().position(|w| *w == "pid").unwrap() + 1];
-                brokers.insert(
-                    words[1].parse().unwrap(),
-                    (words[2].parse().unwrap(), pid.parse().unwrap()),
-                );
-            }
-            if line.starts_with("bootstrap server: ") {
-                bootstrap = Some(words[2].to_string());
-            }
-            if line.starts_with("Ctrl-C") {
-                break;
-            }
-        }
-        Cluster {
-            up,
-            dir: dir.to_path_buf(),
-            bootstrap: bootstrap.expect("cluster up prints the bootstrap server"),
-            brokers,
-        }
+    fn up(dir: &Path, options: &LocalOptions) -> Cluster {
+        let mut local = LocalCluster::create(exe(), dir, options).expect("cluster created");
+        local.start_all().expect("every node starts");
+        let bootstrap = local.bootstrap().to_string();
+        Cluster { local, bootstrap }
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> Output {
@@ -175,6 +124,23 @@ impl Cluster {
             "describe never satisfied the condition: {}",
             self.describe(topic)
         );
+    }
+
+    /// Waits until partition 0 of `topic` has a leader and a full ISR; its description.
+    fn await_full_isr(&self, topic: &str) -> Json {
+        self.await_describe(topic, 50, |d| {
+            let p = &d["partitions"][0];
+            p["leader"].is_u64() && p["isr"].as_array().is_some_and(|i| i.len() == 3)
+        })["partitions"][0]
+            .clone()
+    }
+
+    /// Stops a node cleanly and returns the counters of its stop line.
+    fn stop_counters(&mut self, node: Role) -> BTreeMap<String, u64> {
+        self.local.stop(node).expect("the node stops");
+        self.local
+            .counters(node)
+            .unwrap_or_else(|| panic!("{} printed no stop line", node.name()))
     }
 }
 
@@ -250,11 +216,229 @@ fn assert_read_back(values: &str, acked: &[(u32, u64)], read: &BTreeMap<(u32, u6
     }
 }
 
+// --- Hand-made messages, one helper per message kind, so that a change of fields is made once.
+
+fn produce_request(tp: &TopicPartition, leader_epoch: LeaderEpoch, value: &str) -> Msg {
+    Msg::Produce(ProduceRequest {
+        topic_partition: tp.clone(),
+        acks: Acks::Leader,
+        leader_epoch,
+        records: Arc::from(vec![Record {
+            value: Value(value.as_bytes().to_vec().into()),
+            producer: None,
+        }]),
+        batch: 1,
+        attempt: 1,
+    })
+}
+
+fn leader_and_isr(
+    controller_epoch: ControllerEpoch,
+    broker_epoch: BrokerEpoch,
+    partitions: Vec<PartitionState>,
+) -> Msg {
+    Msg::LeaderAndIsr {
+        controller_epoch,
+        broker_epoch,
+        // The whole table, as a restarted controller pushes it.
+        base_metadata_offset: None,
+        metadata_offset: 1,
+        partitions: partitions.into(),
+    }
+}
+
+fn follower_fetch(
+    tp: &TopicPartition,
+    replica_id: BrokerId,
+    broker_epoch: BrokerEpoch,
+    fetch_offset: Offset,
+    leader_epoch: LeaderEpoch,
+) -> Msg {
+    Msg::Fetch(FetchRequest {
+        topic_partition: tp.clone(),
+        replica_id: Some(replica_id),
+        broker_epoch,
+        fetch_offset,
+        last_fetched_epoch: Some(leader_epoch),
+        current_leader_epoch: Some(leader_epoch),
+        fetch_bytes_max: 64 * 1024,
+        high_watermark: 0,
+    })
+}
+
+fn describe_topics(topic: &str) -> Msg {
+    Msg::DescribeTopics {
+        topic: Some(Topic::new(topic)),
+        client: None,
+    }
+}
+
+fn encode(msg: &Msg) -> Vec<u8> {
+    let mut buf = Vec::new();
+    codec::encode(msg, &mut buf).unwrap();
+    buf
+}
+
+/// A socket that speaks the transport by hand, as a client (or a forger) would.
+struct Raw {
+    socket: UdpSocket,
+    local: SocketAddrV4,
+    transport: Transport,
+}
+
+impl Raw {
+    fn bind(local: &str) -> Raw {
+        let socket = UdpSocket::bind(local).unwrap();
+        let SocketAddr::V4(local) = socket.local_addr().unwrap() else {
+            unreachable!("IPv4")
+        };
+        Raw {
+            socket,
+            local,
+            transport: Transport::new(TransportConfig::client(incarnation::clock())),
+        }
+    }
+
+    fn send_bytes(&self, bytes: &[u8], to: SocketAddrV4) {
+        self.socket.send_to(bytes, to).unwrap();
+    }
+
+    fn send_all(&self, datagrams: &mut Vec<Datagram>) {
+        for d in datagrams.drain(..) {
+            self.send_bytes(&d.bytes, d.to);
+        }
+    }
+
+    /// `msg`'s datagrams to `to`, stamped with the session `to` gave this socket, not sent.
+    /// On first contact, the handshake runs over the socket first (one round trip).
+    fn stamped(&mut self, to: SocketAddrV4, msg: &Msg) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        self.transport
+            .send(self.local, to, &encode(msg), &mut out)
+            .unwrap();
+        let header = transport::parse(&out[0].bytes).unwrap().header;
+        if header.receiver_session != 0 {
+            return out.into_iter().map(|d| d.bytes).collect();
+        }
+        self.send_all(&mut out);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut buf = vec![0u8; 65_536];
+        self.socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        while Instant::now() < deadline {
+            let Ok((len, SocketAddr::V4(from))) = self.socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let mut resent = Vec::new();
+            self.transport
+                .receive(self.local, from, &buf[..len], &mut resent);
+            let stamped: Vec<Vec<u8>> = resent
+                .iter()
+                .filter(|d| d.to == to)
+                .map(|d| d.bytes.clone())
+                .collect();
+            if !stamped.is_empty() {
+                return stamped;
+            }
+        }
+        panic!("{to} never answered the first contact");
+    }
+
+    /// Messages delivered to this socket within `wait`, answering the transport's needs
+    /// (Resets) on the way.
+    fn receive_for(&mut self, wait: Duration) -> Vec<Msg> {
+        let deadline = Instant::now() + wait;
+        let mut buf = vec![0u8; 65_536];
+        let mut msgs = Vec::new();
+        self.socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        while Instant::now() < deadline {
+            let Ok((len, SocketAddr::V4(from))) = self.socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let mut out = Vec::new();
+            if let Received::Deliver { payload, .. } =
+                self.transport
+                    .receive(self.local, from, &buf[..len], &mut out)
+            {
+                msgs.push(codec::decode::<Msg>(&payload).unwrap());
+            }
+            self.send_all(&mut out);
+        }
+        msgs
+    }
+}
+
+/// A datagram as a node would send it once past the handshake: from a sender incarnation newer
+/// than any real one, stamped with the receiver's current session (its incarnation, read from
+/// its directory), tagged with `key` if any.
+fn forged_datagram(
+    cluster: &Cluster,
+    receiver: Role,
+    from: SocketAddrV4,
+    msg: &Msg,
+    key: Option<&Key>,
+) -> Vec<u8> {
+    let session: u64 = std::fs::read_to_string(
+        cluster
+            .local
+            .node_dir(receiver)
+            .join(incarnation::FILE_NAME),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let to = cluster.local.address(receiver).unwrap();
+    let header = Header {
+        flags: 0,
+        sender_incarnation: u64::MAX - 1,
+        receiver_session: session,
+        reply_session: 0,
+        sequence: 1,
+        fragment_index: 0,
+        fragment_count: 1,
+    };
+    transport::encode_datagram(&header, &encode(msg), key.map(|k| (k, from, to)))
+}
+
+fn list_offsets(cluster: &Cluster, broker: BrokerId, tp: &TopicPartition) -> ReplicaOffsets {
+    client::list_offsets(cluster.local.address(Role::Broker(broker)).unwrap(), tp).unwrap()
+}
+
+/// Polls ListOffsets on `broker` until `pred` holds, for at most `wait`; the last answer.
+fn await_offsets(
+    cluster: &Cluster,
+    broker: BrokerId,
+    tp: &TopicPartition,
+    wait: Duration,
+    pred: impl Fn(&ReplicaOffsets) -> bool,
+) -> ReplicaOffsets {
+    let deadline = Instant::now() + wait;
+    loop {
+        let o = list_offsets(cluster, broker, tp);
+        if pred(&o) || Instant::now() >= deadline {
+            return o;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn u32_list(j: &Json) -> Vec<u32> {
+    j.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u32)
+        .collect()
+}
+
 #[test]
 fn ten_thousand_records_with_acks_all_read_back_identical_and_gapless() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::up(dir.path());
+    let cluster = Cluster::up(dir.path(), &options());
     let out = cluster.create_topic("orders", 3, Some(2));
     assert_eq!(out, "Created topic orders.\n");
     let values = lines(10_000, "order");
@@ -277,57 +461,40 @@ fn ten_thousand_records_with_acks_all_read_back_identical_and_gapless() {
 fn a_broker_fed_garbage_keeps_serving_and_counts_what_it_dropped() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::up(dir.path());
+    let mut cluster = Cluster::up(dir.path(), &options());
     cluster.create_topic("t", 1, None);
-    let (broker, _) = cluster.brokers[&1];
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut valid = Vec::new();
-    // A well-formed LeaderAndIsr from a stranger.
-    watermark_net::codec::encode(
-        &watermark_model::Msg::LeaderAndIsr {
-            controller_epoch: 99,
-            broker_epoch: 0,
-            base_metadata_offset: None,
-            metadata_offset: 99,
-            partitions: std::sync::Arc::new([]),
-        },
-        &mut valid,
-    )
-    .unwrap();
-    let mut wrong_version = valid.clone();
+    let broker = cluster.local.address(Role::Broker(1)).unwrap();
+    // A well-formed LeaderAndIsr from a stranger, past the handshake like any client.
+    let mut stranger = Raw::bind("127.0.0.1:0");
+    let valid = stranger.stamped(broker, &leader_and_isr(99, 0, Vec::new()));
+    let mut wrong_version = valid[0].clone();
     wrong_version[0] = 200;
     let garbage: Vec<Vec<u8>> = vec![
         vec![],
-        vec![1],
+        vec![2],
         b"hello, broker".to_vec(),
         wrong_version,
-        valid[..valid.len() - 1].to_vec(),
+        valid[0][..valid[0].len() - 1].to_vec(),
         vec![0xAB; 65_000],
     ];
     for _ in 0..10 {
         for g in &garbage {
-            let _ = socket.send_to(g, broker);
+            stranger.send_bytes(g, broker);
         }
     }
-    socket.send_to(&valid, broker).unwrap();
+    stranger.send_bytes(&valid[0], broker);
     let values = lines(500, "after-garbage");
     let acked = acks(&cluster.ok(&["produce", "t"], &values));
     let read = consume_all(&cluster, "t", 500);
     assert_read_back(&values, &acked, &read);
-    let stderr = cluster.up.stop().unwrap();
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("broker 1 stopped"))
-        .unwrap_or_else(|| panic!("broker 1 reports its counters: {stderr}"));
-    let dropped: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    // "broker 1 stopped: R received, S sent; dropped M malformed, U from unknown senders, ..."
-    assert!(dropped[3] >= 50, "malformed datagrams counted: {line}");
+    let counters = cluster.stop_counters(Role::Broker(1));
     assert!(
-        dropped[4] >= 1,
-        "the stranger's LeaderAndIsr counted: {line}"
+        counters["dropped_malformed"] >= 60,
+        "malformed datagrams counted: {counters:?}"
+    );
+    assert!(
+        counters["dropped_unknown_sender"] >= 1,
+        "the stranger's LeaderAndIsr counted: {counters:?}"
     );
 }
 
@@ -336,30 +503,33 @@ fn a_restarted_cluster_reads_everything_back_from_disk() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let values = lines(3_000, "durable");
-    let acked = {
-        let cluster = Cluster::up(dir.path());
-        cluster.create_topic("d", 3, None);
-        acks(&cluster.ok(&["produce", "d"], &values))
-    };
-    let mut cluster = Cluster::up(dir.path());
+    let mut cluster = Cluster::up(dir.path(), &options());
+    cluster.create_topic("d", 3, None);
+    let acked = acks(&cluster.ok(&["produce", "d"], &values));
+    let stopped = cluster.local.stop_all();
+    assert_eq!(stopped.len(), 4);
+    assert!(stopped.iter().all(|(_, s)| s.success()), "{stopped:?}");
+    cluster.local.start_all().unwrap();
     let read = consume_all(&cluster, "d", 3_000);
     assert_read_back(&values, &acked, &read);
-    cluster.up.stop();
 }
 
 #[test]
 fn kill_9_of_a_leader_mid_produce_loses_no_acknowledged_record_and_it_rejoins_the_isr() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::up(dir.path());
+    let mut cluster = Cluster::up(dir.path(), &options());
     cluster.create_topic("k", 1, Some(2));
     let d = cluster.await_describe("k", 50, |d| d["partitions"][0]["leader"].is_u64());
     let leader = d["partitions"][0]["leader"].as_u64().unwrap() as u32;
-    let (_, leader_pid) = cluster.brokers[&leader];
 
     // Produce through a broker that survives, and kill the leader once acks are flowing.
-    let other = cluster.brokers.keys().find(|b| **b != leader).unwrap();
-    let bootstrap = cluster.brokers[other].0.to_string();
+    let other = (1..=3).find(|b| *b != leader).unwrap();
+    let bootstrap = cluster
+        .local
+        .address(Role::Broker(other))
+        .unwrap()
+        .to_string();
     cluster.bootstrap = bootstrap.clone();
     let values: String = (0..60_000).map(|i| format!("{i:0100}\n")).collect();
     let mut producer = watermark()
@@ -379,7 +549,6 @@ fn kill_9_of_a_leader_mid_produce_loses_no_acknowledged_record_and_it_rejoins_th
     let feed = values.clone();
     let writer = std::thread::spawn(move || input.write_all(feed.as_bytes()));
     let stdout = producer.stdout.take().unwrap();
-    let mut producer = Proc { child: producer };
     let mut out = String::new();
     let mut reader = BufReader::new(stdout);
     let mut killed = false;
@@ -390,17 +559,17 @@ fn kill_9_of_a_leader_mid_produce_loses_no_acknowledged_record_and_it_rejoins_th
         }
         out += &line;
         if !killed && out.len() > 1_000 {
-            // SAFETY: the leader is a child of `cluster up`; kill -9 it by pid.
-            unsafe {
-                libc::kill(leader_pid as libc::pid_t, libc::SIGKILL);
-            }
+            cluster.local.kill(Role::Broker(leader)).unwrap();
             killed = true;
         }
     }
     writer.join().unwrap().unwrap();
-    let status = producer.child.wait().unwrap();
-    let stderr = producer.stderr().unwrap_or_default();
-    assert!(status.success(), "every record acknowledged: {stderr}");
+    let result = producer.wait_with_output().unwrap();
+    assert!(
+        result.status.success(),
+        "every record acknowledged: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     assert!(killed);
     let acked = acks(&out);
 
@@ -415,15 +584,7 @@ fn kill_9_of_a_leader_mid_produce_loses_no_acknowledged_record_and_it_rejoins_th
     assert_read_back(&values, &acked, &read);
 
     // The old leader restarts on its directory, truncates whatever diverged, and rejoins.
-    let mut restarted = Proc {
-        child: watermark()
-            .args(["broker", "--id", &leader.to_string(), "--cluster"])
-            .arg(cluster.dir.join("cluster.json"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    };
+    cluster.local.start(Role::Broker(leader)).unwrap();
     let d = cluster.await_describe("k", 100, |d| {
         d["partitions"][0]["isr"]
             .as_array()
@@ -432,19 +593,269 @@ fn kill_9_of_a_leader_mid_produce_loses_no_acknowledged_record_and_it_rejoins_th
             .any(|b| b.as_u64() == Some(u64::from(leader)))
     });
     let leo = d["partitions"][0]["log_end_offset"].as_u64().unwrap();
-    let tp = watermark_model::TopicPartition::new(&watermark_model::Topic::new("k"), 0);
-    let mut caught_up = false;
-    for _ in 0..50 {
-        let o = watermark_net::client::list_offsets(cluster.brokers[&leader].0, &tp).unwrap();
-        if o.log_end_offset == leo {
-            caught_up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        caught_up,
+    let tp = TopicPartition::new(&Topic::new("k"), 0);
+    let o = await_offsets(&cluster, leader, &tp, Duration::from_secs(10), |o| {
+        o.log_end_offset == leo
+    });
+    assert_eq!(
+        o.log_end_offset, leo,
         "the restarted broker's log ends where the leader's does"
     );
-    restarted.stop();
+}
+
+#[test]
+fn a_duplicated_produce_datagram_is_appended_once_and_a_stale_one_not_at_all() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::up(dir.path(), &options());
+    cluster.create_topic("dup", 1, None);
+    let p = cluster.await_full_isr("dup");
+    let leader = p["leader"].as_u64().unwrap() as u32;
+    let epoch = p["leader_epoch"].as_u64().unwrap() as u32;
+    let leader_address = cluster.local.address(Role::Broker(leader)).unwrap();
+    let tp = TopicPartition::new(&Topic::new("dup"), 0);
+
+    // The same bytes twice, as a duplicating network would deliver them.
+    let mut client = Raw::bind("127.0.0.1:0");
+    let once = client.stamped(leader_address, &produce_request(&tp, epoch, "once"));
+    assert_eq!(once.len(), 1);
+    client.send_bytes(&once[0], leader_address);
+    client.send_bytes(&once[0], leader_address);
+    let responses = client.receive_for(Duration::from_secs(1));
+    let acked: Vec<&Msg> = responses
+        .iter()
+        .filter(|m| matches!(m, Msg::ProduceResponse(r) if r.result == Ok(0)))
+        .collect();
+    assert_eq!(acked.len(), 1, "one append, one answer: {responses:?}");
+
+    // A newer message, then an older one the network held back: the older one is dropped.
+    let older = client.stamped(leader_address, &produce_request(&tp, epoch, "held back"));
+    let newer = client.stamped(leader_address, &produce_request(&tp, epoch, "newer"));
+    client.send_bytes(&newer[0], leader_address);
+    client.receive_for(Duration::from_millis(300));
+    client.send_bytes(&older[0], leader_address);
+    client.receive_for(Duration::from_millis(300));
+
+    let o = await_offsets(&cluster, leader, &tp, Duration::from_secs(2), |o| {
+        o.high_watermark == 2
+    });
+    assert_eq!(o.log_end_offset, 2, "'once' once and 'newer': {o:?}");
+    let read = consume_all(&cluster, "dup", 2);
+    let values: Vec<&str> = read.values().map(String::as_str).collect();
+    assert_eq!(values, ["once", "newer"]);
+    let counters = cluster.stop_counters(Role::Broker(leader));
+    assert!(counters["dropped_duplicate"] >= 1, "{counters:?}");
+    assert!(counters["dropped_stale"] >= 1, "{counters:?}");
+}
+
+#[test]
+fn a_leader_and_isr_forged_from_the_controllers_address_without_the_key_is_dropped() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::up(dir.path(), &options());
+    cluster.create_topic("forge", 1, None);
+    let p = cluster.await_full_isr("forge");
+    let leader = p["leader"].as_u64().unwrap() as u32;
+    let target = (1..=3).find(|b| *b != leader).unwrap();
+    let tp = TopicPartition::new(&Topic::new("forge"), 0);
+    let before = list_offsets(&cluster, target, &tp);
+    assert!(!before.is_leader);
+
+    // The controller stops; the forger takes its address.
+    let controller = cluster.local.address(Role::Controller).unwrap();
+    cluster.local.stop(Role::Controller).unwrap();
+    let forger = Raw::bind(&controller.to_string());
+    let epoch = p["leader_epoch"].as_u64().unwrap() as u32 + 7;
+    let coup = leader_and_isr(
+        1_000_000,
+        0, // the target's first incarnation's broker epoch
+        vec![PartitionState {
+            topic_partition: tp.clone(),
+            leader: Some(target),
+            leader_epoch: epoch,
+            partition_epoch: p["partition_epoch"].as_u64().unwrap() as u32 + 7,
+            isr: u32_list(&p["isr"]).into(),
+            replicas: u32_list(&p["replicas"]).into(),
+            min_insync_replicas: 1,
+        }],
+    );
+    let target_role = Role::Broker(target);
+    let wrong_key = Key::from_bytes([7; 32]);
+    for key in [None, Some(&wrong_key)] {
+        let datagram = forged_datagram(&cluster, target_role, controller, &coup, key);
+        forger.send_bytes(&datagram, cluster.local.address(target_role).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = list_offsets(&cluster, target, &tp);
+    assert_eq!(after, before, "the broker took no orders from the forger");
+
+    // The same coup signed with the cluster's key would succeed: the check above is not vacuous.
+    let key = cluster.local.file().cluster_key.clone().unwrap();
+    let datagram = forged_datagram(&cluster, target_role, controller, &coup, Some(&key));
+    forger.send_bytes(&datagram, cluster.local.address(target_role).unwrap());
+    let o = await_offsets(&cluster, target, &tp, Duration::from_secs(2), |o| {
+        o.is_leader
+    });
+    assert!(o.is_leader && o.leader_epoch == epoch, "{o:?}");
+
+    let counters = cluster.stop_counters(target_role);
+    assert_eq!(counters["dropped_unauthenticated"], 2, "{counters:?}");
+}
+
+#[test]
+fn a_follower_fetch_forged_from_a_dead_followers_address_does_not_advance_the_high_watermark() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // A long session timeout and no ISR shrink by the leader: only the forged fetch could move
+    // the high watermark within the test.
+    let mut options = options();
+    options.timing_ms.session_timeout = 8000;
+    options.timing_ms.isr_shrink_interval = 600_000;
+    let mut cluster = Cluster::up(dir.path(), &options);
+    cluster.create_topic("hw", 1, None);
+    let p = cluster.await_full_isr("hw");
+    let leader = p["leader"].as_u64().unwrap() as u32;
+    let epoch = p["leader_epoch"].as_u64().unwrap() as u32;
+    let followers: Vec<u32> = (1..=3).filter(|b| *b != leader).collect();
+    let (dead, alive) = (followers[0], followers[1]);
+    let tp = TopicPartition::new(&Topic::new("hw"), 0);
+    cluster.ok(&["produce", "hw", "--acks", "all"], "first\n");
+
+    // The follower dies while in the ISR; the leader and the other follower move on.
+    cluster.local.kill(Role::Broker(dead)).unwrap();
+    let killed_at = Instant::now();
+    cluster.ok(&["produce", "hw", "--acks", "1"], &lines(5, "later"));
+    let o = await_offsets(&cluster, alive, &tp, Duration::from_secs(2), |o| {
+        o.log_end_offset == 6
+    });
+    assert_eq!(o.log_end_offset, 6);
+    assert_eq!(list_offsets(&cluster, leader, &tp).high_watermark, 1);
+
+    // The forger fetches at the leader's LEO as the dead follower, from its address.
+    let dead_address = cluster.local.address(Role::Broker(dead)).unwrap();
+    let forger = Raw::bind(&dead_address.to_string());
+    let fetch = follower_fetch(&tp, dead, 0, 6, epoch);
+    let leader_role = Role::Broker(leader);
+    let leader_address = cluster.local.address(leader_role).unwrap();
+    let wrong_key = Key::from_bytes([7; 32]);
+    for key in [None, Some(&wrong_key)] {
+        let datagram = forged_datagram(&cluster, leader_role, dead_address, &fetch, key);
+        forger.send_bytes(&datagram, leader_address);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let o = list_offsets(&cluster, leader, &tp);
+    assert_eq!(o.high_watermark, 1, "the forged fetch moved nothing: {o:?}");
+
+    // Signed with the cluster's key, the same fetch would commit the records: not vacuous.
+    let key = cluster.local.file().cluster_key.clone().unwrap();
+    let datagram = forged_datagram(&cluster, leader_role, dead_address, &fetch, Some(&key));
+    forger.send_bytes(&datagram, leader_address);
+    let o = await_offsets(&cluster, leader, &tp, Duration::from_secs(2), |o| {
+        o.high_watermark == 6
+    });
+    assert_eq!(o.high_watermark, 6, "{o:?}");
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(7),
+        "all within the session timeout, so the ISR never shrank"
+    );
+    let counters = cluster.stop_counters(leader_role);
+    assert_eq!(counters["dropped_unauthenticated"], 2, "{counters:?}");
+}
+
+#[test]
+fn a_topic_whose_metadata_spans_many_datagrams_is_created_described_and_served() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // Large metadata from few partitions: the longest legal topic name. (The protocol fetches
+    // each partition on its own, so thousands of partitions mean thousands of datagrams a
+    // second, which a machine busy with other work may not keep up with; that is not what
+    // this test is about.) A session timeout a busy machine cannot miss keeps brokers unfenced.
+    let mut options = options();
+    options.timing_ms.session_timeout = 10_000;
+    let cluster = Cluster::up(dir.path(), &options);
+    let topic: String = "long-".repeat(50)[..249].to_string();
+    let partitions_count = 600;
+    assert_eq!(
+        cluster.create_topic(&topic, partitions_count, None),
+        format!("Created topic {topic}.\n")
+    );
+    let bootstrap = cluster.local.bootstrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (partitions, bytes) = loop {
+        let (partitions, bytes) = client::request(bootstrap, &describe_topics(&topic), |m| {
+            let bytes = encode(&m).len();
+            match m {
+                Msg::DescribeTopicsResponse { partitions, .. } => Some((partitions, bytes)),
+                _ => None,
+            }
+        })
+        .unwrap();
+        let led = partitions.iter().filter(|p| p.leader.is_some()).count();
+        if led == partitions_count as usize || Instant::now() >= deadline {
+            break (partitions, bytes);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(partitions.len(), partitions_count as usize);
+    assert!(partitions.iter().all(|p| p.leader.is_some()));
+    assert!(
+        bytes > 2 * transport::DATAGRAM_BYTES_MAX,
+        "the answer spans several datagrams: {bytes} bytes"
+    );
+    // Metadata (as large) reaches the clients, and the LeaderAndIsr (as large) reached the
+    // brokers: the last partition takes records (idempotently: a retry must not append twice).
+    let last = (partitions_count - 1).to_string();
+    let acked = acks(&cluster.ok(
+        &["produce", &topic, "--partition", &last, "--idempotent"],
+        "last\n",
+    ));
+    assert_eq!(acked, vec![(partitions_count - 1, 0)]);
+}
+
+#[test]
+fn with_every_datagram_duplicated_and_delayed_records_are_read_back_exactly_once_in_order() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let faults = dir.path().join("faults.json");
+    std::fs::write(
+        &faults,
+        r#"{"seed": 1, "rules": [{"from": "*", "to": "*", "duplicate": 1.0, "delay_ms": [0, 3]}]}"#,
+    )
+    .unwrap();
+    let mut options = options();
+    options.faults = Some(faults);
+    options.timing_ms.session_timeout = 3000;
+    let mut cluster = Cluster::up(dir.path(), &options);
+    cluster.create_topic("f", 3, Some(2));
+    let values = lines(2_000, "faulty");
+    let acked = acks(&cluster.ok(
+        &[
+            "produce",
+            "f",
+            "--acks",
+            "all",
+            "--delivery-timeout-ms",
+            "60000",
+        ],
+        &values,
+    ));
+    let read = consume_all(&cluster, "f", 2_000);
+    assert_read_back(&values, &acked, &read);
+    let mut delayed = 0;
+    let mut dropped_duplicate = 0;
+    for b in 1..=3 {
+        let c = cluster.stop_counters(Role::Broker(b));
+        assert!(c["datagrams_sent"] > 0);
+        assert_eq!(
+            c["fault_duplicated"], c["datagrams_sent"],
+            "every datagram broker {b} sent went out twice: {c:?}"
+        );
+        delayed += c["fault_delayed"];
+        dropped_duplicate += c["dropped_duplicate"];
+    }
+    assert!(delayed > 0, "some copies were held back");
+    assert!(
+        dropped_duplicate > 0,
+        "the transport dropped the copies: {dropped_duplicate}"
+    );
 }

@@ -1,11 +1,14 @@
 //! Client drivers for the tools: the model's Producer and Consumer actors run in a [`Host`] on
 //! an ephemeral socket, and the admin APIs (Metadata, CreateTopics, DescribeTopics, ListOffsets)
-//! as plain request and response.
+//! as plain request and response. Clients speak the [`transport`](crate::transport) like nodes
+//! do, with an incarnation from the wall clock and no key (they need none: Kafka's PLAINTEXT).
 
-use crate::cluster::{TimingMs, MESSAGE_BYTES_MAX};
+use crate::cluster::{TimingMs, BATCH_BYTES_MAX};
 use crate::codec;
 use crate::host::{bind, Host};
+use crate::incarnation;
 use crate::store::NoStore;
+use crate::transport::{Received, Transport, TransportConfig, DATAGRAM_BYTES_MAX};
 use serde::Serialize;
 use stateright::actor::Id;
 use std::collections::BTreeMap;
@@ -31,7 +34,8 @@ fn client_socket(server: SocketAddrV4) -> io::Result<UdpSocket> {
 }
 
 /// Sends `request` to `server` and waits for the first answer `pick` accepts, resending now and
-/// then (UDP may lose either), for at most [`ADMIN_TIMEOUT`].
+/// then (UDP may lose either), for at most [`ADMIN_TIMEOUT`]. Each resend is a new message with
+/// a new sequence number: the same datagram again would be dropped as a duplicate.
 pub fn request<T>(
     server: SocketAddrV4,
     request: &Msg,
@@ -39,14 +43,29 @@ pub fn request<T>(
 ) -> Result<T, String> {
     // Not connected: forwarded requests are answered by the controller, not by `server`.
     let socket = client_socket(server).map_err(|e| format!("cannot open a socket: {e}"))?;
-    let mut buf = Vec::new();
-    codec::encode(request, &mut buf).map_err(|e| format!("cannot encode request: {e}"))?;
+    let local = match socket.local_addr() {
+        Ok(std::net::SocketAddr::V4(a)) => a,
+        _ => return Err("the client socket is not IPv4".into()),
+    };
+    let mut transport = Transport::new(TransportConfig::client(incarnation::clock()));
+    let mut payload = Vec::new();
+    codec::encode(request, &mut payload).map_err(|e| format!("cannot encode request: {e}"))?;
     let deadline = Instant::now() + ADMIN_TIMEOUT;
-    let mut recv = vec![0u8; codec::DATAGRAM_BYTES_MAX + 1];
+    let mut recv = vec![0u8; DATAGRAM_BYTES_MAX + 1];
+    let mut datagrams = Vec::new();
+    let send_all = |datagrams: &mut Vec<crate::transport::Datagram>| -> Result<(), String> {
+        for d in datagrams.drain(..) {
+            socket
+                .send_to(&d.bytes, d.to)
+                .map_err(|e| format!("cannot reach {}: {e}", d.to))?;
+        }
+        Ok(())
+    };
     while Instant::now() < deadline {
-        socket
-            .send_to(&buf, server)
-            .map_err(|e| format!("cannot reach {server}: {e}"))?;
+        transport
+            .send(local, server, &payload, &mut datagrams)
+            .map_err(|e| format!("cannot send request: {e}"))?;
+        send_all(&mut datagrams)?;
         let resend_at = (Instant::now() + ADMIN_RETRANSMIT).min(deadline);
         loop {
             let now = Instant::now();
@@ -56,12 +75,18 @@ pub fn request<T>(
             socket
                 .set_read_timeout(Some(resend_at - now))
                 .map_err(|e| e.to_string())?;
-            if let Ok((len, _)) = socket.recv_from(&mut recv) {
-                if let Ok(msg) = codec::decode::<Msg>(&recv[..len]) {
-                    if let Some(t) = pick(msg) {
-                        return Ok(t);
-                    }
-                }
+            let Ok((len, std::net::SocketAddr::V4(from))) = socket.recv_from(&mut recv) else {
+                continue;
+            };
+            let received = transport.receive(local, from, &recv[..len], &mut datagrams);
+            let msg = match received {
+                Received::Deliver { payload, .. } => codec::decode::<Msg>(&payload).ok(),
+                Received::Dropped(_) | Received::Nothing => None,
+            };
+            // A Reset, or first contact from the controller: answer before anything else.
+            send_all(&mut datagrams)?;
+            if let Some(t) = msg.and_then(&mut pick) {
+                return Ok(t);
             }
         }
     }
@@ -343,7 +368,7 @@ pub fn produce(
         let size = value.0.len() + RECORD_OVERHEAD_BYTES;
         if options.partition.is_none()
             && batch_bytes > 0
-            && batch_bytes + size > MESSAGE_BYTES_MAX as usize
+            && batch_bytes + size > BATCH_BYTES_MAX as usize
         {
             partition = (partition + 1) % partition_count;
             batch_bytes = 0;
@@ -390,7 +415,7 @@ pub fn produce(
             idempotence: options.idempotent.then_some(producer_id),
             records,
             attempts_max: u32::MAX,
-            batch_bytes_max: MESSAGE_BYTES_MAX,
+            batch_bytes_max: BATCH_BYTES_MAX,
             request_timeout: true,
             timing: options.timing.timing(),
         };
@@ -405,6 +430,8 @@ pub fn produce(
                     socket,
                     NoStore,
                     producer_id ^ u64::from(partition),
+                    None,
+                    TransportConfig::client(incarnation::clock()),
                     None,
                 )
                 .map_err(|e| e.to_string())?;
@@ -546,7 +573,7 @@ pub fn consume(
         let config = ConsumerConfig {
             bootstrap: bootstrap_ids.clone(),
             topic_partition: TopicPartition::new(&topic, p),
-            fetch_bytes_max: MESSAGE_BYTES_MAX,
+            fetch_bytes_max: BATCH_BYTES_MAX,
             request_timeout: true,
             timing: options.timing.timing(),
         };
@@ -561,6 +588,8 @@ pub fn consume(
                     socket,
                     NoStore,
                     u64::from(p),
+                    None,
+                    TransportConfig::client(incarnation::clock()),
                     None,
                 )
                 .map_err(|e| e.to_string())?;

@@ -9,15 +9,23 @@
 //!     { "id": 1, "address": "127.0.0.1:9092", "rack": "a" },
 //!     { "id": 2, "address": "127.0.0.1:9093", "rack": "b" }
 //!   ],
-//!   "timing_ms": { "session_timeout": 3000 }
+//!   "timing_ms": { "session_timeout": 3000 },
+//!   "cluster_key": "64 hex digits"
 //! }
 //! ```
 //!
 //! It is the only place that maps broker ids to socket addresses; the actors get the mapping as
 //! configuration and never compute with an address.
+//!
+//! `cluster_key` is the 32-byte key with which nodes authenticate every datagram they send
+//! (HMAC-SHA256, see [`transport`](crate::transport)). `cluster up` generates one for a new
+//! cluster, and the file is written readable by its owner only (mode 0600). Clients never need
+//! it. A file without a key still loads: its nodes then authenticate nothing.
 
+use crate::faults::FaultsFile;
 use crate::host::{bind, Admission, Host};
 use crate::store::{BrokerStore, ControllerStore, FsyncPolicy};
+use crate::transport::{Key, Limits, TransportConfig};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use std::io;
@@ -29,12 +37,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use watermark_model::*;
 
-/// `replica.fetch.max.bytes` and the clients' `fetch.max.bytes` and `batch.size`: well under a
-/// datagram (60 KiB), since each record costs at most `RECORD_OVERHEAD_BYTES` more on the wire.
-pub const MESSAGE_BYTES_MAX: u32 = 48 * 1024;
-/// What the controller lets the whole partition table take in one message (R46): a datagram,
-/// less room for the message's own fields and the broker list.
-pub const METADATA_BYTES_MAX: u64 = crate::codec::DATAGRAM_BYTES_MAX as u64 - 4096;
+/// `replica.fetch.max.bytes` and the clients' `fetch.max.bytes` and `batch.size`: under one
+/// datagram (60 KiB), since each record costs at most `RECORD_OVERHEAD_BYTES` more on the wire,
+/// so that a batch travels unfragmented (a lost fragment would lose the whole batch).
+pub const BATCH_BYTES_MAX: u32 = 48 * 1024;
+/// What the controller lets the whole partition table take in one message (R46): the
+/// transport's message limit, less room for the message's own fields and the broker list.
+pub const METADATA_BYTES_MAX: u64 = crate::transport::MESSAGE_BYTES_MAX as u64 - 64 * 1024;
 /// The largest record value the tools accept, so that any single record fits in a datagram.
 pub const VALUE_BYTES_MAX: usize = 32 * 1024;
 
@@ -115,6 +124,8 @@ pub struct ClusterFile {
     pub brokers: Vec<BrokerEntry>,
     #[serde(default)]
     pub timing_ms: TimingMs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_key: Option<Key>,
 }
 
 impl ClusterFile {
@@ -139,6 +150,13 @@ impl ClusterFile {
         }
         let mut addresses: Vec<SocketAddrV4> = self.brokers.iter().map(|b| b.address).collect();
         addresses.push(self.controller);
+        if let Some(a) = addresses
+            .iter()
+            .find(|a| a.ip().is_unspecified() || a.port() == 0)
+        {
+            // Nodes send to these addresses and authenticate by them: each must be one.
+            return Err(format!("{a} is not an address a node can be reached at"));
+        }
         addresses.sort_unstable();
         if addresses.windows(2).any(|w| w[0] == w[1]) {
             return Err("two nodes share an address".into());
@@ -146,9 +164,28 @@ impl ClusterFile {
         Ok(())
     }
 
+    /// Writes the file atomically, readable and writable by its owner only: it holds the key.
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
-        std::fs::write(path, text + "\n")
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let text = serde_json::to_string_pretty(self).map_err(io::Error::other)? + "\n";
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Every node's address: the controller's, then the brokers'.
+    pub fn node_addresses(&self) -> Vec<SocketAddrV4> {
+        std::iter::once(self.controller)
+            .chain(self.brokers.iter().map(|b| b.address))
+            .collect()
     }
 
     pub fn broker(&self, id: BrokerId) -> Option<&BrokerEntry> {
@@ -168,7 +205,7 @@ impl ClusterFile {
             controller: Id::from(self.controller),
             brokers,
             protocol: Protocol::Kip320,
-            fetch_bytes_max: MESSAGE_BYTES_MAX,
+            fetch_bytes_max: BATCH_BYTES_MAX,
             retransmit: true,
             heartbeat_periodic: true,
             timing: self.timing_ms.timing(),
@@ -183,49 +220,61 @@ impl ClusterFile {
 
 /// Which messages a broker takes from whom: controller requests from the controller only,
 /// replication traffic from brokers only (a follower's fetch from that follower's address),
-/// client requests from anyone.
-pub fn broker_admission(file: &ClusterFile) -> Admission<Msg> {
+/// client requests from anyone. With a key (`keyed`), every message only a node may send must
+/// also be authenticated: the address alone can be forged.
+pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
     let file = file.clone();
     let controller = Id::from(file.controller);
-    Box::new(move |src, msg| match msg {
-        Msg::LeaderAndIsr { .. }
-        | Msg::UpdateMetadata { .. }
-        | Msg::BrokerHeartbeatResponse { .. }
-        | Msg::AlterPartitionResponse { .. }
-        | Msg::CreateTopicsResponse { .. }
-        | Msg::DescribeTopicsResponse { .. } => src == controller,
-        Msg::Fetch(FetchRequest {
-            replica_id: Some(b),
-            ..
-        })
-        | Msg::OffsetsForLeaderEpoch { replica_id: b, .. } => {
-            file.broker(*b).is_some_and(|e| Id::from(e.address) == src)
+    Box::new(move |src, msg, authenticated| {
+        let from_node = !keyed || authenticated;
+        match msg {
+            Msg::LeaderAndIsr { .. }
+            | Msg::UpdateMetadata { .. }
+            | Msg::BrokerHeartbeatResponse { .. }
+            | Msg::AlterPartitionResponse { .. }
+            | Msg::CreateTopicsResponse { .. }
+            | Msg::DescribeTopicsResponse { .. } => from_node && src == controller,
+            Msg::Fetch(FetchRequest {
+                replica_id: Some(b),
+                ..
+            })
+            | Msg::OffsetsForLeaderEpoch { replica_id: b, .. } => {
+                from_node && file.broker(*b).is_some_and(|e| Id::from(e.address) == src)
+            }
+            Msg::FetchResponse(_) | Msg::OffsetsForLeaderEpochResponse { .. } => {
+                from_node && file.is_broker(src)
+            }
+            // Kafka's PLAINTEXT listener: client requests from anyone.
+            Msg::Metadata { .. } | Msg::Produce(_) | Msg::Fetch(_) | Msg::ListOffsets { .. } => {
+                true
+            }
+            Msg::CreateTopics { client, .. } | Msg::DescribeTopics { client, .. } => {
+                client.is_none()
+            }
+            Msg::BrokerHeartbeat { .. }
+            | Msg::AlterPartition { .. }
+            | Msg::MetadataResponse { .. }
+            | Msg::ProduceResponse(_)
+            | Msg::ListOffsetsResponse { .. } => false,
         }
-        Msg::FetchResponse(_) | Msg::OffsetsForLeaderEpochResponse { .. } => file.is_broker(src),
-        Msg::Metadata { .. } | Msg::Produce(_) | Msg::Fetch(_) | Msg::ListOffsets { .. } => true,
-        Msg::CreateTopics { client, .. } | Msg::DescribeTopics { client, .. } => client.is_none(),
-        Msg::BrokerHeartbeat { .. }
-        | Msg::AlterPartition { .. }
-        | Msg::MetadataResponse { .. }
-        | Msg::ProduceResponse(_)
-        | Msg::ListOffsetsResponse { .. } => false,
     })
 }
 
-/// The controller takes broker traffic from brokers only (forwarded admin requests included).
-pub fn controller_admission(file: &ClusterFile) -> Admission<Msg> {
+/// The controller takes broker traffic (forwarded admin requests included) from brokers only,
+/// and, with a key, authenticated only.
+pub fn controller_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
     let file = file.clone();
-    Box::new(move |src, msg| match msg {
+    Box::new(move |src, msg, authenticated| match msg {
         Msg::BrokerHeartbeat { .. }
         | Msg::AlterPartition { .. }
         | Msg::CreateTopics { .. }
-        | Msg::DescribeTopics { .. } => file.is_broker(src),
+        | Msg::DescribeTopics { .. } => (!keyed || authenticated) && file.is_broker(src),
         _ => false,
     })
 }
 
 /// Which node to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Controller,
     Broker(BrokerId),
@@ -240,17 +289,30 @@ pub fn default_node_dir(cluster_path: &Path, role: Role) -> PathBuf {
     }
 }
 
+impl Role {
+    /// As the tools print it: `controller`, `broker 2`.
+    pub fn name(&self) -> String {
+        match self {
+            Role::Controller => "controller".into(),
+            Role::Broker(id) => format!("broker {id}"),
+        }
+    }
+}
+
 /// Runs one node until `stop` is raised, then writes its deferred checkpoint. Returns the host's
-/// statistics.
+/// statistics. Its incarnation is bumped in `dir` before it sends anything; `faults` names a
+/// fault rules file (see [`faults`](crate::faults)).
 pub fn run_node(
     file: &ClusterFile,
     role: Role,
     dir: &Path,
     fsync: FsyncPolicy,
+    faults: Option<&Path>,
     stop: &AtomicBool,
     on_ready: impl FnOnce(SocketAddrV4),
 ) -> Result<crate::host::Stats, String> {
     let cluster = file.cluster_config();
+    let keyed = file.cluster_key.is_some();
     let (address, actor, store, admission, seed) = match role {
         Role::Controller => (
             file.controller,
@@ -267,7 +329,7 @@ pub fn run_node(
             crate::store::NodeStore::Controller(
                 ControllerStore::new(dir, fsync).map_err(|e| format!("{}: {e}", dir.display()))?,
             ),
-            controller_admission(file),
+            controller_admission(file, keyed),
             0,
         ),
         Role::Broker(id) => {
@@ -283,18 +345,45 @@ pub fn run_node(
                 crate::store::NodeStore::Broker(
                     BrokerStore::new(dir, fsync).map_err(|e| format!("{}: {e}", dir.display()))?,
                 ),
-                broker_admission(file),
+                broker_admission(file, keyed),
                 u64::from(id),
             )
         }
     };
+    if !keyed {
+        eprintln!(
+            "{}: the cluster file has no cluster_key: datagrams are not authenticated, and \
+             anyone who can send from a node's address can act as that node",
+            role.name()
+        );
+    }
+    let incarnation = crate::incarnation::next_for_node(dir)
+        .map_err(|e| format!("cannot record the incarnation in {}: {e}", dir.display()))?;
     let socket = bind(address).map_err(|e| format!("cannot bind {address}: {e}"))?;
-    let mut host = Host::start(actor, socket, store, seed, Some(admission))
-        .map_err(|e| format!("cannot start from {}: {e}", dir.display()))?;
+    let transport = TransportConfig {
+        incarnation,
+        key: file.cluster_key.clone(),
+        nodes: file.node_addresses(),
+        limits: Limits::default(),
+    };
+    let faults = faults.map(|path| {
+        let salt = u64::from(u32::from(*address.ip())) << 16 | u64::from(address.port());
+        FaultsFile::new(path, salt)
+    });
+    let mut host = Host::start(
+        actor,
+        socket,
+        store,
+        seed,
+        Some(admission),
+        transport,
+        faults,
+    )
+    .map_err(|e| format!("cannot start from {}: {e}", dir.display()))?;
     on_ready(address);
     host.run_until(stop, |_| false)
         .map_err(|e| format!("storage failed in {}: {e}", dir.display()))?;
     host.checkpoint()
         .map_err(|e| format!("checkpoint in {}: {e}", dir.display()))?;
-    Ok(host.stats.clone())
+    Ok(host.stats())
 }

@@ -1,48 +1,29 @@
-//! The wire format of a datagram: a version byte, a CRC-32 of the payload, and the payload in
-//! postcard (a compact binary serde format).
+//! A message's bytes: the `Msg` in postcard (a compact binary serde format).
 //!
-//! ```text
-//! [version: u8 = 1][crc32: u32 little-endian][postcard payload]
-//! ```
-//!
-//! A datagram is at most [`DATAGRAM_BYTES_MAX`]. The protocol bounds what it puts in one message
-//! by bytes (`replica.fetch.max.bytes`, `fetch.max.bytes`, `batch.size`), and the runtime keeps
-//! those limits well under this one, so an oversized message is a configuration error: it is
-//! refused here rather than fragmented.
+//! These bytes are a [`transport`](crate::transport) payload. The transport's datagram header
+//! carries the one version byte and a CRC-32 over the whole datagram, fragments a message over
+//! several datagrams when it must, and bounds a message at
+//! [`MESSAGE_BYTES_MAX`](crate::transport::MESSAGE_BYTES_MAX).
 
+use crate::transport::MESSAGE_BYTES_MAX;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 
-/// The format version this build reads and writes.
-pub const CODEC_VERSION: u8 = 1;
-/// The largest datagram sent or accepted: 60 KiB, under UDP's 64 KiB limit with room to spare.
-pub const DATAGRAM_BYTES_MAX: usize = 60 * 1024;
-const HEADER_BYTES: usize = 5;
-
-/// Why a datagram was refused.
+/// Why a message was not encoded or decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodecError {
-    /// Shorter than the header.
-    Truncated,
-    /// Larger than [`DATAGRAM_BYTES_MAX`].
+    /// Larger than [`MESSAGE_BYTES_MAX`].
     Oversized,
-    /// A version byte this build does not know.
-    WrongVersion(u8),
-    /// The payload does not match its checksum.
-    BadChecksum,
-    /// The payload does not decode as a message.
+    /// The bytes do not decode as a message, or have bytes left over.
     Malformed,
 }
 
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CodecError::Truncated => f.write_str("truncated datagram"),
-            CodecError::Oversized => write!(f, "datagram over {DATAGRAM_BYTES_MAX} bytes"),
-            CodecError::WrongVersion(v) => write!(f, "codec version {v}, expected {CODEC_VERSION}"),
-            CodecError::BadChecksum => f.write_str("checksum mismatch"),
-            CodecError::Malformed => f.write_str("malformed payload"),
+            CodecError::Oversized => write!(f, "message over {MESSAGE_BYTES_MAX} bytes"),
+            CodecError::Malformed => f.write_str("malformed message"),
         }
     }
 }
@@ -52,36 +33,20 @@ impl std::error::Error for CodecError {}
 /// Encodes `msg` into `buf` (cleared first).
 pub fn encode<M: Serialize>(msg: &M, buf: &mut Vec<u8>) -> Result<(), CodecError> {
     buf.clear();
-    buf.extend_from_slice(&[CODEC_VERSION, 0, 0, 0, 0]);
-    let mut out = std::mem::take(buf);
-    out = postcard::to_extend(msg, out).map_err(|_| CodecError::Malformed)?;
-    if out.len() > DATAGRAM_BYTES_MAX {
-        *buf = out;
+    let out = postcard::to_extend(msg, std::mem::take(buf)).map_err(|_| CodecError::Malformed)?;
+    *buf = out;
+    if buf.len() > MESSAGE_BYTES_MAX {
         return Err(CodecError::Oversized);
     }
-    let crc = crc32fast::hash(&out[HEADER_BYTES..]);
-    out[1..HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
-    *buf = out;
     Ok(())
 }
 
-/// Decodes one datagram.
-pub fn decode<M: DeserializeOwned>(datagram: &[u8]) -> Result<M, CodecError> {
-    if datagram.len() > DATAGRAM_BYTES_MAX {
+/// Decodes one message; every byte must belong to it.
+pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, CodecError> {
+    if bytes.len() > MESSAGE_BYTES_MAX {
         return Err(CodecError::Oversized);
     }
-    if datagram.len() < HEADER_BYTES {
-        return Err(CodecError::Truncated);
-    }
-    if datagram[0] != CODEC_VERSION {
-        return Err(CodecError::WrongVersion(datagram[0]));
-    }
-    let crc = u32::from_le_bytes(datagram[1..HEADER_BYTES].try_into().expect("4 bytes"));
-    let payload = &datagram[HEADER_BYTES..];
-    if crc32fast::hash(payload) != crc {
-        return Err(CodecError::BadChecksum);
-    }
-    let (msg, rest) = postcard::take_from_bytes(payload).map_err(|_| CodecError::Malformed)?;
+    let (msg, rest) = postcard::take_from_bytes(bytes).map_err(|_| CodecError::Malformed)?;
     if !rest.is_empty() {
         return Err(CodecError::Malformed);
     }
@@ -120,32 +85,24 @@ mod tests {
     }
 
     #[test]
-    fn refuses_bad_datagrams() {
+    fn refuses_bytes_that_are_not_exactly_one_message() {
         let mut buf = Vec::new();
         encode(&produce(3, 10), &mut buf).unwrap();
-        assert_eq!(decode::<Msg>(&buf[..3]), Err(CodecError::Truncated));
-        let mut flipped = buf.clone();
-        *flipped.last_mut().unwrap() ^= 1;
-        assert_eq!(decode::<Msg>(&flipped), Err(CodecError::BadChecksum));
-        let mut versioned = buf.clone();
-        versioned[0] = 9;
-        assert_eq!(decode::<Msg>(&versioned), Err(CodecError::WrongVersion(9)));
-        // A valid checksum over a payload cut short.
-        let mut cut = buf[..buf.len() - 4].to_vec();
-        let crc = crc32fast::hash(&cut[5..]);
-        cut[1..5].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode::<Msg>(&cut), Err(CodecError::Malformed));
         assert_eq!(
-            decode::<Msg>(&vec![1u8; DATAGRAM_BYTES_MAX + 1]),
-            Err(CodecError::Oversized)
+            decode::<Msg>(&buf[..buf.len() - 4]),
+            Err(CodecError::Malformed)
         );
+        let mut longer = buf.clone();
+        longer.push(0);
+        assert_eq!(decode::<Msg>(&longer), Err(CodecError::Malformed));
+        assert_eq!(decode::<Msg>(&[0xFF; 16]), Err(CodecError::Malformed));
     }
 
     #[test]
     fn refuses_to_encode_oversized_messages() {
         let mut buf = Vec::new();
         assert_eq!(
-            encode(&produce(70, 1024), &mut buf),
+            encode(&produce(5, 1024 * 1024), &mut buf),
             Err(CodecError::Oversized)
         );
     }
@@ -153,10 +110,74 @@ mod tests {
     #[test]
     fn record_size_accounting_bounds_the_encoding() {
         // The protocol counts RECORD_OVERHEAD_BYTES per record; the encoding must not exceed it,
-        // so that a batch bounded by bytes fits in a datagram.
+        // so that a batch bounded by bytes fits in the datagram the runtime budgets for it.
         let msg = produce(400, 100);
         let mut buf = Vec::new();
         encode(&msg, &mut buf).unwrap();
         assert!(buf.len() <= 400 * (100 + RECORD_OVERHEAD_BYTES) + 64);
+    }
+
+    fn partition_state(
+        topic: &str,
+        partition: u32,
+        replicas: usize,
+        epochs: u32,
+    ) -> PartitionState {
+        let ids: Vec<BrokerId> = (0..replicas as u32).map(|i| u32::MAX - i).collect();
+        PartitionState {
+            topic_partition: TopicPartition::new(&Topic::new(topic), partition),
+            leader: Some(u32::MAX),
+            leader_epoch: epochs,
+            partition_epoch: epochs,
+            isr: ids.as_slice().into(),
+            replicas: ids.as_slice().into(),
+            min_insync_replicas: epochs,
+        }
+    }
+
+    #[test]
+    fn partition_state_size_accounting_bounds_the_encoding() {
+        // The controller refuses topics by `PartitionState::size_bytes_max` (R46): the encoding
+        // must never take more, at the widest values, or a table it accepted could outgrow a
+        // message.
+        let long = "x".repeat(TOPIC_NAME_BYTES_MAX);
+        for (topic, replicas, epochs) in [
+            ("t", 1, 0),
+            ("t", 3, u32::MAX),
+            (long.as_str(), 7, u32::MAX),
+        ] {
+            let ps = partition_state(topic, u32::MAX, replicas, epochs);
+            let mut buf = Vec::new();
+            encode(&ps, &mut buf).unwrap();
+            assert!(
+                buf.len() as u64 <= ps.size_bytes_max(),
+                "{} bytes encoded, {} counted",
+                buf.len(),
+                ps.size_bytes_max()
+            );
+        }
+    }
+
+    #[test]
+    fn a_partition_table_at_the_metadata_limit_fits_in_one_message() {
+        // The largest table the controller accepts (METADATA_BYTES_MAX), sent whole to a
+        // restarted broker with the message's other fields, still encodes under the transport's
+        // limit.
+        let one = partition_state(&"x".repeat(TOPIC_NAME_BYTES_MAX), 0, 3, u32::MAX);
+        let count = crate::cluster::METADATA_BYTES_MAX / one.size_bytes_max();
+        let partitions: Vec<PartitionState> = (0..count as u32)
+            .map(|p| partition_state(&"x".repeat(TOPIC_NAME_BYTES_MAX), p, 3, u32::MAX))
+            .collect();
+        let msg = Msg::BrokerHeartbeatResponse {
+            controller_epoch: u32::MAX,
+            broker_epoch: u32::MAX,
+            is_fenced: false,
+            base_metadata_offset: None,
+            metadata_offset: u64::MAX,
+            partitions: partitions.into(),
+        };
+        let mut buf = Vec::new();
+        encode(&msg, &mut buf).unwrap();
+        assert!(buf.len() <= MESSAGE_BYTES_MAX);
     }
 }

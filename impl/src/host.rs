@@ -1,48 +1,114 @@
-//! One node's event loop: an `Actor` over a UDP socket, a timer wheel and a store. Spec: R0.
+//! One node's event loop: an `Actor` over a UDP socket, a [`Transport`], a timer wheel and a
+//! store. Spec: R0.
 //!
 //! Each step (start, message or timer) runs the actor's handler and then its commands *in the
 //! order they were emitted*: a `Save` is written to the store (and fsynced, if the policy says
 //! so) before the next command runs, so no `Send` after it can leave before its data is durable.
 //! The model's handlers emit `Save` first (the Outbox, rule R0); the host keeps that order.
 //!
+//! Every message goes through the [`Transport`], so the actors see the model's network: per
+//! channel FIFO, lossy, never duplicated, messages of any size up to
+//! [`MESSAGE_BYTES_MAX`](crate::transport::MESSAGE_BYTES_MAX). The datagrams the transport
+//! produces in answer (Resets, re-sends) are sent by the host. An optional fault layer
+//! ([`FaultsFile`]) may drop, duplicate or delay outbound datagrams; delayed ones wait in a
+//! queue ordered by release time, and the receive wait accounts for them.
+//!
 //! Timers draw a real duration from the range the actor gives, with a seeded generator, so that
 //! a run's jitter is reproducible. Ids are socket addresses (`Id` packs an IPv4 address and port);
 //! the host converts them at the socket and nowhere else.
 //!
-//! Datagrams that fail to decode, and messages the node's [`Admission`] policy refuses (such as
-//! a LeaderAndIsr that does not come from the controller), are dropped and counted in [`Stats`].
+//! What the transport drops, messages that do not decode, and messages the node's [`Admission`]
+//! policy refuses (such as a LeaderAndIsr that does not come, authenticated, from the
+//! controller) are counted in [`Stats`].
 
-use crate::codec::{self, CodecError, DATAGRAM_BYTES_MAX};
+use crate::codec;
+use crate::faults::{FaultStats, FaultsFile};
 use crate::store::Durable;
+use crate::transport::DATAGRAM_BYTES_MAX;
+use crate::transport::{Datagram, Received, Transport, TransportConfig, TransportStats};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use stateright::actor::{Actor, Command, Id, Out};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// The most datagrams the fault layer may hold back at once; beyond, a delayed copy is dropped
+/// (and counted in `fault_dropped`).
+pub const DELAYED_DATAGRAMS_MAX: usize = 65_536;
+
 /// Counters of what a host did and refused.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Datagrams received.
     pub received: u64,
+    /// Datagrams handed to the socket.
     pub sent: u64,
     pub saves: u64,
-    /// Datagrams that failed to decode: truncated, corrupt, wrong version, oversized.
-    pub dropped_malformed: u64,
-    /// Messages refused by the admission policy (unknown or unexpected senders).
+    /// Messages the transport delivered whose bytes are not a message of this build.
+    pub dropped_undecodable: u64,
+    /// Messages refused by the admission policy: unexpected senders, or node-only messages
+    /// without authentication.
     pub dropped_unknown_sender: u64,
-    /// Messages the actor emitted that would not fit in a datagram.
-    pub dropped_oversized: u64,
     /// Datagrams from a non-IPv4 address.
     pub dropped_non_ipv4: u64,
+    pub transport: TransportStats,
+    pub faults: FaultStats,
 }
 
-/// Decides whether a decoded message from `src` may reach the actor.
-pub type Admission<M> = Box<dyn Fn(Id, &M) -> bool + Send>;
+impl Stats {
+    /// Every counter as `name=value`, space-separated, in a fixed order.
+    pub fn summary(&self) -> String {
+        let host = [
+            ("received", self.received),
+            ("sent", self.sent),
+            ("saves", self.saves),
+            ("dropped_undecodable", self.dropped_undecodable),
+            ("dropped_unknown_sender", self.dropped_unknown_sender),
+            ("dropped_non_ipv4", self.dropped_non_ipv4),
+        ];
+        host.iter()
+            .chain(self.transport.counters().iter())
+            .chain(self.faults.counters().iter())
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Decides whether a decoded message from `src` may reach the actor; the flag says whether the
+/// transport authenticated it with the cluster key.
+pub type Admission<M> = Box<dyn Fn(Id, &M, bool) -> bool + Send>;
+
+/// A datagram the fault layer holds back until `at`.
+struct Delayed {
+    at: Instant,
+    /// Ties broken by order of arrival.
+    order: u64,
+    datagram: Datagram,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
 
 /// A deterministic generator for timer jitter (splitmix64).
 struct Jitter(u64);
@@ -68,16 +134,22 @@ impl Jitter {
 pub struct Host<A: Actor, D> {
     actor: A,
     id: Id,
+    local: SocketAddrV4,
     socket: UdpSocket,
     store: D,
     state: A::State,
     timers: HashMap<A::Timer, Instant>,
     jitter: Jitter,
     admission: Option<Admission<A::Msg>>,
+    transport: Transport,
+    faults: Option<FaultsFile>,
+    delayed: BinaryHeap<Reverse<Delayed>>,
+    delayed_count: u64,
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
+    outgoing: Vec<Datagram>,
     read_timeout: Option<Duration>,
-    pub stats: Stats,
+    stats: Stats,
 }
 
 impl<A, D> Host<A, D>
@@ -86,32 +158,43 @@ where
     A::Msg: Serialize + DeserializeOwned,
     D: Durable<A::Storage>,
 {
-    /// Loads the store and starts the actor on `socket` (which must be bound to IPv4).
+    /// Loads the store and starts the actor on `socket` (which must be bound to IPv4) with a
+    /// transport of the given incarnation and key. `faults`, if any, applies to every datagram
+    /// sent, from the first one on.
     pub fn start(
         actor: A,
         socket: UdpSocket,
         mut store: D,
         seed: u64,
         admission: Option<Admission<A::Msg>>,
+        transport: TransportConfig,
+        faults: Option<FaultsFile>,
     ) -> io::Result<Self> {
-        let id = match socket.local_addr()? {
-            SocketAddr::V4(a) => Id::from(a),
+        let local = match socket.local_addr()? {
+            SocketAddr::V4(a) => a,
             SocketAddr::V6(_) => return Err(io::Error::other("the cluster runs on IPv4")),
         };
+        let id = Id::from(local);
         let storage = store.load()?;
         let mut out = Out::new();
         let state = actor.on_start(id, &storage, &mut out);
         let mut host = Host {
             actor,
             id,
+            local,
             socket,
             store,
             state,
             timers: HashMap::new(),
             jitter: Jitter(seed ^ u64::from(id_port(id))),
             admission,
+            transport: Transport::new(transport),
+            faults,
+            delayed: BinaryHeap::new(),
+            delayed_count: 0,
             recv_buf: vec![0; DATAGRAM_BYTES_MAX + 1],
-            send_buf: Vec::with_capacity(DATAGRAM_BYTES_MAX),
+            send_buf: Vec::new(),
+            outgoing: Vec::new(),
             read_timeout: None,
             stats: Stats::default(),
         };
@@ -131,19 +214,37 @@ where
         &self.actor
     }
 
+    /// Every counter, the transport's and the fault layer's included.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.transport = self.transport.stats.clone();
+        if let Some(f) = &self.faults {
+            stats.faults = f.faults.stats.clone();
+        }
+        stats
+    }
+
     /// Writes what the store deferred; for a clean shutdown.
     pub fn checkpoint(&mut self) -> io::Result<()> {
         self.store.checkpoint()
     }
 
-    /// Runs due timers, then waits for one datagram until the next timer or `wait_max`,
-    /// whichever is sooner, and handles it. Errors are the store's: the node must stop.
+    /// Runs due timers and releases due delayed datagrams, then waits for one datagram until
+    /// the next timer, the next delayed datagram or `wait_max`, whichever is sooner, and
+    /// handles it. Errors are the store's: the node must stop.
     pub fn step(&mut self, wait_max: Duration) -> io::Result<()> {
         self.fire_due_timers()?;
         let now = Instant::now();
+        if let Some(f) = &mut self.faults {
+            f.refresh(now);
+        }
+        self.release_delayed(now);
+        let next_delayed = self.delayed.peek().map(|Reverse(d)| d.at);
         let wait = self
             .timers
             .values()
+            .copied()
+            .chain(next_delayed)
             .min()
             .map(|t| t.saturating_duration_since(now))
             .unwrap_or(wait_max)
@@ -174,20 +275,31 @@ where
             self.stats.dropped_non_ipv4 += 1;
             return Ok(());
         };
-        let src = Id::from(from);
-        let msg: A::Msg = match codec::decode(&self.recv_buf[..len]) {
-            Ok(m) => m,
-            Err(CodecError::Oversized) if len > DATAGRAM_BYTES_MAX => {
-                self.stats.dropped_malformed += 1;
-                return Ok(());
-            }
-            Err(_) => {
-                self.stats.dropped_malformed += 1;
-                return Ok(());
-            }
+        let mut replies = std::mem::take(&mut self.outgoing);
+        let received =
+            self.transport
+                .receive(self.local, from, &self.recv_buf[..len], &mut replies);
+        let delivered = match received {
+            Received::Deliver {
+                payload,
+                authenticated,
+            } => Some((codec::decode::<A::Msg>(&payload), authenticated)),
+            Received::Dropped(_) | Received::Nothing => None,
         };
+        for d in replies.drain(..) {
+            self.transmit(d);
+        }
+        self.outgoing = replies;
+        let Some((decoded, authenticated)) = delivered else {
+            return Ok(());
+        };
+        let Ok(msg) = decoded else {
+            self.stats.dropped_undecodable += 1;
+            return Ok(());
+        };
+        let src = Id::from(from);
         if let Some(admit) = &self.admission {
-            if !admit(src, &msg) {
+            if !admit(src, &msg, authenticated) {
                 self.stats.dropped_unknown_sender += 1;
                 return Ok(());
             }
@@ -264,15 +376,67 @@ where
         Ok(())
     }
 
+    /// A message the actor sent. Refusals (oversized) are counted by the transport: the
+    /// protocol treats them as lost messages.
     fn send(&mut self, to: Id, msg: &A::Msg) {
-        match codec::encode(msg, &mut self.send_buf) {
-            Ok(()) => {
-                let to = SocketAddrV4::from(to);
-                // A lost datagram is the network's business: the protocol retransmits.
-                let _ = self.socket.send_to(&self.send_buf, to);
-                self.stats.sent += 1;
+        if codec::encode(msg, &mut self.send_buf).is_err() {
+            self.transport.stats.dropped_oversized += 1;
+            return;
+        }
+        let mut datagrams = std::mem::take(&mut self.outgoing);
+        let to = SocketAddrV4::from(to);
+        let _ = self
+            .transport
+            .send(self.local, to, &self.send_buf, &mut datagrams);
+        for d in datagrams.drain(..) {
+            self.transmit(d);
+        }
+        self.outgoing = datagrams;
+    }
+
+    /// One datagram onto the wire, through the fault layer if there is one.
+    fn transmit(&mut self, datagram: Datagram) {
+        let Some(f) = &mut self.faults else {
+            self.send_now(&datagram);
+            return;
+        };
+        let copies = f.faults.decide(self.local, datagram.to).copies;
+        let now = Instant::now();
+        let last = copies.len();
+        let mut datagram = Some(datagram);
+        for (i, delay) in copies.into_iter().enumerate() {
+            let copy = if i + 1 == last {
+                datagram.take()
+            } else {
+                datagram.clone()
+            };
+            let Some(copy) = copy else { break };
+            if delay.is_zero() {
+                self.send_now(&copy);
+            } else if self.delayed.len() < DELAYED_DATAGRAMS_MAX {
+                self.delayed_count += 1;
+                self.delayed.push(Reverse(Delayed {
+                    at: now + delay,
+                    order: self.delayed_count,
+                    datagram: copy,
+                }));
+            } else if let Some(f) = &mut self.faults {
+                f.faults.stats.fault_dropped += 1;
             }
-            Err(_) => self.stats.dropped_oversized += 1,
+        }
+    }
+
+    fn send_now(&mut self, datagram: &Datagram) {
+        // A lost datagram is the network's business: the protocol retransmits.
+        let _ = self.socket.send_to(&datagram.bytes, datagram.to);
+        self.stats.sent += 1;
+    }
+
+    fn release_delayed(&mut self, now: Instant) {
+        while self.delayed.peek().is_some_and(|Reverse(d)| d.at <= now) {
+            if let Some(Reverse(d)) = self.delayed.pop() {
+                self.send_now(&d.datagram);
+            }
         }
     }
 }

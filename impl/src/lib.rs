@@ -5,15 +5,29 @@
 //!
 //! - [`host`]: one event loop per node, generic over `stateright::actor::Actor`. It runs each
 //!   step's commands in order, so a `Save` is durable before any `Send` after it (spec R0).
-//! - [`codec`]: datagrams as a version byte, a CRC-32 and a postcard payload, at most 60 KiB.
+//! - [`transport`]: the model's network over UDP: per-channel FIFO, lossy, never duplicating,
+//!   across restarts of either end; fragmentation up to 4 MiB; HMAC-SHA256 with a cluster key.
+//! - [`codec`]: a message's bytes (postcard), the transport's payload.
+//! - [`faults`]: drops, duplicates and delays outbound datagrams by rules, for tests.
+//! - [`incarnation`]: where a process's incarnation comes from (a file for nodes, the clock for
+//!   clients).
 //! - [`segment`], [`store`]: append-only, CRC-framed segment files per replica, cut at a torn
 //!   tail on recovery; the fsync policy.
-//! - [`cluster`]: the cluster file mapping broker ids to socket addresses, and real timings.
+//! - [`cluster`]: the cluster file mapping broker ids to socket addresses (and the key), real
+//!   timings, admission policies, and running one node.
+//! - [`local`]: a controller and brokers as child processes, for `cluster up` and tests.
 //! - [`client`]: drivers that run the model's Producer and Consumer actors and the admin APIs.
+//!
+//! `README.md` beside this crate documents the datagram format, the transport's guarantee,
+//! authentication, every counter and the fault rules file.
 
 pub mod client;
 pub mod cluster;
 pub mod codec;
+pub mod faults;
 pub mod host;
+pub mod incarnation;
+pub mod local;
 pub mod segment;
 pub mod store;
+pub mod transport;
