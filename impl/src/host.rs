@@ -131,13 +131,18 @@ impl Jitter {
     }
 }
 
-pub struct Host<A: Actor, D> {
+pub struct Host<A: Actor, D>
+where
+    A::State: 'static,
+{
     actor: A,
     id: Id,
     local: SocketAddrV4,
     socket: UdpSocket,
     store: D,
-    state: A::State,
+    /// Always owned: handlers mutate it in place instead of copying it on their first change
+    /// (the checker hands them borrowed states, and a copy is what it needs).
+    state: Cow<'static, A::State>,
     timers: HashMap<A::Timer, Instant>,
     jitter: Jitter,
     admission: Option<Admission<A::Msg>>,
@@ -155,6 +160,7 @@ pub struct Host<A: Actor, D> {
 impl<A, D> Host<A, D>
 where
     A: Actor,
+    A::State: 'static,
     A::Msg: Serialize + DeserializeOwned,
     D: Durable<A::Storage>,
 {
@@ -184,7 +190,7 @@ where
             local,
             socket,
             store,
-            state,
+            state: Cow::Owned(state),
             timers: HashMap::new(),
             jitter: Jitter(seed ^ u64::from(id_port(id))),
             admission,
@@ -305,11 +311,8 @@ where
             }
         }
         let mut out = Out::new();
-        let mut state = Cow::Borrowed(&self.state);
-        self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
-        if let Cow::Owned(next) = state {
-            self.state = next;
-        }
+        self.actor
+            .on_msg(self.id, &mut self.state, src, msg, &mut out);
         self.run_commands(out)
     }
 
@@ -341,11 +344,8 @@ where
             }
             self.timers.remove(&timer);
             let mut out = Out::new();
-            let mut state = Cow::Borrowed(&self.state);
-            self.actor.on_timeout(self.id, &mut state, &timer, &mut out);
-            if let Cow::Owned(next) = state {
-                self.state = next;
-            }
+            self.actor
+                .on_timeout(self.id, &mut self.state, &timer, &mut out);
             self.run_commands(out)?;
         }
         Ok(())

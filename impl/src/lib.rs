@@ -28,6 +28,7 @@ pub mod faults;
 pub mod host;
 pub mod incarnation;
 pub mod local;
+pub mod records;
 pub mod segment;
 pub mod store;
 pub mod transport;

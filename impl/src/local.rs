@@ -473,7 +473,9 @@ impl Drop for LocalCluster {
 /// Whether process `pid` holds a UDP socket bound to `address` (or to 0.0.0.0 on its port).
 #[cfg(target_os = "linux")]
 fn holds_udp_socket(pid: u32, address: SocketAddrV4) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/net/udp") else {
+    // The node's own view: it may run in another network namespace than this process's main
+    // thread (tests put clusters in namespaces of their own).
+    let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/udp")) else {
         return false;
     };
     // Lines: `sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...`,

@@ -5,16 +5,23 @@
 //! - **Broker.** Each replica's log is a [`SegmentLog`] in `<dir>/<topic>-<partition>/`; a save
 //!   appends the entries past what was written (O(appended bytes)), or truncates the file first
 //!   where the log diverged. The rest (broker and controller epochs, partition states, high
-//!   watermark checkpoints) is a small `meta` file replaced atomically when it changes; a change
-//!   of high watermarks alone is checkpointed at most every [`HWM_CHECKPOINT_INTERVAL`], as
-//!   Kafka's `replica.high.watermark.checkpoint.interval.ms` does.
-//! - **Controller.** Its whole state, replaced atomically on every save (saves are rare).
+//!   watermark checkpoints) is a [`RecordLog`], `meta.log`, to which a save appends the replicas
+//!   whose state changed; a change of high watermarks alone is checkpointed at most every
+//!   [`HWM_CHECKPOINT_INTERVAL`], as Kafka's `replica.high.watermark.checkpoint.interval.ms`
+//!   does. A save walks the storage saved before and the new one side by side and touches only
+//!   what differs, so its cost is what the step changed, not the number of partitions.
+//! - **Controller.** A [`RecordLog`] too, `metadata.log`: each save appends the partitions
+//!   changed since the last (those with a newer metadata offset, R50), and the broker
+//!   registrations and epochs.
+//!
+//! Directories written before the record logs (`meta`, `controller.state`) are migrated on load.
 //!
 //! [`FsyncPolicy`] says when the data reaches the device.
 
-use crate::segment::{frame, unframe, write_atomically, SegmentLog};
+use crate::records::RecordLog;
+use crate::segment::{unframe, SegmentLog};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -90,13 +97,25 @@ pub fn partition_dir_name(tp: &TopicPartition) -> String {
     format!("{name}-{}", tp.partition)
 }
 
+/// The format of `meta` before the record log: one frame holding everything. Read once, to
+/// migrate a directory written by an earlier version.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct BrokerMeta {
+struct LegacyBrokerMeta {
     broker_epoch: BrokerEpoch,
     controller_epoch: ControllerEpoch,
     replicas: Vec<PartitionState>,
     high_watermarks: Vec<Offset>,
 }
+
+/// What every frame of a broker's metadata log carries whole.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct BrokerHeader {
+    broker_epoch: BrokerEpoch,
+    controller_epoch: ControllerEpoch,
+}
+
+/// A replica's metadata record: its partition state and high watermark checkpoint.
+type ReplicaRecord = (PartitionState, Offset);
 
 struct PersistedReplica {
     file: SegmentLog,
@@ -109,9 +128,15 @@ pub struct BrokerStore {
     dir: PathBuf,
     fsync: FsyncPolicy,
     replicas: BTreeMap<TopicPartition, PersistedReplica>,
-    meta: Option<BrokerMeta>,
-    /// Metadata whose only change is high watermarks, not yet written.
-    meta_pending: Option<BrokerMeta>,
+    /// Epochs, partition states and high watermark checkpoints (`meta.log`).
+    meta: RecordLog,
+    /// What was saved last (or loaded). A save walks it and the new storage side by side, in
+    /// partition order, and touches only the replicas whose log or state changed: a broker with
+    /// thousands of partitions pays for what a step changed, not for every partition.
+    last: Option<Arc<BrokerStorage>>,
+    /// Replicas whose high watermark changed and is not written yet: a change of high
+    /// watermarks alone is checkpointed at most every `HWM_CHECKPOINT_INTERVAL`.
+    hwm_pending: BTreeSet<TopicPartition>,
     meta_written_at: Option<Instant>,
     /// Bytes cut from torn tails on recovery.
     pub recovered_bytes_cut: u64,
@@ -124,15 +149,12 @@ impl BrokerStore {
             dir: dir.to_path_buf(),
             fsync,
             replicas: BTreeMap::new(),
-            meta: None,
-            meta_pending: None,
+            meta: RecordLog::new(&dir.join("meta.log"), fsync == FsyncPolicy::Always),
+            last: None,
+            hwm_pending: BTreeSet::new(),
             meta_written_at: None,
             recovered_bytes_cut: 0,
         })
-    }
-
-    fn meta_path(&self) -> PathBuf {
-        self.dir.join("meta")
     }
 
     fn replica_file(&mut self, tp: &TopicPartition) -> io::Result<&mut PersistedReplica> {
@@ -151,61 +173,140 @@ impl BrokerStore {
         Ok(self.replicas.get_mut(tp).expect("inserted above"))
     }
 
-    fn save_broker(&mut self, storage: &BrokerStorage) -> io::Result<()> {
+    fn save_broker(&mut self, storage: &Arc<BrokerStorage>) -> io::Result<()> {
+        let sync = self.fsync == FsyncPolicy::Always;
+        let last = self.last.take();
+        let header = BrokerHeader {
+            broker_epoch: storage.broker_epoch,
+            controller_epoch: storage.controller_epoch,
+        };
+        let last_replicas = last.as_ref().map(|l| &l.replicas);
+        let same_shape = last_replicas.is_some_and(|l| l.len() == storage.replicas.len());
+        let mut rewrite_all = !same_shape;
+        let header_changed = last.as_ref().is_none_or(|l| {
+            l.broker_epoch != header.broker_epoch || l.controller_epoch != header.controller_epoch
+        });
+        let mut changed: Vec<TopicPartition> = Vec::new();
+        let mut before_iter = last_replicas.filter(|_| same_shape).map(|l| l.iter());
         // Logs first: the metadata never names more than the logs hold.
         for (tp, replica) in storage.replicas.iter() {
-            let sync = self.fsync == FsyncPolicy::Always;
+            let before = before_iter.as_mut().and_then(|it| it.next());
+            match before {
+                Some((t, b)) if t == tp => {
+                    if b.partition != replica.partition {
+                        changed.push(tp.clone());
+                    } else if b.high_watermark != replica.high_watermark {
+                        self.hwm_pending.insert(tp.clone());
+                    }
+                    if b.log == replica.log {
+                        continue; // Shared, or equal: nothing to write.
+                    }
+                }
+                _ => rewrite_all = true,
+            }
             let persisted = self.replica_file(tp)?;
             write_log_diff(persisted, &replica.log)?;
             if sync {
                 persisted.file.sync()?;
             }
         }
-        let meta = BrokerMeta {
-            broker_epoch: storage.broker_epoch,
-            controller_epoch: storage.controller_epoch,
-            replicas: storage
-                .replicas
-                .values()
-                .map(|r| r.partition.clone())
-                .collect(),
-            high_watermarks: storage
-                .replicas
-                .values()
-                .map(|r| r.high_watermark)
-                .collect(),
-        };
-        let structural_change = self.meta.as_ref().is_none_or(|m| {
-            m.broker_epoch != meta.broker_epoch
-                || m.controller_epoch != meta.controller_epoch
-                || m.replicas != meta.replicas
-        });
-        let hwm_change = self
-            .meta
-            .as_ref()
-            .is_some_and(|m| m.high_watermarks != meta.high_watermarks);
+        self.last = Some(storage.clone());
         let checkpoint_due = self
             .meta_written_at
             .is_none_or(|at| at.elapsed() >= HWM_CHECKPOINT_INTERVAL);
-        if structural_change || (hwm_change && checkpoint_due) {
-            self.write_meta(meta)?;
-        } else if hwm_change {
-            self.meta_pending = Some(meta);
+        if rewrite_all {
+            self.write_meta_snapshot()?;
+        } else if header_changed
+            || !changed.is_empty()
+            || (!self.hwm_pending.is_empty() && checkpoint_due)
+        {
+            changed.extend(std::mem::take(&mut self.hwm_pending));
+            self.append_meta(&changed)?;
         }
         Ok(())
     }
 
-    fn write_meta(&mut self, meta: BrokerMeta) -> io::Result<()> {
-        let payload = postcard::to_allocvec(&meta).map_err(io::Error::other)?;
-        write_atomically(
-            &self.meta_path(),
-            &frame(&payload),
-            self.fsync == FsyncPolicy::Always,
-        )?;
-        self.meta = Some(meta);
-        self.meta_pending = None;
+    fn record(
+        storage: &BrokerStorage,
+        tp: &TopicPartition,
+    ) -> Option<(TopicPartition, ReplicaRecord)> {
+        let r = storage.replicas.get(tp)?;
+        Some((tp.clone(), (r.partition.clone(), r.high_watermark)))
+    }
+
+    fn all_records(storage: &BrokerStorage) -> Vec<(TopicPartition, ReplicaRecord)> {
+        storage
+            .replicas
+            .iter()
+            .map(|(tp, r)| (tp.clone(), (r.partition.clone(), r.high_watermark)))
+            .collect()
+    }
+
+    /// Appends the metadata of `changed` replicas of the storage saved last.
+    fn append_meta(&mut self, changed: &[TopicPartition]) -> io::Result<()> {
+        let Some(storage) = self.last.clone() else {
+            return Ok(());
+        };
+        let header = BrokerHeader {
+            broker_epoch: storage.broker_epoch,
+            controller_epoch: storage.controller_epoch,
+        };
+        let records = changed
+            .iter()
+            .filter_map(|tp| Self::record(&storage, tp))
+            .collect();
+        self.meta
+            .append(&header, records, || Self::all_records(&storage))?;
+        self.hwm_pending.clear();
         self.meta_written_at = Some(Instant::now());
         Ok(())
+    }
+
+    /// Rewrites the metadata of the storage saved last as a snapshot.
+    fn write_meta_snapshot(&mut self) -> io::Result<()> {
+        let Some(storage) = self.last.clone() else {
+            return Ok(());
+        };
+        let header = BrokerHeader {
+            broker_epoch: storage.broker_epoch,
+            controller_epoch: storage.controller_epoch,
+        };
+        self.meta
+            .write_snapshot(&header, Self::all_records(&storage))?;
+        self.hwm_pending.clear();
+        self.meta_written_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// A directory written before the record log keeps its metadata in `meta`, one frame: read
+    /// it, write it as the log's snapshot, then remove it.
+    fn migrate_legacy_meta(&mut self) -> io::Result<()> {
+        let legacy = self.dir.join("meta");
+        let data = match fs::read(&legacy) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let meta: LegacyBrokerMeta = unframe(&data)
+            .and_then(|p| postcard::from_bytes(p).ok())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is corrupt", legacy.display()),
+                )
+            })?;
+        let header = BrokerHeader {
+            broker_epoch: meta.broker_epoch,
+            controller_epoch: meta.controller_epoch,
+        };
+        let records = meta
+            .replicas
+            .into_iter()
+            .zip(meta.high_watermarks)
+            .map(|(p, hwm)| (p.topic_partition.clone(), (p, hwm)))
+            .collect();
+        self.meta.write_snapshot(&header, records)?;
+        fs::remove_file(&legacy)
     }
 }
 
@@ -234,39 +335,32 @@ fn write_log_diff(persisted: &mut PersistedReplica, log: &Log) -> io::Result<()>
 
 impl Durable<Storage> for BrokerStore {
     fn load(&mut self) -> io::Result<Option<Storage>> {
-        let data = match fs::read(self.meta_path()) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        self.migrate_legacy_meta()?;
+        let Some(loaded) = self
+            .meta
+            .load::<BrokerHeader, TopicPartition, ReplicaRecord>()?
+        else {
+            return Ok(None);
         };
-        let meta: BrokerMeta = unframe(&data)
-            .and_then(|p| postcard::from_bytes(p).ok())
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} is corrupt", self.meta_path().display()),
-                )
-            })?;
         let mut replicas = Vec::new();
-        for (partition, high_watermark) in meta.replicas.iter().zip(&meta.high_watermarks) {
-            let tp = partition.topic_partition.clone();
+        for (tp, (partition, high_watermark)) in loaded.records {
             let log = self.replica_file(&tp)?.log.clone();
             replicas.push((
                 tp,
                 ReplicaStorage {
-                    partition: partition.clone(),
+                    partition,
                     log,
-                    high_watermark: *high_watermark,
+                    high_watermark,
                 },
             ));
         }
-        let storage = BrokerStorage {
-            broker_epoch: meta.broker_epoch,
-            controller_epoch: meta.controller_epoch,
+        let storage = Arc::new(BrokerStorage {
+            broker_epoch: loaded.header.broker_epoch,
+            controller_epoch: loaded.header.controller_epoch,
             replicas: replicas.into_iter().collect(),
-        };
-        self.meta = Some(meta);
-        Ok(Some(Storage::Broker(Arc::new(storage))))
+        });
+        self.last = Some(storage.clone());
+        Ok(Some(Storage::Broker(storage)))
     }
 
     fn save(&mut self, storage: &Storage) -> io::Result<()> {
@@ -277,34 +371,77 @@ impl Durable<Storage> for BrokerStore {
     }
 
     fn checkpoint(&mut self) -> io::Result<()> {
-        match self.meta_pending.take() {
-            Some(meta) => self.write_meta(meta),
-            None => Ok(()),
+        if !self.hwm_pending.is_empty() {
+            let pending: Vec<TopicPartition> =
+                std::mem::take(&mut self.hwm_pending).into_iter().collect();
+            self.append_meta(&pending)?;
         }
+        Ok(())
     }
 }
 
-/// The controller's state in one file.
+/// What every frame of the controller's metadata log carries whole.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ControllerHeader {
+    controller_epoch: ControllerEpoch,
+    brokers: Vec<(BrokerId, watermark_model::controller::BrokerRegistration)>,
+    metadata_offset: MetadataOffset,
+}
+
+/// A partition's metadata record: its state and the metadata offset of its newest change.
+type PartitionRecord = (PartitionState, MetadataOffset);
+
+/// The controller's state as a metadata log (`metadata.log`): each save appends the partitions
+/// changed since the last one (those whose metadata offset is newer), R50.
 pub struct ControllerStore {
-    path: PathBuf,
-    fsync: FsyncPolicy,
+    dir: PathBuf,
+    log: RecordLog,
+    /// The metadata offset of the last save: partitions changed after it are appended next.
+    saved_offset: Option<MetadataOffset>,
 }
 
 impl ControllerStore {
     pub fn new(dir: &Path, fsync: FsyncPolicy) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         Ok(ControllerStore {
-            path: dir.join("controller.state"),
-            fsync,
+            dir: dir.to_path_buf(),
+            log: RecordLog::new(&dir.join("metadata.log"), fsync == FsyncPolicy::Always),
+            saved_offset: None,
         })
     }
-}
 
-impl Durable<Storage> for ControllerStore {
-    fn load(&mut self) -> io::Result<Option<Storage>> {
-        let data = match fs::read(&self.path) {
+    fn header(state: &ControllerState) -> ControllerHeader {
+        ControllerHeader {
+            controller_epoch: state.controller_epoch,
+            brokers: state.brokers.clone(),
+            metadata_offset: state.metadata_offset,
+        }
+    }
+
+    fn record(
+        state: &ControllerState,
+        tp: &TopicPartition,
+        p: &PartitionState,
+    ) -> (TopicPartition, PartitionRecord) {
+        let offset = state.partition_offsets.get(tp).copied().unwrap_or(0);
+        (tp.clone(), (p.clone(), offset))
+    }
+
+    fn all_records(state: &ControllerState) -> Vec<(TopicPartition, PartitionRecord)> {
+        state
+            .partitions
+            .iter()
+            .map(|(tp, p)| Self::record(state, tp, p))
+            .collect()
+    }
+
+    /// A directory written before the metadata log keeps the state in `controller.state`, one
+    /// frame: read it, write it as the log's snapshot, then remove it.
+    fn migrate_legacy_state(&mut self) -> io::Result<()> {
+        let legacy = self.dir.join("controller.state");
+        let data = match fs::read(&legacy) {
             Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
         let state: ControllerState = unframe(&data)
@@ -312,9 +449,43 @@ impl Durable<Storage> for ControllerStore {
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{} is corrupt", self.path.display()),
+                    format!(
+                        "{} is corrupt (or written by a version without metadata offsets)",
+                        legacy.display()
+                    ),
                 )
             })?;
+        self.log
+            .write_snapshot(&Self::header(&state), Self::all_records(&state))?;
+        fs::remove_file(&legacy)
+    }
+}
+
+impl Durable<Storage> for ControllerStore {
+    fn load(&mut self) -> io::Result<Option<Storage>> {
+        self.migrate_legacy_state()?;
+        let Some(loaded) = self
+            .log
+            .load::<ControllerHeader, TopicPartition, PartitionRecord>()?
+        else {
+            return Ok(None);
+        };
+        let mut partitions = PartitionMap::new();
+        let mut partition_offsets = PartitionMap::new();
+        for (tp, (p, offset)) in loaded.records {
+            if offset > 0 {
+                partition_offsets.insert(tp.clone(), offset);
+            }
+            partitions.insert(tp, p);
+        }
+        let state = ControllerState {
+            controller_epoch: loaded.header.controller_epoch,
+            brokers: loaded.header.brokers,
+            partitions,
+            metadata_offset: loaded.header.metadata_offset,
+            partition_offsets,
+        };
+        self.saved_offset = Some(state.metadata_offset);
         Ok(Some(Storage::Controller(Arc::new(state))))
     }
 
@@ -322,12 +493,22 @@ impl Durable<Storage> for ControllerStore {
         let Storage::Controller(state) = storage else {
             return Err(io::Error::other("the controller saves controller storage"));
         };
-        let payload = postcard::to_allocvec(&**state).map_err(io::Error::other)?;
-        write_atomically(
-            &self.path,
-            &frame(&payload),
-            self.fsync == FsyncPolicy::Always,
-        )
+        let header = Self::header(state);
+        match self.saved_offset {
+            Some(saved) => {
+                let changed = state
+                    .partitions
+                    .iter()
+                    .filter(|(tp, _)| state.partition_offsets.get(tp).is_some_and(|o| *o > saved))
+                    .map(|(tp, p)| Self::record(state, tp, p))
+                    .collect();
+                self.log
+                    .append(&header, changed, || Self::all_records(state))?;
+            }
+            None => self.log.write_snapshot(&header, Self::all_records(state))?,
+        }
+        self.saved_offset = Some(state.metadata_offset);
+        Ok(())
     }
 }
 
@@ -430,11 +611,132 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = BrokerStore::new(dir.path(), FsyncPolicy::Never).unwrap();
         store.save(&storage(&[entry(0, "a")], 0)).unwrap();
-        let meta = dir.path().join("meta");
+        let meta = dir.path().join("meta.log");
         let mut data = fs::read(&meta).unwrap();
         data[10] ^= 1;
         fs::write(&meta, data).unwrap();
         let mut store = BrokerStore::new(dir.path(), FsyncPolicy::Never).unwrap();
         assert!(store.load().is_err());
+    }
+
+    /// `storage` with `count` partitions of topic `t`, partition `bumped` in partition epoch 1.
+    fn wide(count: u32, bumped: Option<u32>, hwm: Offset) -> Storage {
+        let topic = Topic::new("t");
+        let replicas = (0..count)
+            .map(|p| {
+                let tp = TopicPartition::new(&topic, p);
+                let partition = PartitionState {
+                    topic_partition: tp.clone(),
+                    leader: Some(1),
+                    leader_epoch: 0,
+                    partition_epoch: u32::from(bumped == Some(p)),
+                    isr: [1, 2, 3].as_slice().into(),
+                    replicas: [1, 2, 3].as_slice().into(),
+                    min_insync_replicas: 2,
+                };
+                (
+                    tp,
+                    ReplicaStorage {
+                        partition,
+                        log: Log::new(),
+                        high_watermark: hwm,
+                    },
+                )
+            })
+            .collect();
+        Storage::Broker(Arc::new(BrokerStorage {
+            broker_epoch: 0,
+            controller_epoch: 1,
+            replicas,
+        }))
+    }
+
+    #[test]
+    fn a_save_that_changes_one_partition_of_thousands_appends_only_that_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join("meta.log");
+        let mut store = BrokerStore::new(dir.path(), FsyncPolicy::Never).unwrap();
+        store.save(&wide(4000, None, 0)).unwrap();
+        let snapshot = fs::metadata(&meta).unwrap().len();
+        store.save(&wide(4000, Some(17), 0)).unwrap();
+        let appended = fs::metadata(&meta).unwrap().len() - snapshot;
+        assert!(
+            appended < 200,
+            "{appended} bytes appended for one partition, the snapshot is {snapshot}"
+        );
+        drop(store);
+        let mut store = BrokerStore::new(dir.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(store.load().unwrap(), Some(wide(4000, Some(17), 0)));
+    }
+
+    #[test]
+    fn a_directory_written_before_the_metadata_log_is_migrated_without_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let Storage::Broker(s) = wide(3, Some(1), 0) else {
+            unreachable!()
+        };
+        let legacy = LegacyBrokerMeta {
+            broker_epoch: s.broker_epoch,
+            controller_epoch: s.controller_epoch,
+            replicas: s.replicas.values().map(|r| r.partition.clone()).collect(),
+            high_watermarks: s.replicas.values().map(|r| r.high_watermark).collect(),
+        };
+        let bytes = crate::segment::frame(&postcard::to_allocvec(&legacy).unwrap());
+        fs::write(dir.path().join("meta"), bytes).unwrap();
+        let mut store = BrokerStore::new(dir.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(store.load().unwrap(), Some(wide(3, Some(1), 0)));
+        assert!(!dir.path().join("meta").exists());
+        let mut store = BrokerStore::new(dir.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(store.load().unwrap(), Some(wide(3, Some(1), 0)));
+    }
+
+    #[test]
+    fn the_controller_store_appends_changed_partitions_and_recovers_the_last_state() {
+        use watermark_model::controller::BrokerRegistration;
+        let dir = tempfile::tempdir().unwrap();
+        let topic = Topic::new("t");
+        let state = |epochs: &[(u32, u32, MetadataOffset)], offset: MetadataOffset| {
+            let mut partitions = PartitionMap::new();
+            let mut partition_offsets = PartitionMap::new();
+            for (p, epoch, changed_at) in epochs {
+                let tp = TopicPartition::new(&topic, *p);
+                partitions.insert(
+                    tp.clone(),
+                    PartitionState {
+                        topic_partition: tp.clone(),
+                        leader: Some(1),
+                        leader_epoch: *epoch,
+                        partition_epoch: *epoch,
+                        isr: [1].as_slice().into(),
+                        replicas: [1].as_slice().into(),
+                        min_insync_replicas: 1,
+                    },
+                );
+                if *changed_at > 0 {
+                    partition_offsets.insert(tp, *changed_at);
+                }
+            }
+            Storage::Controller(Arc::new(ControllerState {
+                controller_epoch: 2,
+                brokers: vec![(
+                    1,
+                    BrokerRegistration {
+                        broker_epoch: 3,
+                        fenced: false,
+                    },
+                )],
+                partitions,
+                metadata_offset: offset,
+                partition_offsets,
+            }))
+        };
+        let mut store = ControllerStore::new(dir.path(), FsyncPolicy::Never).unwrap();
+        assert!(store.load().unwrap().is_none());
+        store.save(&state(&[(0, 0, 1), (1, 0, 2)], 2)).unwrap();
+        store.save(&state(&[(0, 1, 3), (1, 0, 2)], 3)).unwrap();
+        let last = state(&[(0, 1, 3), (1, 2, 4)], 4);
+        store.save(&last).unwrap();
+        let mut store = ControllerStore::new(dir.path(), FsyncPolicy::Always).unwrap();
+        assert_eq!(store.load().unwrap(), Some(last));
     }
 }

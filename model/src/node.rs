@@ -129,19 +129,48 @@ impl NodeState {
     }
 }
 
-/// Runs a role's handler on the role's own state type inside `NodeState`, keeping the state
-/// borrowed (a no-op) unless the handler changed it.
+/// Runs a role's handler on the role's own state type inside `NodeState`. A borrowed state (the
+/// checker's) stays borrowed, a no-op, unless the handler changed it; an owned one (the real
+/// cluster's host owns its state) is handed to the handler owned, so that it changes it in place
+/// rather than copying every replica of the broker on its first change.
 macro_rules! delegate {
     ($state:expr, $variant:ident, |$s:ident| $body:expr) => {{
-        let NodeState::$variant(inner) = &**$state else {
-            unreachable!("actor and state roles always match")
-        };
-        let mut $s = Cow::Borrowed(inner);
-        $body;
-        if let Cow::Owned(next) = $s {
-            *$state = Cow::Owned(NodeState::$variant(next));
+        if let Cow::Owned(_) = $state {
+            let Cow::Owned(NodeState::$variant(inner)) =
+                std::mem::replace($state, Cow::Borrowed(placeholder()))
+            else {
+                unreachable!("actor and state roles always match")
+            };
+            let mut $s = Cow::Owned(inner);
+            $body;
+            *$state = Cow::Owned(NodeState::$variant($s.into_owned()));
+        } else {
+            let NodeState::$variant(inner) = &**$state else {
+                unreachable!("actor and state roles always match")
+            };
+            let mut $s = Cow::Borrowed(inner);
+            $body;
+            if let Cow::Owned(next) = $s {
+                *$state = Cow::Owned(NodeState::$variant(next));
+            }
         }
     }};
+}
+
+/// What an owned state's place holds while its handler runs; never seen by anyone.
+fn placeholder() -> &'static NodeState {
+    static PLACEHOLDER: std::sync::OnceLock<NodeState> = std::sync::OnceLock::new();
+    PLACEHOLDER.get_or_init(|| {
+        NodeState::Consumer(ConsumerState {
+            brokers: Arc::new([]),
+            leader: None,
+            metadata_in_flight: false,
+            bootstrap_index: 0,
+            position: 0,
+            fetching: false,
+            consumed: Arc::new(Vec::new()),
+        })
+    })
 }
 
 impl Actor for Node {

@@ -1217,3 +1217,21 @@ fn r35_kip_101_trusts_the_end_offset_and_kip_279_walks_back() {
         }]
     ));
 }
+
+/// The real cluster's host owns its state and hands it to handlers owned, so that they change it
+/// in place; the checker hands it borrowed. Both must come out the same.
+#[test]
+fn a_handler_given_an_owned_state_changes_it_exactly_as_a_borrowed_one() {
+    use stateright::actor::{Actor, Out};
+    use std::borrow::Cow;
+    let (b, s) = leader_with(Protocol::Kip320, &[(0, "a")], 0);
+    let msg = produce(Acks::Leader, 0, &["b"], 1);
+    let borrowed = deliver(&b, 1, &s, PRODUCER, msg.clone());
+    let mut owned: Cow<NodeState> = Cow::Owned(s.clone());
+    let mut out = Out::new();
+    b.on_msg(id(1), &mut owned, id(PRODUCER), msg, &mut out);
+    assert_eq!(Some(owned.into_owned()), borrowed.next);
+    let commands: Vec<Cmd> = out.into_iter().collect();
+    assert_eq!(format!("{commands:?}"), format!("{:?}", borrowed.commands));
+    assert!(!commands.is_empty());
+}
