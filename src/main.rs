@@ -13,6 +13,7 @@ use watermark_checks::{preset, presets, Knobs, Network};
 use watermark_model::{Acks, Protocol};
 
 mod matrix;
+mod simulate;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +40,9 @@ enum Command {
     Matrix(matrix::MatrixArgs),
     /// Serve stateright's Explorer for a configuration, to step through runs by clicking.
     Explore(explore::ExploreArgs),
+    /// Run the actors on a virtual clock with seeded faults: safety at every step, recovery
+    /// after healing.
+    Simulate(simulate::SimulateArgs),
     /// Run the protocol for real: a UDP cluster and Kafka-like tools.
     #[command(flatten)]
     Net(net::NetCommand),
@@ -70,7 +74,7 @@ struct CheckArgs {
 
 /// Knobs; each overrides the preset.
 #[derive(Args, Default)]
-struct KnobArgs {
+pub struct KnobArgs {
     #[arg(long)]
     brokers: Option<u32>,
     #[arg(long)]
@@ -130,18 +134,22 @@ struct KnobArgs {
     /// heartbeat, answered with what the broker lacks).
     #[arg(long)]
     metadata_pulls: Option<u32>,
+    /// Whether a registered broker's heartbeat pulls the metadata it lacks (KIP-631); false is
+    /// the push-only variant, which never repairs a lost LeaderAndIsr.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    metadata_pull: Option<bool>,
 }
 
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
     s.parse()
 }
 
-fn default_threads() -> usize {
+pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl KnobArgs {
-    fn apply(&self, k: &mut Knobs) {
+    pub fn apply(&self, k: &mut Knobs) {
         macro_rules! set {
             ($($field:ident => $knob:ident),* $(,)?) => {
                 $(if let Some(v) = self.$field { k.$knob = v; })*
@@ -170,6 +178,7 @@ impl KnobArgs {
             isr_shrinks => isr_shrinks,
             unclean_shutdown => unclean_shutdown,
             metadata_pulls => metadata_pulls,
+            metadata_pull => metadata_pull,
         );
     }
 }
@@ -254,6 +263,7 @@ fn main() -> ExitCode {
         Command::Presets => Ok(list_presets()),
         Command::Matrix(args) => matrix::run(args),
         Command::Explore(args) => explore::explore(args),
+        Command::Simulate(args) => simulate::simulate(args),
         Command::Net(command) => net::run(command),
     };
     match result {

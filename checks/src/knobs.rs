@@ -109,6 +109,9 @@ pub struct Knobs {
     /// lacks (R49). The model has no clock, so such a pull may come at any moment; this bounds
     /// how often. Pulls of what a broker knows it missed are not counted.
     pub metadata_pulls: u32,
+    /// Whether a registered broker's heartbeat pulls what it lacks (R49). Off is the push-only
+    /// variant, which never repairs a lost LeaderAndIsr: kept to show what the pull repairs.
+    pub metadata_pull: bool,
 }
 
 impl Knobs {
@@ -138,6 +141,7 @@ impl Knobs {
             false_suspicions: false,
             unclean_shutdown: false,
             metadata_pulls: 0,
+            metadata_pull: true,
         }
     }
 
@@ -180,6 +184,40 @@ impl Knobs {
 
     /// One line in Kafka's terms.
     pub fn summary(&self) -> String {
+        let mut s = self.cluster_summary();
+        if self.metadata_pulls > 0 {
+            s.push_str(&format!(
+                ", {} metadata pull{}",
+                self.metadata_pulls,
+                plural(self.metadata_pulls)
+            ));
+        }
+        s.push_str(&format!(
+            ", {} broker crash{}",
+            self.broker_crashes,
+            if self.broker_crashes == 1 { "" } else { "es" }
+        ));
+        if self.controller_crashes > 0 {
+            s.push_str(&format!(
+                ", {} controller crash{}",
+                self.controller_crashes,
+                if self.controller_crashes == 1 {
+                    ""
+                } else {
+                    "es"
+                }
+            ));
+        }
+        s.push_str(&format!(
+            ", leader epoch <= {}, {} network",
+            self.leader_epoch_max, self.network
+        ));
+        s
+    }
+
+    /// The cluster and its clients, without the checker's bounds (crashes, epochs, network):
+    /// what `watermark simulate` runs, where faults come from rates instead.
+    pub fn cluster_summary(&self) -> String {
         let mut s = format!(
             "{} brokers, {} partition{}, RF={}, min.insync.replicas={}, acks={}, {}, {} producer{} x {} record{}",
             self.brokers,
@@ -213,33 +251,9 @@ impl Knobs {
         if self.unclean_shutdown {
             s.push_str(", unclean shutdowns");
         }
-        if self.metadata_pulls > 0 {
-            s.push_str(&format!(
-                ", {} metadata pull{}",
-                self.metadata_pulls,
-                plural(self.metadata_pulls)
-            ));
+        if !self.metadata_pull {
+            s.push_str(", push-only metadata");
         }
-        s.push_str(&format!(
-            ", {} broker crash{}",
-            self.broker_crashes,
-            if self.broker_crashes == 1 { "" } else { "es" }
-        ));
-        if self.controller_crashes > 0 {
-            s.push_str(&format!(
-                ", {} controller crash{}",
-                self.controller_crashes,
-                if self.controller_crashes == 1 {
-                    ""
-                } else {
-                    "es"
-                }
-            ));
-        }
-        s.push_str(&format!(
-            ", leader epoch <= {}, {} network",
-            self.leader_epoch_max, self.network
-        ));
         s
     }
 }
@@ -427,6 +441,7 @@ impl Knobs {
             preferred_leader_election => "preferred-leader-election",
             false_suspicions => "false-suspicions",
             unclean_shutdown => "unclean-shutdown",
+            metadata_pull => "metadata-pull",
         );
         flags
     }

@@ -6,6 +6,8 @@
 //! - [`ghost`]: the history that properties about the past need;
 //! - [`properties`]: the invariants (I1…) and their twins (S1…), named as in spec.md;
 //! - [`runner`]: runs the checker and collects verdicts;
+//! - [`sim`]: the same actors on a virtual clock with the runtime's transport, faults and
+//!   recovery (`watermark simulate`);
 //! - [`report`] and [`trace`]: verdict tables, readable counterexamples, JSON;
 //! - [`explorer`]: the model as stateright's Explorer shows it, and Explorer paths of
 //!   counterexamples.
@@ -18,6 +20,7 @@ pub mod model;
 pub mod properties;
 pub mod report;
 pub mod runner;
+pub mod sim;
 pub mod trace;
 
 pub use knobs::{preset, presets, Knobs, Network, Preset};

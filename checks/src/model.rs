@@ -34,8 +34,47 @@ pub struct WatermarkModel {
 
 pub const CONTROLLER_INDEX: usize = 0;
 
+/// How the actors are configured: as the checker explores them, with no clock and batches of
+/// one record, or as a real cluster runs them (the simulator, `crate::sim`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub timing: Timing,
+    /// The clients' timing (`request.timeout.ms` above the brokers' session timeout).
+    pub client_timing: Timing,
+    /// `replica.fetch.max.bytes`, `fetch.max.bytes` and `batch.size`.
+    pub fetch_bytes_max: u32,
+    pub batch_bytes_max: u32,
+    pub retransmit: bool,
+    pub heartbeat_periodic: bool,
+    pub client_request_timeout: bool,
+    pub producer_attempts_max: u32,
+}
+
+impl Settings {
+    /// The checker's: every timer may fire at any moment, every batch and fetch response holds
+    /// one record, retransmission only with a lossy network, heartbeats within B7.
+    pub fn model(knobs: &Knobs) -> Settings {
+        Settings {
+            timing: Timing::model(),
+            client_timing: Timing::model(),
+            fetch_bytes_max: 1,
+            batch_bytes_max: 1,
+            retransmit: knobs.network.lossy,
+            heartbeat_periodic: knobs.metadata_pulls > 0,
+            client_request_timeout: knobs.client_request_timeout,
+            producer_attempts_max: knobs.producer_attempts_max,
+        }
+    }
+}
+
 impl WatermarkModel {
     pub fn new(knobs: Knobs) -> Self {
+        let settings = Settings::model(&knobs);
+        Self::with_settings(knobs, settings)
+    }
+
+    /// The model of a configuration with actors configured by `settings`.
+    pub fn with_settings(knobs: Knobs, settings: Settings) -> Self {
         let topic = Topic::new("t");
         let controller = Id::from(CONTROLLER_INDEX);
         let brokers: Vec<(BrokerId, Id)> = (1..=knobs.brokers)
@@ -45,13 +84,14 @@ impl WatermarkModel {
             controller,
             brokers: brokers.clone(),
             protocol: knobs.protocol,
-            // Tiny: every fetch response carries one record.
-            fetch_bytes_max: 1,
-            retransmit: knobs.network.lossy,
+            // The checker's are tiny: every fetch response carries one record.
+            fetch_bytes_max: settings.fetch_bytes_max,
+            retransmit: settings.retransmit,
             // B7: with pulls allowed, a registered broker's heartbeat timer sends one; the
             // ghost counts them.
-            heartbeat_periodic: knobs.metadata_pulls > 0,
-            timing: Timing::model(),
+            heartbeat_periodic: settings.heartbeat_periodic,
+            metadata_pull: knobs.metadata_pull,
+            timing: settings.timing.clone(),
             topics: vec![TopicConfig {
                 topic: topic.clone(),
                 assignments: assignments(&knobs),
@@ -87,20 +127,20 @@ impl WatermarkModel {
                 acks: knobs.acks,
                 idempotence: knobs.idempotence.then_some(p as ProducerId + 1),
                 records,
-                attempts_max: knobs.producer_attempts_max,
-                // Tiny: every produce request carries one record.
-                batch_bytes_max: 1,
-                request_timeout: knobs.client_request_timeout,
-                timing: Timing::model(),
+                attempts_max: settings.producer_attempts_max,
+                // The checker's are tiny: every produce request carries one record.
+                batch_bytes_max: settings.batch_bytes_max,
+                request_timeout: settings.client_request_timeout,
+                timing: settings.client_timing.clone(),
             })));
         }
         for c in 0..knobs.consumers {
             inner = inner.actor(Node::Consumer(Consumer::new(ConsumerConfig {
                 bootstrap: bootstrap.clone(),
                 topic_partition: TopicPartition::new(&topic, c % knobs.partitions),
-                fetch_bytes_max: 1,
-                request_timeout: knobs.client_request_timeout,
-                timing: Timing::model(),
+                fetch_bytes_max: settings.fetch_bytes_max,
+                request_timeout: settings.client_request_timeout,
+                timing: settings.client_timing.clone(),
             })));
         }
         let network = if knobs.network.ordered {

@@ -72,6 +72,8 @@ pub fn text(preset: &str, outcome: &Outcome) -> String {
             );
         }
     }
+    s.push_str(&outcome.rule_coverage.summary());
+    s.push('\n');
     let model = WatermarkModel::new(outcome.knobs.clone());
     for p in &outcome.properties {
         if p.verdict != Verdict::Violated {
@@ -124,6 +126,7 @@ pub fn json(preset: &str, outcome: &Outcome) -> Value {
         "max_depth": outcome.max_depth,
         "seconds": outcome.seconds,
         "properties": properties,
+        "rule_coverage": outcome.rule_coverage,
     })
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use watermark_model::rules::{Coverage, Recording};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +112,9 @@ pub struct Outcome {
     pub max_depth: usize,
     pub seconds: f64,
     pub properties: Vec<PropertyOutcome>,
+    /// How often each spec rule fired while the checker explored (every expansion of a state
+    /// counts). Checks running at once in one process count into each other's.
+    pub rule_coverage: Coverage,
 }
 
 impl Outcome {
@@ -154,6 +158,7 @@ pub fn run_properties(
             names.iter().copied().collect::<BTreeSet<_>>(),
         ));
     }
+    let recording = Recording::start();
     let started = Instant::now();
     let checker: Box<dyn Checker<WatermarkModel>> = match options.strategy {
         Strategy::Bfs => Box::new(builder.spawn_bfs()),
@@ -218,6 +223,7 @@ pub fn run_properties(
         max_depth: checker.max_depth(),
         seconds: elapsed.as_secs_f64(),
         properties,
+        rule_coverage: recording.coverage(),
     }
 }
 

@@ -5,7 +5,7 @@ use crate::model::{controller, Action, State, WatermarkModel, CONTROLLER_INDEX};
 use serde::Serialize;
 use stateright::actor::ActorModelAction;
 use stateright::Path;
-use watermark_model::broker::broker_list;
+use watermark_model::broker::{broker_list, FollowerState};
 use watermark_model::*;
 
 /// One step of a trace.
@@ -91,10 +91,18 @@ pub fn state_table(model: &WatermarkModel, state: &State) -> Vec<String> {
         }
         for r in b.replicas.values() {
             let role = match &r.role {
-                Role::Leader(_) => "leader",
-                Role::Follower(_) => "follower",
-                Role::Recovering => "recovering",
-                Role::Offline => "offline",
+                Role::Leader(_) => "leader".to_string(),
+                Role::Follower(FollowerState::Fetching {
+                    in_flight: true, ..
+                }) => "follower".to_string(),
+                Role::Follower(FollowerState::Fetching { .. }) => {
+                    "follower (backing off)".to_string()
+                }
+                Role::Follower(FollowerState::Truncating { epoch, .. }) => {
+                    format!("follower (asking end of epoch {epoch})")
+                }
+                Role::Recovering => "recovering".to_string(),
+                Role::Offline => "offline".to_string(),
             };
             lines.push(format!(
                 "broker {i}{crashed}: {:?} {role:<8} epoch {} log {:?} LEO {} HWM {}",

@@ -208,6 +208,7 @@ impl ClusterFile {
             fetch_bytes_max: BATCH_BYTES_MAX,
             retransmit: true,
             heartbeat_periodic: true,
+            metadata_pull: true,
             timing: self.timing_ms.timing(),
             topics: Vec::new(),
         })

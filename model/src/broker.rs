@@ -14,6 +14,7 @@ use crate::msg::{Msg, PartitionMetadata, PartitionState};
 use crate::node::{Node, Storage, Timer};
 use crate::outbox::Outbox;
 use crate::revision::Revision;
+use crate::rules::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
@@ -73,8 +74,6 @@ pub enum FollowerState {
         fetch_offset: Offset,
         in_flight: bool,
     },
-    /// The leader fenced our leader epoch; wait for LeaderAndIsr.
-    Waiting,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -243,6 +242,7 @@ impl Broker {
         storage: Option<&BrokerStorage>,
         o: &mut Out<Node>,
     ) -> BrokerState {
+        fired(R10);
         self.arm_timers(o);
         let mut outbox = Outbox::new();
         outbox.persist();
@@ -400,6 +400,7 @@ impl Broker {
             ),
             Msg::Metadata { topic } => {
                 // R36: any broker answers metadata from what it knows.
+                fired(R36);
                 outbox.send(src, self.metadata_response(state, &topic));
             }
             Msg::CreateTopics {
@@ -410,6 +411,7 @@ impl Broker {
                 client: None,
             } => {
                 // R46: forward to the controller, naming the client it answers.
+                fired(R46);
                 outbox.send(
                     self.config.cluster.controller,
                     Msg::CreateTopics {
@@ -426,6 +428,7 @@ impl Broker {
                 client: None,
             } => {
                 // R47: forward to the controller.
+                fired(R47);
                 outbox.send(
                     self.config.cluster.controller,
                     Msg::DescribeTopics {
@@ -436,6 +439,7 @@ impl Broker {
             }
             Msg::ListOffsets { topic_partition } => {
                 // R48: this replica's offsets, whatever its role.
+                fired(R48);
                 let result = match state.replicas.get(&topic_partition) {
                     Some(r) => Ok(crate::msg::ReplicaOffsets {
                         leader_epoch: r.leader_epoch(),
@@ -563,7 +567,6 @@ impl fmt::Debug for Replica {
                         fetch_offset,
                         in_flight,
                     } => (format!("fetching at {fetch_offset}"), *in_flight),
-                    FollowerState::Waiting => ("fenced, waiting".to_string(), true),
                 };
                 let backoff = if in_flight { "" } else { ", backing off" };
                 format!("follower of {} ({what}{backoff})", leader_name(p.leader))

@@ -60,6 +60,12 @@ pub struct ClusterConfig {
     /// session; the model does not, because its session timer may fire at any moment anyway, so
     /// steady heartbeats add states and no behaviour (spec: "Model bounds").
     pub heartbeat_periodic: bool,
+    /// Whether a registered broker's heartbeat pulls the metadata it lacks (KIP-631, R49). Off
+    /// is the push-only variant: the controller sends each change once and relies on it
+    /// arriving, as the ZooKeeper-era controller relied on TCP, so a lost LeaderAndIsr is never
+    /// repaired and ISR changes never reach the brokers that did not ask for them. The model
+    /// keeps it to show what the pull repairs (`watermark simulate --metadata-pull=false`).
+    pub metadata_pull: bool,
     pub timing: Timing,
     /// Topics that exist when the cluster first starts. The controller and every broker derive
     /// the same initial partition states from them ([`initial_partitions`]): each partition led

@@ -7,6 +7,7 @@ use crate::config::ConsumerConfig;
 use crate::msg::{FetchRequest, FetchResponse, FetchResult, Msg};
 use crate::node::{Node, Timer};
 use crate::outbox::Outbox;
+use crate::rules::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
@@ -48,6 +49,7 @@ impl Consumer {
 
     /// R41.
     pub fn start(&self, o: &mut Out<Node>) -> ConsumerState {
+        fired(R41);
         let timing = &self.config.timing;
         o.set_timer(Timer::MetadataRetry, timing.retry_backoff.clone());
         if self.config.request_timeout {
@@ -147,6 +149,7 @@ impl Consumer {
                 match result {
                     FetchResult::Records { records, .. } => {
                         // R42: take what was returned and fetch on.
+                        fired(R42);
                         let consumed = Arc::make_mut(&mut s.consumed);
                         for entry in records.iter() {
                             consumed.push(Consumed {
@@ -163,9 +166,11 @@ impl Consumer {
                         ..
                     } => {
                         // R43: the leader's high watermark is behind our position; retry later.
+                        fired(R43);
                     }
                     _ => {
                         // R43: leadership moved; refresh metadata.
+                        fired(R43);
                         s.leader = None;
                         if !s.metadata_in_flight {
                             self.request_metadata(s, &mut outbox);

@@ -12,6 +12,7 @@ use crate::config::{initial_partitions, ControllerConfig, TopicConfig};
 use crate::msg::{Msg, PartitionState};
 use crate::node::{Node, Storage, Timer};
 use crate::outbox::Outbox;
+use crate::rules::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
@@ -71,6 +72,7 @@ impl ControllerState {
 
     /// R50: the partition changed; its new state is the next metadata record.
     fn record_change(&mut self, tp: &TopicPartition) {
+        fired(R50);
         self.metadata_offset += 1;
         self.partition_offsets
             .insert(tp.clone(), self.metadata_offset);
@@ -173,6 +175,7 @@ impl Controller {
                 partition_offsets: PartitionMap::new(),
             },
         };
+        fired(R1);
         self.arm_timers(o);
         let mut outbox = Outbox::new();
         outbox.persist();
@@ -195,10 +198,11 @@ impl Controller {
                 // Not a broker of this cluster.
                 None => return,
                 // R3: a heartbeat from an older incarnation of the broker is ignored.
-                Some(r) if broker_epoch < r.broker_epoch => return,
+                Some(r) if broker_epoch < r.broker_epoch => fired(R3),
                 // R4: the broker restarted. Its previous incarnation is dead: fence it, then
                 // register the new one.
                 Some(r) if broker_epoch > r.broker_epoch => {
+                    fired(R4);
                     self.register(state.to_mut(), broker_id, broker_epoch, &mut outbox);
                     self.answer_heartbeat(
                         state,
@@ -206,11 +210,13 @@ impl Controller {
                         broker_id,
                         metadata_offset,
                         base,
+                        true,
                         &mut outbox,
                     );
                 }
                 // R5: a fenced broker that is alive asks to be unfenced.
                 Some(r) if r.fenced => {
+                    fired(R5);
                     self.unfence(state.to_mut(), broker_id, &mut outbox);
                     self.answer_heartbeat(
                         state,
@@ -218,11 +224,13 @@ impl Controller {
                         broker_id,
                         metadata_offset,
                         base,
+                        true,
                         &mut outbox,
                     );
                 }
                 // R6: a heartbeat from a live broker keeps its session.
                 Some(_) => {
+                    fired(R6);
                     o.set_timer(
                         Timer::SessionTimeout(broker_id),
                         self.config.cluster.timing.session_timeout.clone(),
@@ -233,6 +241,7 @@ impl Controller {
                         broker_id,
                         metadata_offset,
                         base,
+                        self.config.cluster.metadata_pull,
                         &mut outbox,
                     );
                 }
@@ -311,6 +320,7 @@ impl Controller {
             }
             Msg::DescribeTopics { topic, client } => {
                 // R47: the authoritative partition table, and which brokers are live.
+                fired(R47);
                 let partitions: Vec<PartitionState> = state
                     .partitions
                     .values()
@@ -349,7 +359,9 @@ impl Controller {
 
     /// R4–R6, R49: persist what changed, push it to the other live brokers, and answer the
     /// heartbeat with every partition changed after the broker's metadata offset: for a
-    /// restarted broker (no offset), the whole table.
+    /// restarted broker (no offset), the whole table. Without `pull` (the push-only variant,
+    /// `ClusterConfig::metadata_pull`) a registered broker's heartbeat is answered with nothing.
+    #[allow(clippy::too_many_arguments)]
     fn answer_heartbeat(
         &self,
         state: &ControllerState,
@@ -357,8 +369,17 @@ impl Controller {
         broker_id: BrokerId,
         metadata_offset: Option<MetadataOffset>,
         base: MetadataOffset,
+        pull: bool,
         outbox: &mut Outbox,
     ) {
+        if pull {
+            fired(R49);
+        }
+        let metadata_offset = if pull {
+            metadata_offset
+        } else {
+            Some(state.metadata_offset)
+        };
         if state.metadata_offset > base {
             outbox.persist();
         }
@@ -391,6 +412,7 @@ impl Controller {
         replication_factor: u32,
         min_insync_replicas: u32,
     ) -> Result<(), (ErrorCode, String)> {
+        fired(R46);
         validate_topic_name(&topic.0).map_err(|m| (ErrorCode::InvalidTopic, m))?;
         if state.partitions.keys().any(|tp| tp.topic == *topic) {
             return Err((
@@ -491,6 +513,7 @@ impl Controller {
         broker_epochs: &[(BrokerId, BrokerEpoch)],
     ) -> Result<PartitionState, ErrorCode> {
         let Some(current) = state.partitions.get(tp) else {
+            fired(R8);
             return Err(ErrorCode::UnknownTopicOrPartition);
         };
         if state
@@ -498,14 +521,17 @@ impl Controller {
             .is_none_or(|r| r.broker_epoch != broker_epoch)
         {
             // R8: KIP-903, a request from a dead incarnation.
+            fired(R8);
             return Err(ErrorCode::StaleBrokerEpoch);
         }
         if current.leader != Some(broker_id) || current.leader_epoch != leader_epoch {
             // R8: only the current leader, in the current epoch, changes the ISR.
+            fired(R8);
             return Err(ErrorCode::FencedLeaderEpoch);
         }
         if current.partition_epoch != partition_epoch {
             // R8: the leader's view of the ISR is stale.
+            fired(R8);
             return Err(ErrorCode::InvalidUpdateVersion);
         }
         // KIP-841, KIP-903: a replica joins only if it is assigned, live, and in the incarnation
@@ -526,6 +552,7 @@ impl Controller {
             // R8: the leader never leaves, and only eligible replicas join. The rejection uses up
             // the partition epoch, so that no copy of this request (a retransmission, a
             // duplicate) can be accepted later, when the replica may have become eligible.
+            fired(R8);
             let state = state.to_mut();
             let p = state.partitions.get_mut(tp).expect("checked above");
             p.partition_epoch += 1;
@@ -533,6 +560,7 @@ impl Controller {
             return Err(ErrorCode::IneligibleReplica);
         }
         // R7: accepted; the partition epoch moves on.
+        fired(R7);
         let state = state.to_mut();
         let p = state.partitions.get_mut(tp).expect("checked above");
         p.isr = new_isr;
@@ -557,6 +585,7 @@ impl Controller {
                 }
                 // R2: the session expired (the broker died, or the controller wrongly suspects
                 // it). Fence it and tell it so, in case it is alive.
+                fired(R2);
                 let state = state.to_mut();
                 self.fence(state, *broker_id);
                 outbox.persist();
@@ -596,6 +625,7 @@ impl Controller {
                 if movable.is_empty() {
                     return;
                 }
+                fired(R9);
                 let state = state.to_mut();
                 for tp in &movable {
                     let p = state.partitions.get_mut(tp).expect("listed above");

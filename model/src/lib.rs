@@ -34,6 +34,7 @@ pub mod node;
 mod outbox;
 pub mod producer;
 pub mod revision;
+pub mod rules;
 pub mod types;
 
 pub use broker::{Broker, BrokerState, Replica, Role};

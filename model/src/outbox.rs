@@ -35,6 +35,10 @@ impl Outbox {
 
     /// R0: the `Save` (if any) goes out before every `Send`.
     pub(crate) fn flush(self, o: &mut Out<Node>, storage: impl FnOnce() -> Storage) {
+        if self.persist && !self.sends.is_empty() {
+            // R0 at work: this step's messages wait for its save.
+            crate::rules::fired(crate::rules::R0);
+        }
         if self.persist {
             o.save(storage());
         }

@@ -10,6 +10,7 @@ use crate::config::ProducerConfig;
 use crate::msg::{Msg, ProduceRequest, ProduceResponse};
 use crate::node::{Node, Timer};
 use crate::outbox::Outbox;
+use crate::rules::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
@@ -66,6 +67,7 @@ impl Producer {
 
     /// R37: ask for metadata first.
     pub fn start(&self, o: &mut Out<Node>) -> ProducerState {
+        fired(R37);
         let timing = &self.config.timing;
         o.set_timer(Timer::MetadataRetry, timing.retry_backoff.clone());
         if self.config.request_timeout {
@@ -203,6 +205,7 @@ impl Producer {
         let Some(f) = state.in_flight else {
             return;
         };
+        fired(R39);
         if f.attempt >= self.config.attempts_max {
             self.give_up(state);
             self.send_ready(state, outbox);
@@ -250,6 +253,7 @@ impl Producer {
                 if !state.metadata_in_flight {
                     return;
                 }
+                fired(R37);
                 let s = state.to_mut();
                 s.metadata_in_flight = false;
                 s.brokers = brokers;
@@ -279,6 +283,7 @@ impl Producer {
                 match result {
                     Ok(base_offset) => {
                         // R38: acknowledged.
+                        fired(R38);
                         let range = self.batch(batch).1;
                         let acked = Arc::make_mut(&mut s.acked);
                         for (i, index) in range.clone().enumerate() {
@@ -296,6 +301,7 @@ impl Producer {
                     Err(ErrorCode::OutOfOrderSequence) => {
                         // R40: the leader lost records this producer had written before; Kafka
                         // makes that fatal for the batch.
+                        fired(R40);
                         self.give_up(s);
                         self.send_ready(s, &mut outbox);
                     }

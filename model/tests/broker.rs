@@ -1126,7 +1126,7 @@ fn r32_a_diverging_follower_truncates_and_fetches_on() {
 }
 
 #[test]
-fn r33_out_of_range_truncates_to_the_leader_log_end_and_fenced_waits() {
+fn r33_out_of_range_truncates_to_the_leader_log_end_and_a_fence_backs_off() {
     let (b, s) = follower_with(Protocol::HwmTruncation, &[(0, "a"), (0, "b")], 0, 0);
     let out_of_range = FetchResult::Error {
         error: ErrorCode::OffsetOutOfRange,
@@ -1139,11 +1139,23 @@ fn r33_out_of_range_truncates_to_the_leader_log_end_and_fenced_waits() {
         error: ErrorCode::FencedLeaderEpoch,
         log_end_offset: 0,
     };
+    // A fence in the follower's own epoch answers a fetch it sent in an earlier epoch (the
+    // simulator's seed 102: a delayed fetch, answered after the follower moved on). Waiting for
+    // a LeaderAndIsr that never comes left the replica out of the ISR for good; it backs off and
+    // fetches again instead.
     let step = deliver(&b, 2, &s, 1, response(1, 0, fenced));
     assert!(matches!(
         replica(step.state()).role,
-        Role::Follower(broker::FollowerState::Waiting)
+        Role::Follower(broker::FollowerState::Fetching {
+            fetch_offset: 1,
+            in_flight: false
+        })
     ));
+    let s = after(&s, &step);
+    let step = fire(&b, 2, &s, Timer::FetchBackoff);
+    assert!(
+        matches!(step.sends_to(1).as_slice(), [Msg::Fetch(f)] if f.fetch_offset == 1 && f.current_leader_epoch == Some(0))
+    );
 }
 
 #[test]

@@ -16,14 +16,22 @@ impl Broker {
         outbox: &mut Outbox,
     ) -> bool {
         match controller_epoch.cmp(&state.controller_epoch) {
-            std::cmp::Ordering::Less => return false,
+            std::cmp::Ordering::Less => {
+                fired(R11);
+                return false;
+            }
             std::cmp::Ordering::Greater => {
+                fired(R11);
                 state.to_mut().controller_epoch = controller_epoch;
                 outbox.persist();
             }
             std::cmp::Ordering::Equal => {}
         }
-        broker_epoch.is_none_or(|e| e == state.broker_epoch)
+        let admitted = broker_epoch.is_none_or(|e| e == state.broker_epoch);
+        if !admitted {
+            fired(R11);
+        }
+        admitted
     }
 
     /// R11–R15, R51: a push of the partitions the controller changed (LeaderAndIsr,
@@ -59,6 +67,7 @@ impl Broker {
                 apply_metadata(state, ps);
             }
         }
+        fired(R51);
         let held = match (base, state.metadata_offset) {
             // The whole table.
             (None, held) => Some(held.map_or(offset, |h| h.max(offset))),
@@ -95,6 +104,7 @@ impl Broker {
                 let resync = matches!(r.role, Role::Recovering) && incoming == known;
                 if incoming <= known && !resync {
                     // R12: not newer than what this replica knows.
+                    fired(R12);
                     return false;
                 }
                 r.clone()
@@ -112,6 +122,7 @@ impl Broker {
         if same_leadership {
             // R13: the ISR changed under the same leader. The controller's state is
             // authoritative: it settles any ISR change this leader had pending.
+            fired(R13);
             if let Role::Leader(l) = &mut r.role {
                 // A follower this leader was adding that the controller's ISR still lacks was
                 // refused (perhaps fenced, or an earlier incarnation): forget its progress, so
@@ -157,6 +168,7 @@ impl Broker {
     /// R14: leadership in a new epoch. The leader's epoch starts at its log end offset; it knows
     /// nothing of its followers' progress in this epoch yet.
     fn become_leader(&self, r: &mut Replica, ps: PartitionState, outbox: &mut Outbox) {
+        fired(R14);
         self.abandon_requests(r, outbox);
         let me = self.broker_id();
         r.role = Role::Leader(LeaderState {
@@ -187,6 +199,7 @@ impl Broker {
         ps: PartitionState,
         outbox: &mut Outbox,
     ) {
+        fired(R15);
         self.abandon_requests(r, outbox);
         r.partition = ps;
         r.role = Role::Offline;
@@ -244,6 +257,7 @@ impl Broker {
         if !self.admit_controller_message(state, controller_epoch, Some(broker_epoch), outbox) {
             return;
         }
+        fired(R16);
         match (is_fenced, state.registered) {
             (true, true) => {
                 state.to_mut().registered = false;
@@ -262,6 +276,7 @@ impl Broker {
 
 /// R12 for a partition this broker does not replicate: keep the newer state.
 fn apply_metadata(state: &mut Cow<BrokerState>, ps: PartitionState) {
+    fired(R12);
     let newer = state.metadata.get(&ps.topic_partition).is_none_or(|known| {
         (ps.leader_epoch, ps.partition_epoch) > (known.leader_epoch, known.partition_epoch)
     });

@@ -4,6 +4,7 @@
 use super::*;
 use crate::msg::{EpochEndOffset, FetchRequest, FetchResponse, FetchResult};
 use crate::revision::BecomeFollower;
+use crate::rules::*;
 
 impl Broker {
     /// R15: the revision's first step as a follower of `r.partition.leader`.
@@ -139,6 +140,7 @@ impl Broker {
             } => {
                 // R31: append, adopt the leader's high watermark up to our own log end offset,
                 // fetch on.
+                fired(R31);
                 debug_assert_eq!(fetch_offset, r.log_end_offset());
                 let appended = !records.is_empty();
                 for entry in records.iter() {
@@ -153,6 +155,7 @@ impl Broker {
             }
             FetchResult::Diverging(answer) => {
                 // R32: truncate where the logs stop agreeing (or walk back), fetch on.
+                fired(R32);
                 self.truncate_by_answer(&mut r, answer, outbox);
                 self.send_fetch(broker_epoch, &mut r, leader, outbox);
             }
@@ -162,17 +165,18 @@ impl Broker {
             } => {
                 // R33: the leader's log is shorter than ours; cut ours to it (the pre-KIP-101
                 // fallback, unsafe, and unreachable under KIP-320's divergence check).
+                fired(R33);
                 self.truncate(&mut r, log_end_offset, outbox);
                 self.send_fetch(broker_epoch, &mut r, leader, outbox);
             }
-            FetchResult::Error { error, .. } => {
-                // R33: fenced, we wait for LeaderAndIsr; otherwise back off and retry.
-                r.role = Role::Follower(match error {
-                    ErrorCode::FencedLeaderEpoch => FollowerState::Waiting,
-                    _ => FollowerState::Fetching {
-                        fetch_offset,
-                        in_flight: false,
-                    },
+            FetchResult::Error { .. } => {
+                // R33: any other error, `FencedLeaderEpoch` included, backs off and retries. A
+                // fence that passed R31 answers an earlier request: a leader in our epoch does not
+                // fence a fetch in our epoch. A newer epoch reaches us by push or pull (R49).
+                fired(R33);
+                r.role = Role::Follower(FollowerState::Fetching {
+                    fetch_offset,
+                    in_flight: false,
                 });
             }
         }
@@ -213,6 +217,7 @@ impl Broker {
         let Some(leader) = self.sender_if_leader(r, src) else {
             return;
         };
+        fired(R35);
         let broker_epoch = state.broker_epoch;
         let mut r = r.clone();
         match result {
@@ -226,7 +231,8 @@ impl Broker {
                     _ => self.send_fetch(broker_epoch, &mut r, leader, outbox),
                 }
             }
-            Err(ErrorCode::FencedLeaderEpoch) => r.role = Role::Follower(FollowerState::Waiting),
+            // R35: an error, `FencedLeaderEpoch` included (it may answer a request of an earlier
+            // epoch), backs off and asks again.
             Err(_) => {
                 r.role = Role::Follower(FollowerState::Truncating {
                     epoch,
@@ -257,6 +263,7 @@ impl Broker {
             .map(|r| r.partition.topic_partition.clone())
             .collect();
         for tp in due {
+            fired(if in_flight { R45 } else { R44 });
             let r = &state.replicas[&tp];
             let Some(leader) = r.partition.leader.and_then(|l| self.address_of(l)) else {
                 continue;
@@ -279,6 +286,7 @@ impl Broker {
         self.resend_follower_requests(state, true, outbox);
         for r in state.replicas.values() {
             if let Some(pending) = r.leader_state().and_then(|l| l.pending_isr.as_ref()) {
+                fired(R45);
                 outbox.send(
                     self.config.cluster.controller,
                     self.alter_partition_request(state.broker_epoch, r, pending),

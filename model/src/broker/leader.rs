@@ -2,10 +2,13 @@
 //! ISR. Spec: rules R17–R30, R34.
 
 use super::*;
-use crate::msg::{FetchRequest, FetchResponse, FetchResult, ProduceRequest, ProduceResponse};
+use crate::msg::{
+    EpochEndOffset, FetchRequest, FetchResponse, FetchResult, ProduceRequest, ProduceResponse,
+};
+use crate::rules::*;
 
 impl Broker {
-    /// R17–R21.
+    /// R17–R21: a produce request, refused, answered as a retry, or appended.
     pub(super) fn on_produce(
         &self,
         state: &mut Cow<BrokerState>,
@@ -14,95 +17,117 @@ impl Broker {
         outbox: &mut Outbox,
     ) {
         let tp = request.topic_partition.clone();
-        let reply = |outbox: &mut Outbox, leader_epoch, result| {
-            if request.acks != Acks::None {
-                outbox.send(
-                    src,
-                    Msg::ProduceResponse(ProduceResponse {
-                        topic_partition: tp.clone(),
-                        batch: request.batch,
-                        attempt: request.attempt,
-                        leader_epoch,
-                        result,
-                    }),
-                );
-            }
-        };
-        let Some(r) = state.replicas.get(&tp) else {
+        match state.replicas.get(&tp) {
             // R17: this broker does not host the partition at all.
-            let error = if state.metadata.contains_key(&tp) {
-                ErrorCode::NotLeaderOrFollower
-            } else {
-                ErrorCode::UnknownTopicOrPartition
-            };
-            reply(outbox, 0, Err(error));
-            return;
-        };
-        let epoch = r.leader_epoch();
-        let Role::Leader(_) = &r.role else {
-            // R17: not the leader.
-            reply(outbox, epoch, Err(ErrorCode::NotLeaderOrFollower));
-            return;
-        };
-        if request.leader_epoch != epoch {
-            // R17: the producer's metadata names another epoch.
-            let error = if request.leader_epoch < epoch {
-                ErrorCode::FencedLeaderEpoch
-            } else {
-                ErrorCode::UnknownLeaderEpoch
-            };
-            reply(outbox, epoch, Err(error));
-            return;
-        }
-        if request.acks == Acks::All
-            && (r.partition.isr.len() as u32) < r.partition.min_insync_replicas
-        {
-            // R18: acks=all needs min.insync.replicas in the ISR before the append.
-            reply(outbox, epoch, Err(ErrorCode::NotEnoughReplicas));
-            return;
-        }
-        let count = request.records.len() as Offset;
-        let base_offset = match idempotence_check(&r.log, &request.records) {
-            Sequencing::Append => None,
-            // R19: a retry of a batch this log already holds is answered with its offset.
-            Sequencing::Duplicate(offset) => Some(offset),
-            Sequencing::OutOfOrder => {
-                // R20: a gap in the producer's sequence.
-                reply(outbox, epoch, Err(ErrorCode::OutOfOrderSequence));
-                return;
-            }
-        };
-        let mut r = r.clone();
-        let base_offset = match base_offset {
-            Some(offset) => offset,
             None => {
-                // R21: append in the current leader epoch.
-                let base = r.log_end_offset();
-                for record in request.records.iter().cloned() {
-                    r.log.append(LogEntry {
-                        leader_epoch: epoch,
-                        record,
-                    });
-                }
-                outbox.persist();
-                self.complete_delayed_fetches(&mut r, outbox);
-                base
+                let error = not_hosted_error(state, &tp);
+                refuse_produce(R17, src, &request, 0, error, outbox)
             }
-        };
+            // R17: not the leader.
+            Some(r) if !r.is_leader() => refuse_produce(
+                R17,
+                src,
+                &request,
+                r.leader_epoch(),
+                ErrorCode::NotLeaderOrFollower,
+                outbox,
+            ),
+            // R17: the producer's metadata names another epoch.
+            Some(r) if request.leader_epoch != r.leader_epoch() => {
+                let error = if request.leader_epoch < r.leader_epoch() {
+                    ErrorCode::FencedLeaderEpoch
+                } else {
+                    ErrorCode::UnknownLeaderEpoch
+                };
+                refuse_produce(R17, src, &request, r.leader_epoch(), error, outbox)
+            }
+            // R18: acks=all needs min.insync.replicas in the ISR before the append.
+            Some(r)
+                if request.acks == Acks::All
+                    && (r.partition.isr.len() as u32) < r.partition.min_insync_replicas =>
+            {
+                refuse_produce(
+                    R18,
+                    src,
+                    &request,
+                    r.leader_epoch(),
+                    ErrorCode::NotEnoughReplicas,
+                    outbox,
+                )
+            }
+            Some(r) => match idempotence_check(&r.log, &request.records) {
+                // R20: a gap in the producer's sequence.
+                Sequencing::OutOfOrder => refuse_produce(
+                    R20,
+                    src,
+                    &request,
+                    r.leader_epoch(),
+                    ErrorCode::OutOfOrderSequence,
+                    outbox,
+                ),
+                // R19: a retry of a batch this log already holds is answered with its offset.
+                Sequencing::Duplicate(offset) => {
+                    fired(R19);
+                    let r = r.clone();
+                    self.answer_produce(state, src, &request, r, offset, outbox)
+                }
+                // R21: append in the current leader epoch.
+                Sequencing::Append => {
+                    let r = r.clone();
+                    self.append(state, src, &request, r, outbox)
+                }
+            },
+        }
+    }
+
+    /// R21: appends the batch stamped with the leader epoch, persists it, and answers the
+    /// follower fetches it was holding.
+    fn append(
+        &self,
+        state: &mut Cow<BrokerState>,
+        src: Id,
+        request: &ProduceRequest,
+        mut r: Replica,
+        outbox: &mut Outbox,
+    ) {
+        fired(R21);
+        let epoch = r.leader_epoch();
+        let base_offset = r.log_end_offset();
+        for record in request.records.iter().cloned() {
+            r.log.append(LogEntry {
+                leader_epoch: epoch,
+                record,
+            });
+        }
+        outbox.persist();
+        self.complete_delayed_fetches(&mut r, outbox);
+        self.answer_produce(state, src, request, r, base_offset, outbox);
+    }
+
+    /// R19, R21: answers a batch the log holds from `base_offset`: `acks=1` at once, `acks=all`
+    /// once the high watermark passes it (held, R28), `acks=0` never.
+    fn answer_produce(
+        &self,
+        state: &mut Cow<BrokerState>,
+        src: Id,
+        request: &ProduceRequest,
+        mut r: Replica,
+        base_offset: Offset,
+        outbox: &mut Outbox,
+    ) {
+        let epoch = r.leader_epoch();
         match request.acks {
             Acks::None => {}
-            Acks::Leader => reply(outbox, epoch, Ok(base_offset)),
+            Acks::Leader => reply_produce(src, request, epoch, Ok(base_offset), outbox),
             Acks::All => {
-                let Role::Leader(leader) = &mut r.role else {
-                    unreachable!("checked above")
-                };
                 let held = DelayedProduce {
                     client: src,
                     batch: request.batch,
                     attempt: request.attempt,
                     base_offset,
-                    end_offset: base_offset + count,
+                    end_offset: base_offset + request.records.len() as Offset,
                 };
+                let leader = leader_mut(&mut r);
                 // A duplicate of a request already held (a duplicated datagram) is answered by
                 // the same completion.
                 if !leader.delayed_produces.contains(&held) {
@@ -111,10 +136,13 @@ impl Broker {
                 self.maybe_advance_high_watermark(&mut r, outbox);
             }
         }
-        state.to_mut().replicas.insert(tp, r);
+        state
+            .to_mut()
+            .replicas
+            .insert(request.topic_partition.clone(), r);
     }
 
-    /// R22–R27.
+    /// R22–R27: a fetch, refused, or served to a follower or a consumer.
     pub(super) fn on_fetch(
         &self,
         state: &mut Cow<BrokerState>,
@@ -123,140 +151,172 @@ impl Broker {
         outbox: &mut Outbox,
     ) {
         let tp = request.topic_partition.clone();
-        let Some(r) = state.replicas.get(&tp) else {
-            let error = if state.metadata.contains_key(&tp) {
-                ErrorCode::NotLeaderOrFollower
-            } else {
-                ErrorCode::UnknownTopicOrPartition
-            };
-            outbox.send(
-                src,
-                Msg::FetchResponse(FetchResponse {
-                    topic_partition: tp,
-                    fetch_offset: request.fetch_offset,
-                    leader_epoch: 0,
-                    result: FetchResult::Error {
-                        error,
-                        log_end_offset: 0,
-                    },
-                }),
-            );
-            return;
-        };
-        let Role::Leader(leader) = &r.role else {
-            // R22: only the leader serves fetches.
-            outbox.send(
-                src,
-                self.fetch_error(r, &request, ErrorCode::NotLeaderOrFollower),
-            );
-            return;
-        };
-        if let Some(error) = self.fence(r, request.current_leader_epoch) {
-            // R23: KIP-320, the fetcher is in another leader epoch.
-            outbox.send(src, self.fetch_error(r, &request, error));
-            return;
-        }
-        let epoch_start_offset = leader.epoch_start_offset;
-        let mut r = r.clone();
-        match request.replica_id {
-            Some(follower) => {
-                if !r.partition.replicas.contains(&follower) {
-                    outbox.send(
-                        src,
-                        self.fetch_error(&r, &request, ErrorCode::NotLeaderOrFollower),
-                    );
-                    return;
-                }
-                if let (true, Some(last_fetched_epoch)) = (
-                    self.revision().fetch_carries_last_fetched_epoch(),
-                    request.last_fetched_epoch,
-                ) {
-                    let answer = r
-                        .log
-                        .end_offset_for_epoch(last_fetched_epoch, self.own_epoch(&r));
-                    let diverging = match answer {
-                        None => true,
-                        Some((epoch, end_offset)) => {
-                            epoch < last_fetched_epoch || end_offset < request.fetch_offset
-                        }
-                    };
-                    if diverging {
-                        // R24: the follower's log has a tail the leader's lacks.
-                        outbox.send(
-                            src,
-                            self.fetch_response(&r, &request, FetchResult::Diverging(answer)),
-                        );
-                        return;
-                    }
-                }
-                if request.fetch_offset > r.log_end_offset() {
-                    // R25.
-                    outbox.send(
-                        src,
-                        self.fetch_error(&r, &request, ErrorCode::OffsetOutOfRange),
-                    );
-                    return;
-                }
-                // R26: the fetch offset is the follower's log end offset, in the incarnation that
-                // sent it. A fetch from an incarnation older than one already seen is a delayed
-                // message from a dead process (KIP-903).
-                let leader = leader_mut(&mut r);
-                if let Some(p) = leader
-                    .followers
-                    .iter_mut()
-                    .find(|p| p.broker_id == follower)
-                {
-                    if p.broker_epoch.is_some_and(|e| request.broker_epoch < e) {
-                        return;
-                    }
-                    p.log_end_offset = Some(request.fetch_offset);
-                    p.broker_epoch = Some(request.broker_epoch);
-                }
-                self.maybe_expand_isr(state.broker_epoch, &mut r, follower, outbox);
-                self.maybe_advance_high_watermark(&mut r, outbox);
-                if request.fetch_offset < r.log_end_offset()
-                    || r.high_watermark > request.high_watermark
-                {
-                    let records = r.log.read(
-                        request.fetch_offset,
-                        r.log_end_offset(),
-                        request.fetch_bytes_max,
-                    );
-                    let result = FetchResult::Records {
-                        records: records.into(),
-                        high_watermark: r.high_watermark,
-                    };
-                    outbox.send(src, self.fetch_response(&r, &request, result));
-                } else {
-                    hold_fetch(&mut r, src, request);
-                }
-            }
+        match state.replicas.get(&tp) {
+            // R22: this broker does not host the partition at all.
             None => {
-                // R27: consumers read below the high watermark only, and only once the high
-                // watermark has reached this leader's epoch.
-                if r.high_watermark < epoch_start_offset {
-                    outbox.send(
-                        src,
-                        self.fetch_error(&r, &request, ErrorCode::OffsetNotAvailable),
-                    );
-                    return;
-                }
-                if request.fetch_offset > r.high_watermark {
-                    outbox.send(
-                        src,
-                        self.fetch_error(&r, &request, ErrorCode::OffsetOutOfRange),
-                    );
-                    return;
-                }
-                if request.fetch_offset < r.high_watermark {
-                    outbox.send(src, self.consumer_records(&r, &request));
-                } else {
-                    hold_fetch(&mut r, src, request);
+                fired(R22);
+                let error = not_hosted_error(state, &tp);
+                outbox.send(
+                    src,
+                    Msg::FetchResponse(FetchResponse {
+                        topic_partition: tp,
+                        fetch_offset: request.fetch_offset,
+                        leader_epoch: 0,
+                        result: FetchResult::Error {
+                            error,
+                            log_end_offset: 0,
+                        },
+                    }),
+                );
+            }
+            // R22: only the leader serves fetches.
+            Some(r) if !r.is_leader() => {
+                fired(R22);
+                outbox.send(
+                    src,
+                    self.fetch_error(r, &request, ErrorCode::NotLeaderOrFollower),
+                );
+            }
+            // R23: KIP-320, the fetcher is in another leader epoch.
+            Some(r) if self.fence(r, request.current_leader_epoch).is_some() => {
+                fired(R23);
+                let error = self
+                    .fence(r, request.current_leader_epoch)
+                    .expect("checked by the guard");
+                outbox.send(src, self.fetch_error(r, &request, error));
+            }
+            // R22: a follower fetch from a broker that holds no replica of the partition.
+            Some(r)
+                if request
+                    .replica_id
+                    .is_some_and(|f| !r.partition.replicas.contains(&f)) =>
+            {
+                fired(R22);
+                outbox.send(
+                    src,
+                    self.fetch_error(r, &request, ErrorCode::NotLeaderOrFollower),
+                );
+            }
+            Some(r) => {
+                let r = r.clone();
+                match request.replica_id {
+                    Some(follower) => {
+                        self.serve_follower_fetch(state, src, request, follower, r, outbox)
+                    }
+                    None => self.serve_consumer_fetch(state, src, request, r, outbox),
                 }
             }
         }
-        if state.replicas.get(&tp) != Some(&r) {
-            state.to_mut().replicas.insert(tp, r);
+    }
+
+    /// R24–R26: a fetch from a follower of this leader.
+    fn serve_follower_fetch(
+        &self,
+        state: &mut Cow<BrokerState>,
+        src: Id,
+        request: FetchRequest,
+        follower: BrokerId,
+        mut r: Replica,
+        outbox: &mut Outbox,
+    ) {
+        if let Some(answer) = self.divergence(&r, &request) {
+            // R24: the follower's log has a tail the leader's lacks.
+            fired(R24);
+            outbox.send(
+                src,
+                self.fetch_response(&r, &request, FetchResult::Diverging(answer)),
+            );
+            return;
+        }
+        if request.fetch_offset > r.log_end_offset() {
+            // R25: the follower is past the leader's log end.
+            fired(R25);
+            outbox.send(
+                src,
+                self.fetch_error(&r, &request, ErrorCode::OffsetOutOfRange),
+            );
+            return;
+        }
+        // R26: the fetch offset is the follower's log end offset, in the incarnation that sent
+        // it. A fetch from an incarnation older than one already seen is a delayed message from
+        // a dead process (KIP-903).
+        let leader = leader_mut(&mut r);
+        if let Some(p) = leader
+            .followers
+            .iter_mut()
+            .find(|p| p.broker_id == follower)
+        {
+            if p.broker_epoch.is_some_and(|e| request.broker_epoch < e) {
+                return;
+            }
+            p.log_end_offset = Some(request.fetch_offset);
+            p.broker_epoch = Some(request.broker_epoch);
+        }
+        fired(R26);
+        self.maybe_expand_isr(state.broker_epoch, &mut r, follower, outbox);
+        self.maybe_advance_high_watermark(&mut r, outbox);
+        if request.fetch_offset < r.log_end_offset() || r.high_watermark > request.high_watermark {
+            let records = r.log.read(
+                request.fetch_offset,
+                r.log_end_offset(),
+                request.fetch_bytes_max,
+            );
+            let result = FetchResult::Records {
+                records: records.into(),
+                high_watermark: r.high_watermark,
+            };
+            outbox.send(src, self.fetch_response(&r, &request, result));
+        } else {
+            hold_fetch(&mut r, src, request);
+        }
+        update_replica(state, r);
+    }
+
+    /// R24: the leader's end offset for the epoch of the follower's last record, if the
+    /// follower's log diverges from it there (KIP-320 revisions only).
+    fn divergence(&self, r: &Replica, request: &FetchRequest) -> Option<EpochEndOffset> {
+        let last_fetched_epoch = request
+            .last_fetched_epoch
+            .filter(|_| self.revision().fetch_carries_last_fetched_epoch())?;
+        let answer = r
+            .log
+            .end_offset_for_epoch(last_fetched_epoch, self.own_epoch(r));
+        let diverging = match answer {
+            None => true,
+            Some((epoch, end_offset)) => {
+                epoch < last_fetched_epoch || end_offset < request.fetch_offset
+            }
+        };
+        diverging.then_some(answer)
+    }
+
+    /// R27: consumers read below the high watermark only, and only once the high watermark has
+    /// reached this leader's epoch.
+    fn serve_consumer_fetch(
+        &self,
+        state: &mut Cow<BrokerState>,
+        src: Id,
+        request: FetchRequest,
+        mut r: Replica,
+        outbox: &mut Outbox,
+    ) {
+        fired(R27);
+        let epoch_start_offset = r.leader_state().map_or(0, |l| l.epoch_start_offset);
+        if r.high_watermark < epoch_start_offset {
+            outbox.send(
+                src,
+                self.fetch_error(&r, &request, ErrorCode::OffsetNotAvailable),
+            );
+        } else if request.fetch_offset > r.high_watermark {
+            outbox.send(
+                src,
+                self.fetch_error(&r, &request, ErrorCode::OffsetOutOfRange),
+            );
+        } else if request.fetch_offset < r.high_watermark {
+            outbox.send(src, self.consumer_records(&r, &request));
+        } else {
+            hold_fetch(&mut r, src, request);
+            update_replica(state, r);
         }
     }
 
@@ -291,6 +351,7 @@ impl Broker {
         current_leader_epoch: Option<LeaderEpoch>,
         outbox: &mut Outbox,
     ) {
+        fired(R34);
         let result = match state.replicas.get(&tp) {
             None => Err(ErrorCode::UnknownTopicOrPartition),
             Some(r) if !r.is_leader() => Err(ErrorCode::NotLeaderOrFollower),
@@ -336,6 +397,7 @@ impl Broker {
             };
         }
         if let Some(candidate) = candidate.filter(|c| *c > r.high_watermark) {
+            fired(R28);
             r.high_watermark = candidate;
             outbox.persist();
         }
@@ -514,6 +576,7 @@ impl Broker {
             .collect();
         let broker_epoch = state.broker_epoch;
         for (tp, new_isr) in lagging {
+            fired(R29);
             let mut r = state.replicas[&tp].clone();
             self.alter_partition(broker_epoch, &mut r, new_isr, outbox);
             state.to_mut().replicas.insert(tp, r);
@@ -582,6 +645,7 @@ impl Broker {
         if !self.admit_controller_message(state, controller_epoch, None, outbox) {
             return; // R11
         }
+        fired(R30);
         let carried: Vec<PartitionState> = carried.into_iter().collect();
         self.apply_metadata_delta(state, offsets, &carried, outbox);
     }
@@ -629,6 +693,59 @@ impl Broker {
                 high_watermark: r.high_watermark,
             },
         )
+    }
+}
+
+/// `UnknownTopicOrPartition`, or `NotLeaderOrFollower` for a partition this broker knows from
+/// metadata only (R17, R22).
+fn not_hosted_error(state: &BrokerState, tp: &TopicPartition) -> ErrorCode {
+    if state.metadata.contains_key(tp) {
+        ErrorCode::NotLeaderOrFollower
+    } else {
+        ErrorCode::UnknownTopicOrPartition
+    }
+}
+
+/// Answers a produce request, unless it asked for no answer (`acks=0`).
+fn reply_produce(
+    src: Id,
+    request: &ProduceRequest,
+    leader_epoch: LeaderEpoch,
+    result: Result<Offset, ErrorCode>,
+    outbox: &mut Outbox,
+) {
+    if request.acks != Acks::None {
+        outbox.send(
+            src,
+            Msg::ProduceResponse(ProduceResponse {
+                topic_partition: request.topic_partition.clone(),
+                batch: request.batch,
+                attempt: request.attempt,
+                leader_epoch,
+                result,
+            }),
+        );
+    }
+}
+
+/// R17, R18, R20: a produce request refused with `error`.
+fn refuse_produce(
+    rule: Rule,
+    src: Id,
+    request: &ProduceRequest,
+    leader_epoch: LeaderEpoch,
+    error: ErrorCode,
+    outbox: &mut Outbox,
+) {
+    fired(rule);
+    reply_produce(src, request, leader_epoch, Err(error), outbox);
+}
+
+/// Stores a changed replica, leaving the state borrowed (a no-op) if nothing changed.
+fn update_replica(state: &mut Cow<BrokerState>, r: Replica) {
+    let tp = r.partition.topic_partition.clone();
+    if state.replicas.get(&tp) != Some(&r) {
+        state.to_mut().replicas.insert(tp, r);
     }
 }
 

@@ -35,6 +35,7 @@ pub fn cluster_with(protocol: Protocol, min_isr: u32, unclean: bool) -> Arc<Clus
         fetch_bytes_max: 1,
         retransmit: false,
         heartbeat_periodic: false,
+        metadata_pull: true,
         timing: Timing::model(),
         topics: vec![TopicConfig {
             topic: topic(),
