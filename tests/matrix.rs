@@ -89,3 +89,31 @@ fn the_cli_prints_the_table_and_a_counterexample_and_exits_by_expectation() {
     }
     assert_eq!(row["verdict"], "reachable");
 }
+
+/// Each pair of adjacent revisions gives different verdicts in some row of the matrix, in the
+/// same configuration: the older one shows its historical bug, the newer one does not.
+#[test]
+fn adjacent_revisions_are_told_apart_by_the_matrix() {
+    use watermark_model::{Protocol, PROTOCOLS};
+    let scenarios = matrix::scenarios();
+    for pair in PROTOCOLS.windows(2) {
+        let (older, newer) = (pair[0], pair[1]);
+        let apart = scenarios.iter().any(|a| {
+            a.knobs.protocol == older
+                && matches!(a.expected, Expected::Violated | Expected::Reachable)
+                && scenarios.iter().any(|b| {
+                    b.knobs.protocol == newer
+                        && b.property == a.property
+                        && b.knobs == matrix_knobs_as(&a.knobs, newer)
+                        && matches!(b.expected, Expected::Holds | Expected::Unreachable)
+                })
+        });
+        assert!(apart, "no row tells {} from {}", older.name(), newer.name());
+    }
+    fn matrix_knobs_as(k: &watermark_checks::Knobs, p: Protocol) -> watermark_checks::Knobs {
+        watermark_checks::Knobs {
+            protocol: p,
+            ..k.clone()
+        }
+    }
+}

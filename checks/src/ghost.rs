@@ -10,6 +10,7 @@ use crate::model::{alive_in, controller, State, WatermarkModel};
 use stateright::actor::ActorModelAction;
 use std::fmt;
 use std::sync::Arc;
+use watermark_model::broker::FollowerState;
 use watermark_model::*;
 
 /// Things that happened in the last step (bit flags).
@@ -27,6 +28,10 @@ pub mod event {
     /// A registered broker that lost a LeaderAndIsr or UpdateMetadata applied, from a heartbeat
     /// response (a pull, R49), a partition state newer than the one it held: the repair.
     pub const METADATA_REPAIRED: u16 = 1 << 4;
+    /// A follower finished its epoch lookup (R35: it fetches next) holding an entry other than
+    /// the one its leader holds at that offset: a divergence the lookup should have cut
+    /// (KAFKA-6361). Observed only when the matrix asks for it.
+    pub const LOOKUP_LEFT_DIVERGENCE: u16 = 1 << 5;
 }
 
 /// Invariants that are about transitions, latched once broken (bit flags).
@@ -248,6 +253,9 @@ pub fn observe(
         let index = usize::from(*dst);
         if let (Some(before), Some(after)) = (broker(last, index), broker(next, index)) {
             observe_delivery(&mut ghost, index, msg, before, after);
+            if model.observe_lookup_divergence && lookup_left_divergence(next, msg, before, after) {
+                ghost.events |= event::LOOKUP_LEFT_DIVERGENCE;
+            }
         }
     }
     ghost
@@ -344,6 +352,46 @@ fn observe_delivery(
 
 /// Whether `log` from `from` on holds an entry the current leader of `tp` (as the controller
 /// says) does not hold at that offset.
+/// M5: the follower handled the leader's answer (an epoch and its end offset) to its epoch
+/// lookup and, its truncation complete, went on
+/// to fetch, while its log holds, below its log end offset, an entry other than the one its
+/// leader holds at that offset.
+fn lookup_left_divergence(
+    next: &State,
+    msg: &Msg,
+    before: &BrokerState,
+    after: &BrokerState,
+) -> bool {
+    // An undefined answer falls back to the high watermark: KAFKA-7415's bug, not this one.
+    let Msg::OffsetsForLeaderEpochResponse {
+        topic_partition: tp,
+        result: Ok(Some(_)),
+        ..
+    } = msg
+    else {
+        return false;
+    };
+    let (Some(old), Some(r)) = (before.replicas.get(tp), after.replicas.get(tp)) else {
+        return false;
+    };
+    let looked_up = matches!(old.role, Role::Follower(FollowerState::Truncating { .. }))
+        && matches!(r.role, Role::Follower(FollowerState::Fetching { .. }));
+    if !looked_up {
+        return false;
+    }
+    let leader = r
+        .partition
+        .leader
+        .and_then(|l| broker(next, l as usize))
+        .and_then(|b| b.replicas.get(tp))
+        .filter(|l| l.is_leader() && l.leader_epoch() == r.leader_epoch());
+    // Where the leader holds no entry, the next fetch is out of range and cuts the follower
+    // back to the leader's log end (R33); a different entry where the leader holds one stays.
+    leader.is_some_and(|l| {
+        (0..r.log_end_offset().min(l.log_end_offset())).any(|o| l.log.get(o) != r.log.get(o))
+    })
+}
+
 fn divergent(state: &State, tp: &TopicPartition, log: &Log, from: Offset) -> bool {
     let leader_log = controller(state)
         .and_then(|c| c.partitions.get(tp))

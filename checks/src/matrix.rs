@@ -316,6 +316,38 @@ pub fn scenarios() -> Vec<Scenario> {
             Violated,
         ));
     }
+    // KAFKA-6361, which KIP-279 fixed: the epoch lookup of KIP-101 leaves a divergent log
+    // after a fast failover back to a leader that never saw the follower's epoch.
+    for (protocol, expected) in [
+        (Protocol::Kip101, Reachable),
+        (Protocol::Kip279, Unreachable),
+    ] {
+        rows.push(row(
+            match protocol {
+                Protocol::Kip101 => "kip-101-fast-failover",
+                _ => "kip-279-fast-failover",
+            },
+            HISTORY,
+            None,
+            Knobs {
+                protocol,
+                ..kip279_bug()
+            },
+            "EpochLookupLeftDivergence",
+            expected,
+        ));
+    }
+    rows.push(row(
+        "kip-101-two-restarts",
+        HISTORY,
+        None,
+        Knobs {
+            protocol: Protocol::Kip101,
+            ..kip101_bug()
+        },
+        "StrongIsr",
+        Holds,
+    ));
     rows.push(row(
         "kip-320-two-restarts",
         HISTORY,
@@ -354,9 +386,22 @@ fn kip320_bug() -> Knobs {
     }
 }
 
+/// KAFKA-6361 (KIP-279's bug): leader A appends a record its follower B has not fetched, both
+/// crash in turn, and leadership goes A → B → A (B elected cleanly, A uncleanly) while A never
+/// hears of B's epoch. B asks A where B's epoch ends; A, which never saw it, answers with where
+/// its own next epoch starts, and under KIP-101 B keeps the record B wrote in its epoch at an
+/// offset where A holds another. Three records, `acks=1` and unclean election, two restarts.
+fn kip279_bug() -> Knobs {
+    Knobs {
+        records: 3,
+        acks: Acks::Leader,
+        unclean_leader_election: true,
+        ..kip101_bug()
+    }
+}
+
 /// Each earlier revision, the property it violates, and the smallest configuration found where
-/// it does. Within these bounds `kip-101` and `kip-279` behave alike: KIP-279's walk back to
-/// the largest common epoch matters only after more leader changes than the bounds allow.
+/// it does. `kip-101` and `kip-279` also differ, in `kip279_bug`'s configuration (M5).
 fn revision_configs() -> Vec<(Protocol, &'static str, Knobs)> {
     vec![
         (Protocol::HwmTruncation, "StrongIsr", kip101_bug()),
@@ -389,6 +434,9 @@ pub fn matrix_properties() -> Vec<PropertyDef> {
         p("M4", "DivergentTailTruncated",
           "A replica truncates a tail the current leader does not hold (e.g. a returning old leader's).",
           divergent_tail_truncated),
+        p("M5", "EpochLookupLeftDivergence",
+          "A follower finished its epoch lookup (KIP-101, KIP-279) and fetches on, holding an entry other than the one its leader holds at that offset.",
+          epoch_lookup_left_divergence),
     ]
 }
 
@@ -457,6 +505,13 @@ fn divergent_tail_truncated(_: &WatermarkModel, state: &State) -> bool {
     state
         .history
         .has_event(crate::ghost::event::DIVERGENT_TAIL_TRUNCATED)
+}
+
+/// M5.
+fn epoch_lookup_left_divergence(_: &WatermarkModel, state: &State) -> bool {
+    state
+        .history
+        .has_event(crate::ghost::event::LOOKUP_LEFT_DIVERGENCE)
 }
 
 /// One row of the matrix, after checking.

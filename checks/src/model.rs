@@ -30,6 +30,8 @@ pub struct WatermarkModel {
     pub checked: Vec<properties::PropertyDef>,
     /// Whether the ghost records `event::DIVERGENT_TAIL_TRUNCATED` (only the matrix asks).
     pub observe_divergent_truncation: bool,
+    /// Whether the ghost records M5's event (a lookup that left a divergence); the matrix only.
+    pub observe_lookup_divergence: bool,
 }
 
 pub const CONTROLLER_INDEX: usize = 0;
@@ -161,6 +163,7 @@ impl WatermarkModel {
         WatermarkModel {
             checked: properties::enabled(&knobs),
             observe_divergent_truncation: false,
+            observe_lookup_divergence: false,
             knobs,
             inner,
             topic,
@@ -186,6 +189,9 @@ impl WatermarkModel {
         self.observe_divergent_truncation = properties
             .iter()
             .any(|p| p.name == "DivergentTailTruncated");
+        self.observe_lookup_divergence = properties
+            .iter()
+            .any(|p| p.name == "EpochLookupLeftDivergence");
         self.checked = properties;
         self
     }
