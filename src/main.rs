@@ -138,6 +138,14 @@ pub struct KnobArgs {
     /// the push-only variant, which never repairs a lost LeaderAndIsr.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     metadata_pull: Option<bool>,
+    /// Whether a leader advances the high watermark while its ISR is under
+    /// min.insync.replicas, as Kafka did before 3.7; since KAFKA-15583 it does not.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    hwm_under_min_isr: Option<bool>,
+    /// Whether a broker crash may leave its HWM checkpoints older than its HWM (Kafka writes
+    /// them every `replica.high.watermark.checkpoint.interval.ms`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    stale_hwm_checkpoints: Option<bool>,
 }
 
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
@@ -179,6 +187,8 @@ impl KnobArgs {
             unclean_shutdown => unclean_shutdown,
             metadata_pulls => metadata_pulls,
             metadata_pull => metadata_pull,
+            hwm_under_min_isr => hwm_under_min_isr,
+            stale_hwm_checkpoints => stale_hwm_checkpoints,
         );
     }
 }

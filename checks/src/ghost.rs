@@ -32,6 +32,9 @@ pub mod event {
     /// the one its leader holds at that offset: a divergence the lookup should have cut
     /// (KAFKA-6361). Observed only when the matrix asks for it.
     pub const LOOKUP_LEFT_DIVERGENCE: u16 = 1 << 5;
+    /// A broker crashed with a HWM checkpoint older than the HWM it had (a stale checkpoint,
+    /// `--stale-hwm-checkpoints`). Observed only when the matrix asks for it.
+    pub const HWM_CHECKPOINT_LAGGED: u16 = 1 << 6;
 }
 
 /// Invariants that are about transitions, latched once broken (bit flags).
@@ -219,6 +222,24 @@ pub fn observe(
         });
         if falsely_fenced {
             ghost.false_suspicions = ghost.false_suspicions.saturating_add(1);
+        }
+    }
+
+    // M6: a crash that left a HWM checkpoint older than the HWM the broker had.
+    if let Some(ActorModelAction::SelectRandom { actor, random, .. }) = action {
+        let i = usize::from(*actor);
+        let lagged = model.observe_stale_checkpoints
+            && random.log_end_offset == Offset::MAX
+            && match (broker(last, i), &next.actor_storages[i]) {
+                (Some(b), Some(Storage::Broker(s))) => b.replicas.iter().any(|(tp, r)| {
+                    s.replicas
+                        .get(tp)
+                        .is_some_and(|saved| saved.high_watermark < r.high_watermark)
+                }),
+                _ => false,
+            };
+        if lagged {
+            ghost.events |= event::HWM_CHECKPOINT_LAGGED;
         }
     }
 

@@ -112,6 +112,12 @@ pub struct Knobs {
     /// Whether a registered broker's heartbeat pulls what it lacks (R49). Off is the push-only
     /// variant, which never repairs a lost LeaderAndIsr: kept to show what the pull repairs.
     pub metadata_pull: bool,
+    /// The high watermark advances while the ISR is under min.insync.replicas (before Kafka
+    /// 3.7, KAFKA-15583; R28).
+    pub hwm_under_min_isr: bool,
+    /// Whether a broker crash may leave HWM checkpoints older than the HWM it had (Kafka
+    /// checkpoints periodically): the checker injects such crashes, within `broker_crashes`.
+    pub stale_hwm_checkpoints: bool,
 }
 
 impl Knobs {
@@ -142,6 +148,8 @@ impl Knobs {
             unclean_shutdown: false,
             metadata_pulls: 0,
             metadata_pull: true,
+            hwm_under_min_isr: false,
+            stale_hwm_checkpoints: false,
         }
     }
 
@@ -253,6 +261,12 @@ impl Knobs {
         }
         if !self.metadata_pull {
             s.push_str(", push-only metadata");
+        }
+        if self.hwm_under_min_isr {
+            s.push_str(", HWM under min ISR (before 3.7)");
+        }
+        if self.stale_hwm_checkpoints {
+            s.push_str(", stale HWM checkpoints");
         }
         s
     }
@@ -442,6 +456,8 @@ impl Knobs {
             false_suspicions => "false-suspicions",
             unclean_shutdown => "unclean-shutdown",
             metadata_pull => "metadata-pull",
+            hwm_under_min_isr => "hwm-under-min-isr",
+            stale_hwm_checkpoints => "stale-hwm-checkpoints",
         );
         flags
     }

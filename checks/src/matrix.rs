@@ -301,6 +301,60 @@ pub fn scenarios() -> Vec<Scenario> {
             Holds,
         ),
     ];
+    // KAFKA-15583 (Kafka 3.7): the HWM no longer advances while the ISR is under
+    // min.insync.replicas. Before, a record appended while a follower was in the ISR was
+    // committed by the leader alone once the follower dropped out, and the producer was told
+    // NotEnoughReplicasAfterAppend; its retry wrote the record twice.
+    for (before_3_7, expected) in [(true, Reachable), (false, Unreachable)] {
+        rows.push(row(
+            if before_3_7 {
+                "hwm-under-min-isr-before-3-7"
+            } else {
+                "hwm-under-min-isr"
+            },
+            HISTORY,
+            None,
+            Knobs {
+                hwm_under_min_isr: before_3_7,
+                ..under_min_isr()
+            },
+            "RecordDuplicated",
+            expected,
+        ));
+    }
+    // Stale HWM checkpoints: Kafka writes them periodically, so a broker may restart with an
+    // older HWM than it had. It happens within these bounds (M6), and costs no committed or
+    // consumed record: a new leader's HWM that lags only hides records until it catches up.
+    let stale = Knobs {
+        stale_hwm_checkpoints: true,
+        ..kip101_bug()
+    };
+    let consumed = Knobs {
+        consumers: 1,
+        ..stale.clone()
+    };
+    for (name, knobs, property, expected) in [
+        (
+            "stale-hwm-checkpoint",
+            &stale,
+            "StaleHwmCheckpoint",
+            Reachable,
+        ),
+        (
+            "stale-hwm-checkpoint-committed",
+            &stale,
+            "CommittedRecordsSurvive",
+            Holds,
+        ),
+        (
+            "stale-hwm-checkpoint-consumed",
+            &consumed,
+            "ConsumedRecordsStable",
+            Holds,
+        ),
+    ] {
+        rows.push(row(name, HISTORY, None, knobs.clone(), property, expected));
+    }
     // Each earlier revision fails in the smallest configuration where its historical bug
     // occurs, and KIP-320 holds in that same configuration.
     for (protocol, property, knobs) in revision_configs() {
@@ -386,6 +440,17 @@ fn kip320_bug() -> Knobs {
     }
 }
 
+/// RF=2, min.insync.replicas=2, one record with `acks=all`, no idempotence; the follower may
+/// crash once, and the leader never changes (leader epoch 0): the ISR goes under
+/// min.insync.replicas and back, and nothing else duplicates a record.
+fn under_min_isr() -> Knobs {
+    Knobs {
+        min_insync_replicas: 2,
+        leader_epoch_max: 0,
+        ..pair()
+    }
+}
+
 /// KAFKA-6361 (KIP-279's bug): leader A appends a record its follower B has not fetched, both
 /// crash in turn, and leadership goes A → B → A (B elected cleanly, A uncleanly) while A never
 /// hears of B's epoch. B asks A where B's epoch ends; A, which never saw it, answers with where
@@ -437,6 +502,9 @@ pub fn matrix_properties() -> Vec<PropertyDef> {
         p("M5", "EpochLookupLeftDivergence",
           "A follower finished its epoch lookup (KIP-101, KIP-279) and fetches on, holding an entry other than the one its leader holds at that offset.",
           epoch_lookup_left_divergence),
+        p("M6", "StaleHwmCheckpoint",
+          "A broker crashed with a HWM checkpoint older than the HWM it had.",
+          stale_hwm_checkpoint),
     ]
 }
 
@@ -514,6 +582,13 @@ fn epoch_lookup_left_divergence(_: &WatermarkModel, state: &State) -> bool {
         .has_event(crate::ghost::event::LOOKUP_LEFT_DIVERGENCE)
 }
 
+/// M6.
+fn stale_hwm_checkpoint(_: &WatermarkModel, state: &State) -> bool {
+    state
+        .history
+        .has_event(crate::ghost::event::HWM_CHECKPOINT_LAGGED)
+}
+
 /// One row of the matrix, after checking.
 pub struct Row<'a> {
     pub scenario: &'a Scenario,
@@ -584,6 +659,15 @@ pub fn short_config(k: &Knobs) -> String {
     }
     if k.isr_shrinks > 0 {
         parts.push(format!("{} ISR shrink", k.isr_shrinks));
+    }
+    if k.leader_epoch_max == 0 {
+        parts.push("no leader change".into());
+    }
+    if k.hwm_under_min_isr {
+        parts.push("HWM under min ISR (before 3.7)".into());
+    }
+    if k.stale_hwm_checkpoints {
+        parts.push("stale HWM checkpoints".into());
     }
     parts.join(" ")
 }

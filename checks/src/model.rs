@@ -32,6 +32,8 @@ pub struct WatermarkModel {
     pub observe_divergent_truncation: bool,
     /// Whether the ghost records M5's event (a lookup that left a divergence); the matrix only.
     pub observe_lookup_divergence: bool,
+    /// Whether the ghost records M6's event (a crash with a stale HWM checkpoint); the matrix only.
+    pub observe_stale_checkpoints: bool,
 }
 
 pub const CONTROLLER_INDEX: usize = 0;
@@ -93,6 +95,7 @@ impl WatermarkModel {
             // ghost counts them.
             heartbeat_periodic: settings.heartbeat_periodic,
             metadata_pull: knobs.metadata_pull,
+            hwm_under_min_isr: knobs.hwm_under_min_isr,
             timing: settings.timing.clone(),
             topics: vec![TopicConfig {
                 topic: topic.clone(),
@@ -164,6 +167,7 @@ impl WatermarkModel {
             checked: properties::enabled(&knobs),
             observe_divergent_truncation: false,
             observe_lookup_divergence: false,
+            observe_stale_checkpoints: false,
             knobs,
             inner,
             topic,
@@ -192,6 +196,7 @@ impl WatermarkModel {
         self.observe_lookup_divergence = properties
             .iter()
             .any(|p| p.name == "EpochLookupLeftDivergence");
+        self.observe_stale_checkpoints = properties.iter().any(|p| p.name == "StaleHwmCheckpoint");
         self.checked = properties;
         self
     }
@@ -375,9 +380,9 @@ impl Model for WatermarkModel {
 
     fn actions(&self, state: &State, actions: &mut Vec<Action>) {
         self.inner.actions(state, actions);
-        if self.knobs.unclean_shutdown {
+        if self.knobs.unclean_shutdown || self.knobs.stale_hwm_checkpoints {
             // A broker that may crash may instead lose power, keeping any shorter prefix of
-            // its persisted logs.
+            // its persisted logs, or come back with any older HWM checkpoint.
             let crashable: Vec<Id> = actions
                 .iter()
                 .filter_map(|a| match a {
@@ -390,17 +395,22 @@ impl Model for WatermarkModel {
                 })
                 .collect();
             for id in crashable {
-                let log_end_offset = match &state.actor_storages[usize::from(id)] {
-                    Some(Storage::Broker(s)) => s.log_end_offset_max(),
-                    _ => 0,
+                let (log_end_offset, high_watermark) = match &state.actor_storages[usize::from(id)]
+                {
+                    Some(Storage::Broker(s)) => (s.log_end_offset_max(), s.high_watermark_max()),
+                    _ => (0, 0),
                 };
-                for keep in 0..log_end_offset {
+                let losses = (0..log_end_offset)
+                    .filter(|_| self.knobs.unclean_shutdown)
+                    .map(PowerLoss::keeping);
+                let stale = (0..high_watermark)
+                    .filter(|_| self.knobs.stale_hwm_checkpoints)
+                    .map(PowerLoss::stale_hwm);
+                for random in losses.chain(stale) {
                     actions.push(ActorModelAction::SelectRandom {
                         actor: id,
                         key: POWER_LOSS.to_string(),
-                        random: PowerLoss {
-                            log_end_offset: keep,
-                        },
+                        random,
                     });
                 }
             }
@@ -416,7 +426,7 @@ impl Model for WatermarkModel {
                     .next_state(last, ActorModelAction::Crash(actor))?;
                 let i = usize::from(actor);
                 if let Some(Storage::Broker(s)) = &next.actor_storages[i] {
-                    let cut = s.after_power_loss(random.log_end_offset);
+                    let cut = s.after_power_loss(*random);
                     next.actor_storages[i] = Some(Storage::Broker(Arc::new(cut)));
                 }
                 next

@@ -959,9 +959,7 @@ impl<'o> World<'o> {
             ActorModelAction::SelectRandom {
                 actor: Id::from(node),
                 key: crate::model::POWER_LOSS.to_string(),
-                random: PowerLoss {
-                    log_end_offset: keep,
-                },
+                random: PowerLoss::keeping(keep),
             }
         } else {
             ActorModelAction::Crash(Id::from(node))
@@ -980,7 +978,7 @@ impl<'o> World<'o> {
             self.nodes[node].power_loss.take(),
             &self.nodes[node].durable,
         ) {
-            let cut = Storage::Broker(Arc::new(s.after_power_loss(keep)));
+            let cut = Storage::Broker(Arc::new(s.after_power_loss(PowerLoss::keeping(keep))));
             self.nodes[node].durable = Some(cut);
         }
         self.nodes[node].starts += 1;

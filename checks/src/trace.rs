@@ -44,6 +44,15 @@ pub fn format_action(model: &WatermarkModel, action: &Action) -> String {
         ActorModelAction::Recover(id) => {
             format!("{} restarts", model.actor_name(usize::from(*id)))
         }
+        ActorModelAction::SelectRandom { actor, random, .. }
+            if random.log_end_offset == Offset::MAX =>
+        {
+            format!(
+                "{} crashes; its HWM checkpoints lag, at most {}",
+                model.actor_name(usize::from(*actor)),
+                random.high_watermark
+            )
+        }
         ActorModelAction::SelectRandom { actor, random, .. } => format!(
             "{} loses power (unclean shutdown); its logs keep offsets below {}",
             model.actor_name(usize::from(*actor)),

@@ -209,6 +209,7 @@ impl ClusterFile {
             retransmit: true,
             heartbeat_periodic: true,
             metadata_pull: true,
+            hwm_under_min_isr: false,
             timing: self.timing_ms.timing(),
             topics: Vec::new(),
         })

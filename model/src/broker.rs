@@ -150,13 +150,25 @@ pub struct BrokerStorage {
 impl BrokerStorage {
     /// What a power loss leaves (`PowerLoss`): every log cut to at most `log_end_offset`
     /// records, and its high watermark checkpoint with it.
-    pub fn after_power_loss(&self, log_end_offset: Offset) -> BrokerStorage {
+    pub fn after_power_loss(&self, loss: crate::PowerLoss) -> BrokerStorage {
         let mut storage = self.clone();
         for r in storage.replicas.values_mut() {
-            r.log.truncate(log_end_offset);
-            r.high_watermark = r.high_watermark.min(log_end_offset);
+            r.log.truncate(loss.log_end_offset);
+            r.high_watermark = r
+                .high_watermark
+                .min(loss.high_watermark)
+                .min(r.log.log_end_offset());
         }
         storage
+    }
+
+    /// The highest HWM checkpoint.
+    pub fn high_watermark_max(&self) -> Offset {
+        self.replicas
+            .values()
+            .map(|r| r.high_watermark)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The longest log.

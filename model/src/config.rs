@@ -66,6 +66,10 @@ pub struct ClusterConfig {
     /// repaired and ISR changes never reach the brokers that did not ask for them. The model
     /// keeps it to show what the pull repairs (`watermark simulate --metadata-pull=false`).
     pub metadata_pull: bool,
+    /// Whether a leader advances its high watermark while its ISR is under
+    /// min.insync.replicas, as Kafka did before 3.7 (R28). Since KAFKA-15583 it does not: the
+    /// records wait, unexposed and uncommitted, until the ISR is back to min.insync.replicas.
+    pub hwm_under_min_isr: bool,
     pub timing: Timing,
     /// Topics that exist when the cluster first starts. The controller and every broker derive
     /// the same initial partition states from them ([`initial_partitions`]): each partition led

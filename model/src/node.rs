@@ -65,14 +65,37 @@ impl fmt::Debug for Storage {
 }
 
 /// The actor of every role.
-/// An unclean shutdown (power loss) of a broker: what is left of its logs when it restarts.
-/// Under Kafka's default flush policy nothing is fsynced, so a log keeps only the records that
-/// happened to reach the disk: any prefix. Actors never choose this; the checker injects it as a
-/// crash (`--unclean-shutdown`), and the real cluster gets it from the kernel.
+/// What a broker's crash leaves of its storage, beyond a clean crash: a power loss (unclean
+/// shutdown), or a stale high watermark checkpoint. Under Kafka's default flush policy nothing
+/// is fsynced, so a log keeps only the records that happened to reach the disk: any prefix.
+/// And Kafka (like the real cluster here) writes the HWM checkpoint periodically, so a broker
+/// may come back with an older HWM than it had. Actors never choose this; the checker injects
+/// it as a crash (`--unclean-shutdown`, `--stale-hwm-checkpoints`), and the real cluster gets
+/// it from the kernel and its checkpoint interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PowerLoss {
-    /// Every log keeps at most this many records; the HWM checkpoint is cut to match.
+    /// Every log keeps at most this many records (`Offset::MAX`: all of them).
     pub log_end_offset: Offset,
+    /// Every HWM checkpoint is at most this, and never past its log's end.
+    pub high_watermark: Offset,
+}
+
+impl PowerLoss {
+    /// A power loss that keeps `log_end_offset` records of each log, the HWM cut to match.
+    pub fn keeping(log_end_offset: Offset) -> PowerLoss {
+        PowerLoss {
+            log_end_offset,
+            high_watermark: log_end_offset,
+        }
+    }
+
+    /// A crash whose HWM checkpoints lag: each at most `high_watermark`, the logs whole.
+    pub fn stale_hwm(high_watermark: Offset) -> PowerLoss {
+        PowerLoss {
+            log_end_offset: Offset::MAX,
+            high_watermark,
+        }
+    }
 }
 
 #[derive(Clone)]

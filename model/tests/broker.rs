@@ -14,7 +14,15 @@ fn leader_with(
     entries: &[(LeaderEpoch, &str)],
     hwm: Offset,
 ) -> (Node, NodeState) {
-    let b = broker(1, &cluster(protocol));
+    leader_in(&cluster(protocol), entries, hwm)
+}
+
+fn leader_in(
+    cluster: &std::sync::Arc<ClusterConfig>,
+    entries: &[(LeaderEpoch, &str)],
+    hwm: Offset,
+) -> (Node, NodeState) {
+    let b = broker(1, cluster);
     let s = fresh(&b, 1);
     let s = with_leader_log(&s, log(entries), hwm);
     (b, s)
@@ -791,9 +799,49 @@ fn r28_the_hwm_never_moves_backward() {
     assert_eq!(replica(&after(&s, &step)).high_watermark, 2);
 }
 
+/// Kafka 3.7 (KAFKA-15583): an ISR under min.insync.replicas holds the HWM still, so the
+/// record is neither committed nor exposed, and the `acks=all` request stays held (the producer
+/// times out and retries).
 #[test]
-fn r28_an_isr_below_min_insync_after_the_append_fails_acks_all() {
+fn r28_an_isr_under_min_insync_holds_the_hwm() {
     let (b, s) = leader_with(Protocol::Kip320, &[], 0);
+    let s = after(
+        &s,
+        &deliver(&b, 1, &s, PRODUCER, produce(Acks::All, 0, &["a"], 0)),
+    );
+    let step = deliver(
+        &b,
+        1,
+        &s,
+        CONTROLLER,
+        leader_and_isr(1, 0, partition(Some(1), 0, 1, &[1])),
+    );
+    assert_eq!(replica(step.state()).high_watermark, 0, "not committed");
+    assert!(step.sends_to(PRODUCER).is_empty(), "still held");
+    // The ISR back at min.insync.replicas: the HWM moves, the request is answered.
+    let s = after(&s, &step);
+    let s = after(
+        &s,
+        &deliver(
+            &b,
+            1,
+            &s,
+            CONTROLLER,
+            leader_and_isr(1, 0, partition(Some(1), 0, 2, &[1, 2])),
+        ),
+    );
+    let step = deliver(&b, 1, &s, 2, follower_fetch(2, 1, Some(0), Some(0)));
+    assert_eq!(replica(step.state()).high_watermark, 1);
+    assert_eq!(produce_result(&step.sends_to(PRODUCER)[0]), Ok(0));
+}
+
+/// Before Kafka 3.7 (`hwm_under_min_isr`): the record is committed anyway, and the producer
+/// told NotEnoughReplicasAfterAppend.
+#[test]
+fn r28_before_3_7_an_isr_under_min_insync_commits_and_fails_acks_all() {
+    let mut c = (*cluster(Protocol::Kip320)).clone();
+    c.hwm_under_min_isr = true;
+    let (b, s) = leader_in(&std::sync::Arc::new(c), &[], 0);
     let s = after(
         &s,
         &deliver(&b, 1, &s, PRODUCER, produce(Acks::All, 0, &["a"], 0)),
@@ -836,12 +884,15 @@ fn r29_lagging_followers_are_dropped_and_caught_up_ones_kept() {
 
 #[test]
 fn r30_an_accepted_isr_change_is_applied() {
-    let (b, s) = leader_with(Protocol::Kip320, &[(0, "a")], 0);
+    let (b, s) = leader_in(&cluster_with(Protocol::Kip320, 1, false), &[(0, "a")], 0);
     let s = after(&s, &fire(&b, 1, &s, Timer::IsrShrink));
     let accepted = Msg::AlterPartitionResponse {
         controller_epoch: 1,
         topic_partition: tp(),
-        result: Ok(partition(Some(1), 0, 1, &[1])),
+        result: Ok(PartitionState {
+            min_insync_replicas: 1,
+            ..partition(Some(1), 0, 1, &[1])
+        }),
         current: None,
         base_metadata_offset: Some(0),
         metadata_offset: 1,
@@ -1246,4 +1297,16 @@ fn a_handler_given_an_owned_state_changes_it_exactly_as_a_borrowed_one() {
     let commands: Vec<Cmd> = out.into_iter().collect();
     assert_eq!(format!("{commands:?}"), format!("{:?}", borrowed.commands));
     assert!(!commands.is_empty());
+}
+
+#[test]
+fn a_stale_hwm_checkpoint_keeps_the_log_and_cuts_the_hwm() {
+    let (_, s) = leader_with(Protocol::Kip320, &[(0, "a"), (0, "b")], 2);
+    let saved = s.as_broker().unwrap().storage();
+    let stale = saved.after_power_loss(PowerLoss::stale_hwm(1));
+    let r = stale.replicas.get(&tp()).unwrap();
+    assert_eq!((r.log.log_end_offset(), r.high_watermark), (2, 1));
+    let lost = saved.after_power_loss(PowerLoss::keeping(1));
+    let r = lost.replicas.get(&tp()).unwrap();
+    assert_eq!((r.log.log_end_offset(), r.high_watermark), (1, 1));
 }

@@ -373,15 +373,22 @@ impl Broker {
     }
 
     /// R28: the high watermark is the smallest log end offset in the maximal ISR (the ISR and any
-    /// member being added). It never moves backward, and a follower that has not fetched in this
-    /// epoch holds it still. Held requests it passes are answered.
+    /// member being added). It never moves backward, a follower that has not fetched in this
+    /// epoch holds it still, and (since Kafka 3.7) so does an ISR under min.insync.replicas.
+    /// Held requests it passes are answered.
     pub(super) fn maybe_advance_high_watermark(&self, r: &mut Replica, outbox: &mut Outbox) {
         let me = self.broker_id();
         let log_end_offset = r.log_end_offset();
         let Role::Leader(leader) = &r.role else {
             return;
         };
-        let mut candidate = Some(log_end_offset);
+        // R28 (KAFKA-15583): no commit while the ISR is under min.insync.replicas.
+        let under_min_isr = (r.partition.isr.len() as u32) < r.partition.min_insync_replicas;
+        let mut candidate = if under_min_isr && !self.config.cluster.hwm_under_min_isr {
+            None
+        } else {
+            Some(log_end_offset)
+        };
         for member in maximal_isr(&r.partition.isr, leader) {
             if member == me {
                 continue;

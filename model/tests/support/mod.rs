@@ -36,6 +36,7 @@ pub fn cluster_with(protocol: Protocol, min_isr: u32, unclean: bool) -> Arc<Clus
         retransmit: false,
         heartbeat_periodic: false,
         metadata_pull: true,
+        hwm_under_min_isr: false,
         timing: Timing::model(),
         topics: vec![TopicConfig {
             topic: topic(),
