@@ -214,8 +214,10 @@ pub struct FaultRecord {
     /// Seconds since the producers started.
     pub injected_at_s: f64,
     pub what: String,
+    /// When healing began (a restart, SIGCONT, or the rules file removed).
     pub healed_at_s: f64,
-    /// From the heal to the first healthy probe; `None`: not healthy within the bound.
+    /// From when healing began to the first healthy probe; `None`: not healthy within the
+    /// bound.
     pub recovery_s: Option<f64>,
 }
 
@@ -909,6 +911,8 @@ struct Run<'a> {
     /// when it registers (R4), so a full ISR with an older epoch is a view from before the
     /// restart, not a recovery.
     epochs_to_pass: BTreeMap<u32, PartitionEpoch>,
+    /// When the current heal began: recoveries are timed from here.
+    healing_from: Instant,
     node_exits: Vec<String>,
     log: &'a mut dyn FnMut(&str),
 }
@@ -984,11 +988,17 @@ impl Run<'_> {
     /// Holds a fault for `d`, then says how the controller sees the cluster: the fault's effect.
     fn hold(&mut self, d: Duration) {
         self.idle(d);
-        let seen = match self.probe() {
-            Some(v) => v.summary(),
-            None => "no broker answered".into(),
+        // Without a controller no broker can answer: a probe would only prolong the fault.
+        let seen = if self.down.contains(&Role::Controller) {
+            "the controller is down".into()
+        } else {
+            match self.probe() {
+                Some(v) => v.summary(),
+                None => "no broker answered".into(),
+            }
         };
         self.say(&format!("before healing: {seen}"));
+        self.healing_from = Instant::now();
     }
 
     /// DescribeTopics through the first broker that answers, skipping those the nemesis holds
@@ -1040,7 +1050,8 @@ impl Run<'_> {
         None
     }
 
-    /// Waits until the cluster is healthy and past every restart (`epochs_to_pass`).
+    /// Waits until the cluster is healthy and past every restart (`epochs_to_pass`), for at most
+    /// `bound`; how long since healing began (`healing_from`): a restart's own start-up counts.
     fn await_healthy(&mut self, bound: Duration) -> Option<Duration> {
         let recovered = self.await_view(bound, |run, v| {
             v.healthy()
@@ -1049,10 +1060,10 @@ impl Run<'_> {
                         .is_some_and(|state| state.partition_epoch > *e)
                 })
         });
-        if recovered.is_some() {
+        recovered.map(|_| {
             self.epochs_to_pass.clear();
-        }
-        recovered
+            self.healing_from.elapsed()
+        })
     }
 
     /// Healthy, and every replica of every partition at the leader's high watermark, which is
@@ -1391,6 +1402,7 @@ impl Run<'_> {
 
     /// Brings back everything the nemesis holds down.
     fn heal_all(&mut self) -> Result<(), String> {
+        self.healing_from = Instant::now();
         self.clear_rules()?;
         for node in std::mem::take(&mut self.paused) {
             self.cluster.resume(node)?;
@@ -1471,6 +1483,7 @@ pub fn run(
         down: BTreeSet::new(),
         paused: BTreeSet::new(),
         epochs_to_pass: BTreeMap::new(),
+        healing_from: Instant::now(),
         node_exits: Vec::new(),
         log,
     };
@@ -1541,12 +1554,15 @@ pub fn run(
                 break;
             }
         };
-        let healed_at_s = run.at_s();
+        let healed_at_s = run
+            .healing_from
+            .saturating_duration_since(run.start)
+            .as_secs_f64();
         run.say(&format!("healed: {heal}"));
         let recovery = run.await_healthy(options.recovery_timeout);
         match recovery {
             Some(d) => run.say(&format!(
-                "healthy again {:.2} s after the heal",
+                "healthy again {:.2} s after healing began",
                 d.as_secs_f64()
             )),
             None => run.say(&format!(
