@@ -603,7 +603,8 @@ fn run_nemesis(args: NemesisArgs) -> Result<ExitCode, String> {
         recovery_timeout: Duration::from_secs(args.recovery_timeout),
     };
     options.validate()?;
-    // Ctrl-C ends the fault phase early; the checks still run.
+    // Ctrl-C or SIGTERM ends the fault phase once the fault under way is healed; the checks
+    // still run. The nodes are in process groups of their own and do not see the Ctrl-C.
     let stop = stop_flag()?;
     let report = nemesis::run(&options, &stop, &mut |line| eprintln!("{line}"));
     let report = match report {

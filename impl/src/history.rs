@@ -252,3 +252,132 @@ pub fn check(
     }
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use watermark_model::Record;
+
+    fn v(s: &str) -> Value {
+        Value::from(s)
+    }
+
+    fn entry(value: &str, leader_epoch: LeaderEpoch) -> LogEntry {
+        LogEntry {
+            leader_epoch,
+            record: Record {
+                value: v(value),
+                producer: None,
+            },
+        }
+    }
+
+    fn acked(offset: Offset, value: &str) -> Acked {
+        Acked {
+            partition: 0,
+            offset,
+            value: v(value),
+            leader_epoch: 0,
+            at_s: 1.0,
+        }
+    }
+
+    /// Partition 0 holding `values` at offsets 0.., read by the consumer and on all three
+    /// replicas, with every value attempted and acknowledged where it is.
+    fn clean(values: &[&str]) -> (History, BTreeMap<u32, PartitionEnd>) {
+        let history = History {
+            attempted: values.iter().map(|s| v(s)).collect(),
+            acked: values
+                .iter()
+                .enumerate()
+                .map(|(o, s)| acked(o as Offset, s))
+                .collect(),
+        };
+        let log: Vec<LogEntry> = values.iter().map(|s| entry(s, 0)).collect();
+        let end = PartitionEnd {
+            high_watermark: values.len() as Offset,
+            consumed: values
+                .iter()
+                .enumerate()
+                .map(|(o, s)| (o as Offset, v(s)))
+                .collect(),
+            replicas: (1..=3).map(|b| (b, log.clone())).collect(),
+        };
+        (history, [(0, end)].into_iter().collect())
+    }
+
+    #[test]
+    fn a_clean_history_has_no_anomaly() {
+        let (h, ends) = clean(&["a", "b", "c"]);
+        let a = check("t", &h, &ends, true);
+        assert_eq!(a.acked, 3);
+        assert!(a.safe(true), "{a:?}");
+        assert!(a.examples.is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn an_acknowledged_record_replaced_at_its_offset_is_lost_and_its_offset_reused() {
+        let (mut h, ends) = clean(&["a", "b", "c"]);
+        h.attempted.insert(v("x"));
+        h.acked.push(acked(1, "x"));
+        let a = check("t", &h, &ends, false);
+        assert_eq!((a.lost, a.offsets_reused), (1, 1), "{a:?}");
+        assert!(!a.safe(false));
+        assert!(a.examples.iter().any(|e| e.contains("t-0@1")), "{a:?}");
+    }
+
+    #[test]
+    fn an_acknowledged_record_past_the_high_watermark_is_lost() {
+        let (mut h, ends) = clean(&["a", "b"]);
+        h.attempted.insert(v("c"));
+        h.acked.push(acked(2, "c"));
+        let a = check("t", &h, &ends, false);
+        assert_eq!(a.lost, 1, "{a:?}");
+    }
+
+    #[test]
+    fn a_value_read_twice_is_a_duplicate_and_unsafe_only_when_idempotent() {
+        let (h, mut ends) = clean(&["a", "b"]);
+        let end = ends.get_mut(&0).unwrap();
+        end.consumed.push((2, v("a")));
+        end.high_watermark = 3;
+        for log in end.replicas.values_mut() {
+            log.push(entry("a", 0));
+        }
+        let a = check("t", &h, &ends, false);
+        assert_eq!(a.duplicates, 1, "{a:?}");
+        assert!(a.safe(false), "{a:?}");
+        assert!(!check("t", &h, &ends, true).safe(true));
+    }
+
+    #[test]
+    fn an_offset_missing_below_the_high_watermark_is_a_gap() {
+        let (h, mut ends) = clean(&["a", "b", "c"]);
+        let end = ends.get_mut(&0).unwrap();
+        end.consumed.remove(1);
+        let a = check("t", &h, &ends, false);
+        // Offset 1 missing, offset 2 out of place, and one record short of the watermark.
+        assert!(a.gaps >= 1, "{a:?}");
+        assert!(!a.safe(false));
+    }
+
+    #[test]
+    fn a_replica_with_another_value_or_another_epoch_diverges() {
+        let (h, mut ends) = clean(&["a", "b"]);
+        let end = ends.get_mut(&0).unwrap();
+        end.replicas.insert(2, vec![entry("a", 0), entry("z", 0)]);
+        end.replicas.insert(3, vec![entry("a", 0), entry("b", 1)]);
+        let a = check("t", &h, &ends, false);
+        assert_eq!(a.divergent_replicas, 2, "{a:?}");
+        assert_eq!(a.lost, 0, "{a:?}");
+    }
+
+    #[test]
+    fn a_value_no_producer_was_given_is_unexpected() {
+        let (mut h, ends) = clean(&["a", "b"]);
+        h.attempted.remove(&v("b"));
+        let a = check("t", &h, &ends, false);
+        assert_eq!(a.unexpected_values, 1, "{a:?}");
+        assert!(!a.safe(false));
+    }
+}
