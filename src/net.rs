@@ -1,5 +1,6 @@
 //! The real cluster's commands, shaped like Kafka's tools: `cluster up`, `controller`, `broker`,
-//! `topic create`, `describe`, `produce`, `consume`. The runtime lives in `watermark-net`.
+//! `topic create`, `describe`, `produce`, `consume`; and `nemesis`, which runs a cluster under
+//! faults. The runtime lives in `watermark-net`.
 
 use clap::{Args, Subcommand};
 use std::io::{BufRead, Write};
@@ -15,6 +16,7 @@ use watermark_net::cluster::{
     default_node_dir, run_node, ClusterFile, Role, TimingMs, VALUE_BYTES_MAX,
 };
 use watermark_net::local::{LocalCluster, LocalOptions, CLUSTER_FILE_NAME};
+use watermark_net::nemesis::{self, FaultKind, NemesisOptions};
 use watermark_net::store::FsyncPolicy;
 
 #[derive(Subcommand)]
@@ -35,7 +37,26 @@ pub enum NetCommand {
     Produce(ProduceArgs),
     /// Print records, like kafka-console-consumer.
     Consume(ConsumeArgs),
+    /// Run a local cluster under seeded faults while producers write, then check the history.
+    #[command(long_about = NEMESIS_ABOUT)]
+    Nemesis(NemesisArgs),
 }
+
+const NEMESIS_ABOUT: &str = "\
+Run a local cluster (a controller and 3 brokers; a topic of 3 partitions, replication factor 3, \
+min.insync.replicas=2) under seeded faults, one at a time, while several producers write unique \
+values. Each fault is logged with its time on stderr, healed, and the time until the cluster is \
+healthy again (every broker live, every ISR full) is measured. Then everything is healed, the \
+producers write on for 5 s, and the history is checked: every acknowledged record at its \
+acknowledged offset, no offset acknowledged for two values, no value twice (with --idempotent), \
+offsets dense up to the high watermark, every replica's log identical.
+
+Network faults go through the nodes' own fault layer (a rules file they watch): no root, no \
+iptables, and the host's loopback is never touched.
+
+Exit status: 0 if the run passed, 1 on any safety anomaly, a node that exited on its own, or a \
+cluster that did not heal, 2 for bad arguments or a run that could not be set up. \
+docs/NEMESIS.md describes each fault and check.";
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
@@ -173,6 +194,57 @@ pub struct ConsumeArgs {
     bootstrap_server: String,
 }
 
+#[derive(Args)]
+pub struct NemesisArgs {
+    /// Inject faults for this many seconds; healing, 5 s of writes and the checks follow.
+    #[arg(long, value_name = "SECS")]
+    duration: u64,
+    /// Seeds the fault schedule: kinds, order, targets, shapes and durations.
+    #[arg(long, value_name = "N")]
+    seed: u64,
+    /// The producers' acks: 0, 1 or all.
+    #[arg(long, default_value = "all", value_parser = parse::<Acks>)]
+    acks: Acks,
+    /// Idempotent producers (then a value written twice is an anomaly).
+    #[arg(long)]
+    idempotent: bool,
+    /// Comma-separated fault kinds to draw from.
+    #[arg(
+        long,
+        value_name = "KINDS",
+        default_value = "kill,pause,controller-kill,partition,loss,duplicate,reorder,torn-tail,power-loss",
+        value_parser = parse_faults
+    )]
+    faults: Faults,
+    /// The nodes' fsync policy; a power loss under `never` loses what was not written back.
+    #[arg(long, default_value = "never", value_parser = parse::<FsyncPolicy>)]
+    fsync: FsyncPolicy,
+    /// Concurrent producers.
+    #[arg(long, default_value_t = 4)]
+    producers: u32,
+    /// Records per second, all producers together.
+    #[arg(long, value_name = "RECORDS", default_value_t = 1000)]
+    rate: u32,
+    /// The longest a recovery may take before the cluster counts as not healed.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    recovery_timeout: u64,
+    /// The run's directory (must not hold a cluster). Default: a temporary one, removed when
+    /// the run passes and kept when it fails.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A parsed `--faults` list (a newtype: clap takes a `Vec` for a repeated flag).
+#[derive(Clone)]
+struct Faults(Vec<FaultKind>);
+
+fn parse_faults(s: &str) -> Result<Faults, String> {
+    nemesis::parse_fault_kinds(s).map(Faults)
+}
+
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
     s.parse()
 }
@@ -199,6 +271,7 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
         NetCommand::Describe(args) => describe(args),
         NetCommand::Produce(args) => produce(args),
         NetCommand::Consume(args) => consume(args),
+        NetCommand::Nemesis(args) => run_nemesis(args),
     }
 }
 
@@ -504,4 +577,56 @@ fn consume(args: ConsumeArgs) -> Result<ExitCode, String> {
     let _ = out.flush();
     eprintln!("Processed a total of {count} messages");
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_nemesis(args: NemesisArgs) -> Result<ExitCode, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let temporary = args.dir.is_none();
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "watermark-nemesis-{}-{}",
+            std::process::id(),
+            args.seed
+        ))
+    });
+    let options = NemesisOptions {
+        exe,
+        dir: dir.clone(),
+        duration: Duration::from_secs(args.duration),
+        seed: args.seed,
+        acks: args.acks,
+        idempotent: args.idempotent,
+        faults: args.faults.0,
+        fsync: args.fsync,
+        producers: args.producers,
+        records_per_s: args.rate,
+        recovery_timeout: Duration::from_secs(args.recovery_timeout),
+    };
+    options.validate()?;
+    // Ctrl-C or SIGTERM ends the fault phase once the fault under way is healed; the checks
+    // still run. The nodes are in process groups of their own and do not see the Ctrl-C.
+    let stop = stop_flag()?;
+    let report = nemesis::run(&options, &stop, &mut |line| eprintln!("{line}"));
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(format!("{e} (the run's files are in {})", dir.display()));
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        writeln!(out, "{}", report.json())
+    } else {
+        write!(out, "{}", report.text())
+    };
+    written.map_err(|e| format!("cannot write the report: {e}"))?;
+    if report.passed() {
+        if temporary {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("the run's files are kept in {}", dir.display());
+        Ok(ExitCode::from(1))
+    }
 }

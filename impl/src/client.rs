@@ -39,6 +39,17 @@ fn client_socket(server: SocketAddrV4) -> io::Result<UdpSocket> {
 pub fn request<T>(
     server: SocketAddrV4,
     request: &Msg,
+    pick: impl FnMut(Msg) -> Option<T>,
+) -> Result<T, String> {
+    request_within(server, request, ADMIN_TIMEOUT, pick)
+}
+
+/// [`request`] with another bound than [`ADMIN_TIMEOUT`]: a health probe that polls wants a
+/// short one.
+pub fn request_within<T>(
+    server: SocketAddrV4,
+    request: &Msg,
+    timeout: Duration,
     mut pick: impl FnMut(Msg) -> Option<T>,
 ) -> Result<T, String> {
     // Not connected: forwarded requests are answered by the controller, not by `server`.
@@ -50,7 +61,7 @@ pub fn request<T>(
     let mut transport = Transport::new(TransportConfig::client(incarnation::clock()));
     let mut payload = Vec::new();
     codec::encode(request, &mut payload).map_err(|e| format!("cannot encode request: {e}"))?;
-    let deadline = Instant::now() + ADMIN_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let mut recv = vec![0u8; DATAGRAM_BYTES_MAX + 1];
     let mut datagrams = Vec::new();
     let send_all = |datagrams: &mut Vec<crate::transport::Datagram>| -> Result<(), String> {
@@ -90,9 +101,13 @@ pub fn request<T>(
             }
         }
     }
+    let within = if timeout.subsec_millis() == 0 {
+        timeout.as_secs().to_string()
+    } else {
+        format!("{:.1}", timeout.as_secs_f64())
+    };
     Err(format!(
-        "bootstrap server {server} did not answer within {} s (is the cluster up?)",
-        ADMIN_TIMEOUT.as_secs()
+        "bootstrap server {server} did not answer within {within} s (is the cluster up?)"
     ))
 }
 

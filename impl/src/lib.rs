@@ -17,6 +17,9 @@
 //!   timings, admission policies, and running one node.
 //! - [`local`]: a controller and brokers as child processes, for `cluster up` and tests.
 //! - [`client`]: drivers that run the model's Producer and Consumer actors and the admin APIs.
+//! - [`nemesis`]: a local cluster under seeded faults (kill -9, pause, partitions, loss,
+//!   duplication, reordering, torn tails, power loss), and [`history`]: the checks of what its
+//!   producers were told against what the replicas hold.
 //!
 //! `README.md` beside this crate documents the datagram format, the transport's guarantee,
 //! authentication, every counter and the fault rules file.
@@ -25,9 +28,11 @@ pub mod client;
 pub mod cluster;
 pub mod codec;
 pub mod faults;
+pub mod history;
 pub mod host;
 pub mod incarnation;
 pub mod local;
+pub mod nemesis;
 pub mod records;
 pub mod segment;
 pub mod store;

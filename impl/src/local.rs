@@ -6,7 +6,8 @@
 //! node's stderr goes to `<dir>/<node>.log` (appended across restarts), where its stop line
 //! with every counter can be read back ([`LocalCluster::counters`]). A node counts as started
 //! once it holds a UDP socket bound to its address. Children die with the thread that started
-//! them (PR_SET_PDEATHSIG) and with the `LocalCluster` (SIGKILL on drop).
+//! them (PR_SET_PDEATHSIG) and with the `LocalCluster` (SIGKILL on drop), and each is in a
+//! process group of its own, so a terminal's Ctrl-C reaches the parent only.
 
 use crate::cluster::{default_node_dir, BrokerEntry, ClusterFile, Role, TimingMs};
 use crate::store::FsyncPolicy;
@@ -276,6 +277,10 @@ impl LocalCluster {
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;
+            // A process group of its own: Ctrl-C in a terminal reaches the parent only, which
+            // stops its nodes itself (`cluster up`) or first ends its run (`nemesis`, whose
+            // nodes must not stop behind its back).
+            command.process_group(0);
             // SAFETY: prctl is async-signal-safe. If the thread that started the node dies, so
             // does the node.
             unsafe {

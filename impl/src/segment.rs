@@ -266,6 +266,33 @@ fn parse_frame(data: &[u8], expected_base: Offset) -> Option<(Batch, usize)> {
     Some((batch, FRAME_HEADER_BYTES + len as usize))
 }
 
+/// Where each intact frame of a segment file's bytes starts, and where the intact frames end:
+/// what recovery would keep. Read-only; for tools that inspect or damage a segment (the
+/// nemesis tears the last frame and checks that recovery will cut it).
+pub fn intact_frames(data: &[u8], base_offset: Offset) -> (Vec<usize>, usize) {
+    let mut starts = Vec::new();
+    let mut at = 0usize;
+    let mut next_offset = base_offset;
+    while at < data.len() {
+        let Some((batch, frame_bytes)) = parse_frame(&data[at..], next_offset) else {
+            break;
+        };
+        starts.push(at);
+        next_offset += batch.entries.len() as Offset;
+        at += frame_bytes;
+    }
+    (starts, at)
+}
+
+/// The base offset a segment file's name gives (`<20 digits>.log`).
+pub fn segment_base_offset(path: &Path) -> Option<Offset> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file, then a rename. With `sync`, the data
 /// and the rename are on the device before this returns.
 pub fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
