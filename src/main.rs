@@ -75,12 +75,16 @@ struct CheckArgs {
 /// Knobs; each overrides the preset.
 #[derive(Args, Default)]
 pub struct KnobArgs {
+    /// Brokers in the cluster (besides the controller).
     #[arg(long)]
     brokers: Option<u32>,
+    /// Partitions of the one topic.
     #[arg(long)]
     partitions: Option<u32>,
+    /// Replicas of each partition.
     #[arg(long)]
     replication_factor: Option<u32>,
+    /// min.insync.replicas of the topic.
     #[arg(long)]
     min_insync_replicas: Option<u32>,
     /// 0, 1 or all.
@@ -92,15 +96,20 @@ pub struct KnobArgs {
     /// enable.idempotence.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     idempotence: Option<bool>,
+    /// Producers, each writing its own values.
     #[arg(long)]
     producers: Option<u32>,
+    /// Consumers, each reading one partition from offset 0.
     #[arg(long)]
     consumers: Option<u32>,
     /// Records each producer writes.
     #[arg(long)]
     records: Option<u32>,
+    /// Broker crashes in a run (kill -9; each may be followed by a restart). In `simulate`,
+    /// only whether brokers crash: the rate is --crashes-per-min.
     #[arg(long)]
     broker_crashes: Option<u32>,
+    /// Controller crashes in a run. In `simulate`, 1 or more lets the controller crash too.
     #[arg(long)]
     controller_crashes: Option<u32>,
     /// No leader epoch goes past this bound.

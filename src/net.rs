@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use watermark_model::{Acks, Value};
+use watermark_model::{Acks, Msg, Topic, Value};
 use watermark_net::client::{self, ConsumeOptions, ProduceOptions};
 use watermark_net::cluster::{
     default_node_dir, run_node, ClusterFile, Role, TimingMs, VALUE_BYTES_MAX,
@@ -130,29 +130,39 @@ pub enum TopicCommand {
 
 #[derive(Args)]
 pub struct CreateArgs {
+    /// The topic's name: 1 to 249 characters of [a-zA-Z0-9._-], not "." or "..".
     topic: String,
+    /// How many partitions.
     #[arg(long)]
     partitions: u32,
+    /// Replicas of each partition, placed across brokers (and racks) like Kafka's assignment.
     #[arg(long)]
     replication_factor: u32,
+    /// min.insync.replicas: the smallest ISR that takes acks=all writes (and, since Kafka 3.7,
+    /// advances the high watermark).
     #[arg(long, default_value_t = 1)]
     min_insync_replicas: u32,
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The brokers to bootstrap from, HOST:PORT[,HOST:PORT...]; the first that answers serves.
+    #[arg(long, value_name = "HOST:PORT[,...]")]
     bootstrap_server: String,
 }
 
 #[derive(Args)]
 pub struct DescribeArgs {
+    /// Describe only this topic (default: every topic).
     #[arg(long)]
     topic: Option<String>,
+    /// Print one JSON object.
     #[arg(long)]
     json: bool,
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The brokers to bootstrap from, HOST:PORT[,HOST:PORT...]; the first that answers serves.
+    #[arg(long, value_name = "HOST:PORT[,...]")]
     bootstrap_server: String,
 }
 
 #[derive(Args)]
 pub struct ProduceArgs {
+    /// The topic to write stdin's lines to, one record per line.
     topic: String,
     /// 0, 1 or all.
     #[arg(long, default_value = "all", value_parser = parse::<Acks>)]
@@ -169,13 +179,16 @@ pub struct ProduceArgs {
     /// Print acknowledgements as JSON lines.
     #[arg(long)]
     json: bool,
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The brokers to bootstrap from, HOST:PORT[,HOST:PORT...]; the first that answers serves.
+    #[arg(long, value_name = "HOST:PORT[,...]")]
     bootstrap_server: String,
 }
 
 #[derive(Args)]
 pub struct ConsumeArgs {
+    /// The topic to read.
     topic: String,
+    /// Read only this partition (default: all of them).
     #[arg(long)]
     partition: Option<u32>,
     /// Start at offset 0 (default: at the high watermark, only new records).
@@ -190,7 +203,8 @@ pub struct ConsumeArgs {
     /// Print JSON lines {"partition", "offset", "value"}.
     #[arg(long)]
     json: bool,
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The brokers to bootstrap from, HOST:PORT[,HOST:PORT...]; the first that answers serves.
+    #[arg(long, value_name = "HOST:PORT[,...]")]
     bootstrap_server: String,
 }
 
@@ -284,18 +298,52 @@ fn stop_flag() -> Result<Arc<AtomicBool>, String> {
     Ok(stop)
 }
 
+/// How long each entry of a `--bootstrap-server` list gets to answer before the next is tried.
+const BOOTSTRAP_PROBE: Duration = Duration::from_millis(1500);
+
+/// `--bootstrap-server HOST:PORT[,HOST:PORT...]`, as Kafka's tools take it: the first entry that
+/// answers a Metadata request serves (one entry is used as it is, and a dead one is reported
+/// by the request itself).
 fn bootstrap(s: &str) -> Result<SocketAddrV4, String> {
+    let servers = s
+        .split(',')
+        .map(|entry| bootstrap_entry(entry.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let [only] = servers.as_slice() {
+        return Ok(*only);
+    }
+    let probe = Msg::Metadata {
+        topic: Topic::new(""),
+    };
+    servers
+        .iter()
+        .copied()
+        .find(|server| {
+            client::request_within(*server, &probe, BOOTSTRAP_PROBE, |m| {
+                matches!(m, Msg::MetadataResponse { .. }).then_some(())
+            })
+            .is_ok()
+        })
+        .ok_or_else(|| {
+            format!(
+                "none of the bootstrap servers {s} answered within {:.1} s (is the cluster up?)",
+                BOOTSTRAP_PROBE.as_secs_f64()
+            )
+        })
+}
+
+fn bootstrap_entry(s: &str) -> Result<SocketAddrV4, String> {
     use std::net::ToSocketAddrs;
     let addrs = s
         .to_socket_addrs()
-        .map_err(|e| format!("bad --bootstrap-server '{s}': {e} (expected HOST:PORT)"))?;
+        .map_err(|e| format!("bad --bootstrap-server entry '{s}': {e} (expected HOST:PORT)"))?;
     addrs
         .filter_map(|a| match a {
             std::net::SocketAddr::V4(a) => Some(a),
             _ => None,
         })
         .next()
-        .ok_or_else(|| format!("bad --bootstrap-server '{s}': no IPv4 address"))
+        .ok_or_else(|| format!("bad --bootstrap-server entry '{s}': no IPv4 address"))
 }
 
 fn run_one(

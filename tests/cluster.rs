@@ -1079,3 +1079,34 @@ fn a_topic_of_four_thousand_partitions_works_end_to_end_and_breaks_nothing_besid
     let read = consume_all(&cluster, "small", 400);
     assert_read_back(&(before + &during), &acked, &read);
 }
+
+/// `--bootstrap-server` takes a list, as Kafka's tools do: with the first entry dead, the next
+/// one serves every tool; with none alive, a clear error and status 2.
+#[test]
+fn a_bootstrap_list_whose_first_broker_is_dead_still_serves_every_tool() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::up(dir.path(), &options());
+    cluster.create_topic("b", 1, Some(2));
+    cluster.await_full_isr("b");
+    let dead = cluster.local.address(Role::Broker(1)).unwrap();
+    let live = cluster.local.address(Role::Broker(2)).unwrap();
+    cluster.local.kill(Role::Broker(1)).unwrap();
+    cluster.bootstrap = format!("{dead},{live}");
+    let values = lines(200, "listed");
+    let acked = acks(&cluster.ok(&["produce", "b"], &values));
+    assert_eq!(acked.len(), 200);
+    let read = consume_all(&cluster, "b", 200);
+    assert_read_back(&values, &acked, &read);
+    let d = cluster.describe("b");
+    assert!(d["partitions"][0]["leader"].is_u64(), "{d}");
+
+    cluster.bootstrap = format!("{dead}, {dead}");
+    let out = cluster.run(&["describe"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("none of the bootstrap servers") && err.contains("answered"),
+        "{err}"
+    );
+}
