@@ -126,6 +126,15 @@ pub struct BrokerArgs {
 pub enum TopicCommand {
     /// Create a topic.
     Create(CreateArgs),
+    /// List the topics, one name a line, like `kafka-topics --list`.
+    List(ListArgs),
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// The brokers to bootstrap from, HOST:PORT[,HOST:PORT...]; the first that answers serves.
+    #[arg(long, value_name = "HOST:PORT[,...]")]
+    bootstrap_server: String,
 }
 
 #[derive(Args)]
@@ -282,6 +291,7 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
             run_one(&file, role, &dir, &args.node)
         }
         NetCommand::Topic(TopicCommand::Create(args)) => topic_create(args),
+        NetCommand::Topic(TopicCommand::List(args)) => topic_list(args),
         NetCommand::Describe(args) => describe(args),
         NetCommand::Produce(args) => produce(args),
         NetCommand::Consume(args) => consume(args),
@@ -478,6 +488,18 @@ fn list(ids: &[u32]) -> String {
 
 fn opt(o: Option<u64>) -> String {
     o.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+}
+
+fn topic_list(args: ListArgs) -> Result<ExitCode, String> {
+    let server = bootstrap(&args.bootstrap_server)?;
+    let d = client::describe(server, None)?;
+    let topics: std::collections::BTreeSet<&str> =
+        d.partitions.iter().map(|p| p.topic.as_str()).collect();
+    let mut out = std::io::stdout().lock();
+    for t in topics {
+        writeln!(out, "{t}").map_err(|e| format!("cannot write: {e}"))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(args: DescribeArgs) -> Result<ExitCode, String> {

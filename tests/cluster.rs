@@ -1100,6 +1100,8 @@ fn a_bootstrap_list_whose_first_broker_is_dead_still_serves_every_tool() {
     assert_read_back(&values, &acked, &read);
     let d = cluster.describe("b");
     assert!(d["partitions"][0]["leader"].is_u64(), "{d}");
+    cluster.create_topic("a", 1, None);
+    assert_eq!(cluster.ok(&["topic", "list"], ""), "a\nb\n");
 
     cluster.bootstrap = format!("{dead}, {dead}");
     let out = cluster.run(&["describe"], "");
