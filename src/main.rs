@@ -67,6 +67,10 @@ struct CheckArgs {
     /// Seed for --strategy simulation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Stop as soon as any Always property is violated, as TLC does, and print the time it
+    /// took; the other properties' verdicts are then unknown.
+    #[arg(long)]
+    stop_at_first_violation: bool,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
@@ -249,6 +253,7 @@ fn check(args: CheckArgs) -> Result<ExitCode, String> {
         threads: args.threads,
         timeout,
         stop_when_found: None,
+        stop_at_first_violation: args.stop_at_first_violation,
         progress: (!args.json).then_some(print_progress as fn(&Progress)),
         seed: args.seed,
     };

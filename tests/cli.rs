@@ -149,3 +149,42 @@ fn bad_arguments_are_one_clear_line_and_exit_2() {
         assert!(stdout(&o).is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn check_can_stop_at_the_first_violation_and_says_the_rest_is_unknown() {
+    let o = watermark(&[
+        "check",
+        "--brokers",
+        "2",
+        "--replication-factor",
+        "2",
+        "--min-insync-replicas",
+        "1",
+        "--broker-crashes",
+        "2",
+        "--protocol",
+        "hwm-truncation",
+        "--stop-at-first-violation",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["stopped_at_first_violation"], true);
+    assert_eq!(v["complete"], false);
+    let verdicts: Vec<&str> = v["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts.iter().filter(|v| **v == "violated").count(), 1);
+    assert!(verdicts.contains(&"unknown"), "{verdicts:?}");
+    assert!(!verdicts.contains(&"holds"), "{verdicts:?}");
+    let violated = v["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["verdict"] == "violated")
+        .unwrap();
+    assert!(violated["trace"].as_array().is_some_and(|t| !t.is_empty()));
+}

@@ -23,6 +23,8 @@ pub fn text(preset: &str, outcome: &Outcome) -> String {
     s.push_str(&format!("preset {preset}: {}\n", outcome.knobs.summary()));
     let completeness = if outcome.complete {
         "complete: every reachable state within the bounds was checked"
+    } else if outcome.stopped_at_violation {
+        "STOPPED at the first violation (--stop-at-first-violation); the other verdicts are unknown"
     } else {
         "INCOMPLETE: the search stopped before exhausting the state space"
     };
@@ -121,6 +123,7 @@ pub fn json(preset: &str, outcome: &Outcome) -> Value {
         "knobs": knobs_json(&outcome.knobs),
         "strategy": outcome.strategy,
         "complete": outcome.complete,
+        "stopped_at_first_violation": outcome.stopped_at_violation,
         "states": outcome.states,
         "unique_states": outcome.unique_states,
         "max_depth": outcome.max_depth,

@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Stop as soon as these properties have a discovery (all of them).
     pub stop_when_found: Option<Vec<&'static str>>,
+    /// Stop as soon as any Always property is violated (TLC's default); the verdicts of the
+    /// properties without a discovery are then unknown.
+    pub stop_at_first_violation: bool,
     /// Called about once a second while checking.
     pub progress: Option<fn(&Progress)>,
     pub seed: u64,
@@ -54,6 +57,7 @@ impl Default for RunOptions {
             threads: 1,
             timeout: None,
             stop_when_found: None,
+            stop_at_first_violation: false,
             progress: None,
             seed: 0,
         }
@@ -75,6 +79,8 @@ pub enum Verdict {
     Violated,
     Found,
     NotFound,
+    /// The search stopped at another property's violation before deciding this one.
+    Unknown,
 }
 
 impl Verdict {
@@ -84,11 +90,13 @@ impl Verdict {
             Verdict::Violated => "violated",
             Verdict::Found => "found",
             Verdict::NotFound => "not-found",
+            Verdict::Unknown => "unknown",
         }
     }
-    /// Whether this verdict is what a correct protocol gives.
+    /// Whether this verdict is what a correct protocol gives (an unknown one is not a failure
+    /// by itself: the violation that stopped the search is).
     pub fn is_good(self) -> bool {
-        matches!(self, Verdict::Holds | Verdict::Found)
+        matches!(self, Verdict::Holds | Verdict::Found | Verdict::Unknown)
     }
 }
 
@@ -111,6 +119,8 @@ pub struct Outcome {
     pub unique_states: usize,
     pub max_depth: usize,
     pub seconds: f64,
+    /// The search stopped at the first violation (`stop_at_first_violation`).
+    pub stopped_at_violation: bool,
     pub properties: Vec<PropertyOutcome>,
     /// How often each spec rule fired while the checker explored (every expansion of a state
     /// counts). Checks running at once in one process count into each other's.
@@ -157,6 +167,8 @@ pub fn run_properties(
         builder = builder.finish_when(HasDiscoveries::AllOf(
             names.iter().copied().collect::<BTreeSet<_>>(),
         ));
+    } else if options.stop_at_first_violation {
+        builder = builder.finish_when(HasDiscoveries::AnyFailures);
     }
     let recording = Recording::start();
     let started = Instant::now();
@@ -193,13 +205,21 @@ pub fn run_properties(
             .all(|n| discoveries.contains_key(n));
     // stateright also stops on its own once every property has a discovery.
     let all_discovered = defs.iter().all(|d| discoveries.contains_key(d.name));
-    let complete =
-        options.strategy != Strategy::Simulation && !timed_out && !stopped_early && !all_discovered;
+    let stopped_at_violation = options.stop_at_first_violation
+        && defs
+            .iter()
+            .any(|d| d.expectation == Expectation::Always && discoveries.contains_key(d.name));
+    let complete = options.strategy != Strategy::Simulation
+        && !timed_out
+        && !stopped_early
+        && !all_discovered
+        && !stopped_at_violation;
     let properties = defs
         .iter()
         .map(|d| {
             let path = discoveries.remove(d.name);
             let verdict = match (d.expectation.clone(), path.is_some()) {
+                (_, false) if stopped_at_violation => Verdict::Unknown,
                 (Expectation::Sometimes, true) => Verdict::Found,
                 (Expectation::Sometimes, false) => Verdict::NotFound,
                 (_, true) => Verdict::Violated,
@@ -222,6 +242,7 @@ pub fn run_properties(
         unique_states: checker.unique_state_count(),
         max_depth: checker.max_depth(),
         seconds: elapsed.as_secs_f64(),
+        stopped_at_violation,
         properties,
         rule_coverage: recording.coverage(),
     }
