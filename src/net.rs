@@ -99,6 +99,8 @@ struct NodeOptions {
 
 #[derive(Args)]
 pub struct ControllerArgs {
+    /// The cluster file `cluster up` writes (cluster.json): every node's id and address, the
+    /// timings and the cluster key.
     #[arg(long, value_name = "FILE")]
     cluster: PathBuf,
     /// Where the controller keeps its state (default: beside the cluster file).
@@ -113,6 +115,8 @@ pub struct BrokerArgs {
     /// broker.id.
     #[arg(long)]
     id: u32,
+    /// The cluster file `cluster up` writes (cluster.json): every node's id and address, the
+    /// timings and the cluster key.
     #[arg(long, value_name = "FILE")]
     cluster: PathBuf,
     /// log.dirs (default: beside the cluster file).
