@@ -307,13 +307,12 @@ pub fn scenarios() -> Vec<Scenario> {
     // min.insync.replicas. Before, a record appended while a follower was in the ISR was
     // committed by the leader alone once the follower dropped out, and the producer was told
     // NotEnoughReplicasAfterAppend; its retry wrote the record twice.
-    for (before_3_7, expected) in [(true, Reachable), (false, Unreachable)] {
+    for (name, before_3_7, expected) in [
+        ("hwm-under-min-isr-before-3-7", true, Reachable),
+        ("hwm-under-min-isr", false, Unreachable),
+    ] {
         rows.push(row(
-            if before_3_7 {
-                "hwm-under-min-isr-before-3-7"
-            } else {
-                "hwm-under-min-isr"
-            },
+            name,
             HISTORY,
             None,
             Knobs {
@@ -374,15 +373,12 @@ pub fn scenarios() -> Vec<Scenario> {
     }
     // KAFKA-6361, which KIP-279 fixed: the epoch lookup of KIP-101 leaves a divergent log
     // after a fast failover back to a leader that never saw the follower's epoch.
-    for (protocol, expected) in [
-        (Protocol::Kip101, Reachable),
-        (Protocol::Kip279, Unreachable),
+    for (name, protocol, expected) in [
+        ("kip-101-fast-failover", Protocol::Kip101, Reachable),
+        ("kip-279-fast-failover", Protocol::Kip279, Unreachable),
     ] {
         rows.push(row(
-            match protocol {
-                Protocol::Kip101 => "kip-101-fast-failover",
-                _ => "kip-279-fast-failover",
-            },
+            name,
             HISTORY,
             None,
             Knobs {

@@ -47,15 +47,15 @@ use watermark_model::rules::{Coverage, Recording};
 use watermark_model::*;
 use watermark_net::cluster::{TimingMs, BATCH_BYTES_MAX};
 use watermark_net::codec;
+use watermark_net::store::HWM_CHECKPOINT_INTERVAL;
 use watermark_net::transport::{Received, Transport, TransportConfig};
 
 /// Virtual time, in microseconds.
 type Micros = u64;
 
 const MICROS_PER_S: Micros = 1_000_000;
-/// A high watermark change alone is checkpointed at most this often (the runtime's
-/// `HWM_CHECKPOINT_INTERVAL`).
-const HWM_CHECKPOINT_MICROS: Micros = MICROS_PER_S;
+/// A high watermark change alone is checkpointed at most this often: the runtime's interval.
+const HWM_CHECKPOINT_MICROS: Micros = HWM_CHECKPOINT_INTERVAL.as_micros() as Micros;
 /// How often liveness is checked once the world has healed.
 const LIVENESS_CHECK_MICROS: Micros = 100_000;
 /// The loopback latency of every datagram, uniformly in this range.
@@ -423,9 +423,8 @@ fn index_of(address: SocketAddrV4) -> usize {
 impl<'o> World<'o> {
     fn new(options: &'o SimOptions, seed: u64) -> World<'o> {
         let knobs = options.sim_knobs();
-        let timing = TimingMs::default().timing();
         let settings = Settings {
-            timing: timing.clone(),
+            timing: TimingMs::default().timing(),
             client_timing: TimingMs::client().timing(),
             fetch_bytes_max: BATCH_BYTES_MAX,
             batch_bytes_max: BATCH_BYTES_MAX,
@@ -779,10 +778,13 @@ impl<'o> World<'o> {
 
     /// One handler step of actor `index`, then the ghost, the trace and every Always property.
     fn step_actor(&mut self, index: usize, action: Action) {
-        let last = self.state.clone();
+        // The step touches only this actor's state and storage: keep those two, and rebuild
+        // the state before the step only if the handler changed something.
+        let before = self.state.actor_states[index].clone();
+        let stored_before = self.state.actor_storages[index].clone();
         let actor = &self.model.inner.actors[index];
         let id = Id::from(index);
-        let mut cow = Cow::Borrowed(&*self.state.actor_states[index]);
+        let mut cow = Cow::Borrowed(&*before);
         let mut out = Out::new();
         match &action {
             ActorModelAction::Deliver { src, msg, .. } => {
@@ -797,6 +799,9 @@ impl<'o> World<'o> {
         }
         self.run_commands(index, out);
         if changed {
+            let mut last = self.state.clone();
+            last.actor_states[index] = before;
+            last.actor_storages[index] = stored_before;
             self.after_step(&last, &action);
         } else if self.options.trace_steps > 0 && matches!(action, ActorModelAction::Deliver { .. })
         {
