@@ -174,30 +174,28 @@ impl WatermarkModel {
         }
     }
 
+    /// Whether this property is among those checked.
+    fn checks(&self, name: &str) -> bool {
+        self.checked.iter().any(|p| p.name == name)
+    }
+
     /// Whether the ghost keeps the controller epochs delivered to each broker (I6).
     pub fn observe_controller_epochs(&self) -> bool {
-        self.checked
-            .iter()
-            .any(|p| p.name == "NoStaleControllerRequest")
+        self.checks("NoStaleControllerRequest")
     }
 
     /// Whether the ghost keeps which brokers lost a push (S16).
     pub fn observe_lost_pushes(&self) -> bool {
-        self.checked
-            .iter()
-            .any(|p| p.name == "LostMetadataRepaired")
+        self.checks("LostMetadataRepaired")
     }
 
-    /// The same model, checking exactly these properties.
+    /// The same model, checking exactly these properties. The matrix-only observations are
+    /// kept as flags: the ghost asks about them on every delivery.
     pub fn with_properties(mut self, properties: Vec<properties::PropertyDef>) -> Self {
-        self.observe_divergent_truncation = properties
-            .iter()
-            .any(|p| p.name == "DivergentTailTruncated");
-        self.observe_lookup_divergence = properties
-            .iter()
-            .any(|p| p.name == "EpochLookupLeftDivergence");
-        self.observe_stale_checkpoints = properties.iter().any(|p| p.name == "StaleHwmCheckpoint");
         self.checked = properties;
+        self.observe_divergent_truncation = self.checks("DivergentTailTruncated");
+        self.observe_lookup_divergence = self.checks("EpochLookupLeftDivergence");
+        self.observe_stale_checkpoints = self.checks("StaleHwmCheckpoint");
         self
     }
 
