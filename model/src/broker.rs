@@ -212,7 +212,7 @@ impl BrokerState {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Broker {
     pub config: BrokerConfig,
 }

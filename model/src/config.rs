@@ -5,6 +5,7 @@
 
 use crate::revision::Protocol;
 use crate::types::*;
+use serde::{Deserialize, Serialize};
 use stateright::actor::{model_timeout, Id};
 use std::ops::Range;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 /// Timer durations. The model uses `model_timeout()` for all of them: its timers fire at any
 /// moment, in any order. The real cluster sets real durations.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Timing {
     /// `broker.session.timeout.ms`.
     pub session_timeout: Range<Duration>,
@@ -43,7 +44,7 @@ impl Timing {
 }
 
 /// What every broker and the controller share.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClusterConfig {
     pub controller: Id,
     /// Every broker's id and address, in broker id order.
@@ -108,7 +109,7 @@ impl ClusterConfig {
 }
 
 /// A topic: its partitions' replica assignments and its configs.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TopicConfig {
     pub topic: Topic,
     /// Replica assignment per partition, preferred leader first.
@@ -118,7 +119,7 @@ pub struct TopicConfig {
     pub unclean_leader_election: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ControllerConfig {
     pub cluster: Arc<ClusterConfig>,
     /// Whether the controller moves leadership back to the preferred replica
@@ -133,14 +134,14 @@ pub struct ControllerConfig {
     pub metadata_bytes_max: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BrokerConfig {
     pub broker_id: BrokerId,
     pub cluster: Arc<ClusterConfig>,
 }
 
 /// The records a producer sends, in order.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ProducerConfig {
     /// Brokers to ask for metadata, tried in turn.
     pub bootstrap: Vec<Id>,
@@ -159,7 +160,7 @@ pub struct ProducerConfig {
     pub timing: Timing,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConsumerConfig {
     pub bootstrap: Vec<Id>,
     pub topic_partition: TopicPartition,

@@ -37,7 +37,7 @@ pub struct ConsumerState {
     pub consumed: Arc<Vec<Consumed>>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Consumer {
     pub config: ConsumerConfig,
 }

@@ -96,7 +96,7 @@ impl ControllerState {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Controller {
     pub config: ControllerConfig,
 }

@@ -17,27 +17,82 @@ use std::fmt;
 /// The entries are a persistent vector: a clone shares them, and an append or truncation of a
 /// clone costs O(log n), not a copy of the log. The model's logs hold a few entries; the real
 /// cluster's hold millions, and every handler step clones the replica it changes.
-#[derive(Clone, Default, Eq, Serialize, Deserialize)]
+#[derive(Clone, Eq, Serialize, Deserialize)]
+#[serde(from = "im::Vector<LogEntry>", into = "im::Vector<LogEntry>")]
 pub struct Log {
     entries: im::Vector<LogEntry>,
+    /// A digest of every entry, kept as entries come and go: sum of `entry_hash(e_i) * P^i`
+    /// (wrapping), so that an append costs O(1) and a truncation O(entries removed). `Hash`
+    /// uses it, so that hashing a replica (the checker's fingerprints, the runtime's traced
+    /// state hashes) does not walk a log of millions of entries.
+    digest: u64,
+    /// `P^len`.
+    power: u64,
+}
+
+/// The digest's base: odd, so that its powers never vanish modulo 2^64.
+const DIGEST_BASE: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// One entry's hash, the same in every process of one build (SipHash with fixed keys).
+fn entry_hash(entry: &LogEntry) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    entry.hash(&mut h);
+    h.finish()
+}
+
+fn digest_power(exponent: usize) -> u64 {
+    let (mut base, mut e, mut acc) = (DIGEST_BASE, exponent, 1u64);
+    while e > 0 {
+        if e & 1 == 1 {
+            acc = acc.wrapping_mul(base);
+        }
+        base = base.wrapping_mul(base);
+        e >>= 1;
+    }
+    acc
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            entries: im::Vector::new(),
+            digest: 0,
+            power: 1,
+        }
+    }
+}
+
+impl From<im::Vector<LogEntry>> for Log {
+    fn from(entries: im::Vector<LogEntry>) -> Self {
+        let mut log = Log::default();
+        for e in entries {
+            log.append_unchecked(e);
+        }
+        log
+    }
+}
+
+impl From<Log> for im::Vector<LogEntry> {
+    fn from(log: Log) -> Self {
+        log.entries
+    }
 }
 
 impl PartialEq for Log {
     /// Shared entries are equal without a walk: handlers compare a replica with its clone to
-    /// learn whether anything changed.
+    /// learn whether anything changed. Different digests are different logs.
     fn eq(&self, other: &Self) -> bool {
-        self.entries.ptr_eq(&other.entries) || self.entries == other.entries
+        self.entries.ptr_eq(&other.entries)
+            || (self.digest == other.digest && self.entries == other.entries)
     }
 }
 
 impl std::hash::Hash for Log {
-    /// Exactly as a `Vec` hashes (length, then every entry), so that the checker's state
-    /// fingerprints are those of the plain vector this replaced.
+    /// The length and the digest of every entry: O(1).
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_usize(self.entries.len());
-        for entry in &self.entries {
-            entry.hash(state);
-        }
+        state.write_u64(self.digest);
     }
 }
 
@@ -47,9 +102,24 @@ impl Log {
     }
 
     pub fn from_entries(entries: impl IntoIterator<Item = LogEntry>) -> Self {
-        Log {
-            entries: entries.into_iter().collect(),
+        let mut log = Log::default();
+        for e in entries {
+            log.append_unchecked(e);
         }
+        log
+    }
+
+    /// The digest of every entry (see the field): equal logs have equal digests.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    fn append_unchecked(&mut self, entry: LogEntry) {
+        self.digest = self
+            .digest
+            .wrapping_add(entry_hash(&entry).wrapping_mul(self.power));
+        self.power = self.power.wrapping_mul(DIGEST_BASE);
+        self.entries.push_back(entry);
     }
 
     /// The log end offset: the offset the next record gets.
@@ -80,7 +150,7 @@ impl Log {
                 .is_none_or(|last| last <= entry.leader_epoch),
             "epochs never decrease along a log"
         );
-        self.entries.push_back(entry);
+        self.append_unchecked(entry);
     }
 
     /// Removes every entry at or after `offset`. Returns whether anything was removed.
@@ -88,6 +158,12 @@ impl Log {
         if offset >= self.log_end_offset() {
             return false;
         }
+        let mut power = digest_power(offset as usize);
+        for e in self.entries.iter().skip(offset as usize) {
+            self.digest = self.digest.wrapping_sub(entry_hash(e).wrapping_mul(power));
+            power = power.wrapping_mul(DIGEST_BASE);
+        }
+        self.power = digest_power(offset as usize);
         self.entries.truncate(offset as usize);
         true
     }
@@ -178,5 +254,54 @@ impl fmt::Debug for Log {
             )?;
         }
         f.write_str("]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(epoch: LeaderEpoch, value: &str) -> LogEntry {
+        LogEntry {
+            leader_epoch: epoch,
+            record: Record {
+                value: Value::from(value),
+                producer: None,
+            },
+        }
+    }
+
+    #[test]
+    fn digest_follows_appends_and_truncations() {
+        let mut a = Log::new();
+        for (i, v) in ["a", "b", "c", "d"].iter().enumerate() {
+            a.append(entry(i as LeaderEpoch / 2, v));
+        }
+        let b = Log::from_entries(a.entries().cloned());
+        assert_eq!(a.digest(), b.digest());
+        let mut c = a.clone();
+        c.truncate(2);
+        let d = Log::from_entries(a.entries().take(2).cloned());
+        assert_eq!(c.digest(), d.digest());
+        assert_ne!(c.digest(), a.digest());
+        c.append(entry(1, "c"));
+        c.append(entry(1, "d"));
+        assert_eq!(c.digest(), a.digest());
+        assert_eq!(c, a);
+        // A different entry at the same offset, or the same entries in another order, differ.
+        let e = Log::from_entries([entry(0, "a"), entry(0, "x")]);
+        let f = Log::from_entries([entry(0, "x"), entry(0, "a")]);
+        assert_ne!(e.digest(), f.digest());
+        assert_ne!(e, f);
+        // The digest survives serialization (it is recomputed).
+        let bytes = postcard::to_allocvec(&a).unwrap();
+        let back: Log = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.digest(), a.digest());
+        assert_eq!(Log::new().digest(), Log::from_entries([]).digest());
+        let mut g = Log::new();
+        g.append(entry(0, "a"));
+        g.truncate(0);
+        assert_eq!(g, Log::new());
+        assert_eq!(g.digest(), 0);
     }
 }

@@ -98,7 +98,7 @@ impl PowerLoss {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub enum Node {
     Controller(Controller),
     Broker(Broker),

@@ -55,7 +55,7 @@ pub struct ProducerState {
     pub failed: u32,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Producer {
     pub config: ProducerConfig,
 }
