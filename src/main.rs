@@ -43,6 +43,9 @@ enum Command {
     /// Run the actors on a virtual clock with seeded faults: safety at every step, recovery
     /// after healing.
     Simulate(simulate::SimulateArgs),
+    /// Replay a real run's trace files (`--trace`) through the model's actors: every step, every
+    /// recovery, causality, and every Always property on the run's interleaving.
+    Validate(ValidateArgs),
     /// Run the protocol for real: a UDP cluster and Kafka-like tools.
     #[command(flatten)]
     Net(net::NetCommand),
@@ -74,6 +77,30 @@ struct CheckArgs {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// The directory of trace files (`cluster up --trace DIR`, `nemesis --trace DIR`), or the
+    /// files of `controller --trace` and `broker --trace` gathered in one.
+    dir: std::path::PathBuf,
+    /// Print one JSON object: {"nodes", "events", "mismatches", "violations", ...}.
+    #[arg(long)]
+    json: bool,
+}
+
+fn validate(args: ValidateArgs) -> Result<ExitCode, String> {
+    let report = watermark_checks::validate::validate_dir(&args.dir)?;
+    if args.json {
+        println!("{}", watermark_checks::validate::json(&report));
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Knobs; each overrides the preset.
@@ -288,6 +315,7 @@ fn main() -> ExitCode {
         Command::Matrix(args) => matrix::run(args),
         Command::Explore(args) => explore::explore(args),
         Command::Simulate(args) => simulate::simulate(args),
+        Command::Validate(args) => validate(args),
         Command::Net(command) => net::run(command),
     };
     match result {

@@ -13,8 +13,9 @@ use std::time::Duration;
 use watermark_model::{Acks, Msg, Topic, Value};
 use watermark_net::client::{self, ConsumeOptions, ProduceOptions};
 use watermark_net::cluster::{
-    default_node_dir, run_node, ClusterFile, Role, TimingMs, VALUE_BYTES_MAX,
+    default_node_dir, run_node, ClusterFile, NodeRun, Role, TimingMs, VALUE_BYTES_MAX,
 };
+use watermark_net::host::Breakage;
 use watermark_net::local::{LocalCluster, LocalOptions, CLUSTER_FILE_NAME};
 use watermark_net::nemesis::{self, FaultKind, NemesisOptions};
 use watermark_net::store::FsyncPolicy;
@@ -80,6 +81,10 @@ pub struct UpArgs {
     base_port: u16,
     #[command(flatten)]
     node: NodeOptions,
+    /// Record every step of every node in DIR (controller.trace, broker-<id>.trace), for
+    /// `watermark validate DIR`.
+    #[arg(long, value_name = "DIR")]
+    trace: Option<PathBuf>,
     /// broker.session.timeout.ms for a new cluster.
     #[arg(long)]
     session_timeout_ms: Option<u64>,
@@ -95,6 +100,17 @@ struct NodeOptions {
     /// for tests.
     #[arg(long, value_name = "FILE", hide = true)]
     faults: Option<PathBuf>,
+    /// Break this node's host on purpose (send-before-save), to show that `watermark validate`
+    /// notices; for tests.
+    #[arg(long, value_name = "HOW", hide = true, value_parser = parse_breakage)]
+    break_host: Option<Breakage>,
+}
+
+fn parse_breakage(s: &str) -> Result<Breakage, String> {
+    match s {
+        "send-before-save" => Ok(Breakage::SendBeforeSave),
+        _ => Err(format!("unknown breakage '{s}' (send-before-save)")),
+    }
 }
 
 #[derive(Args)]
@@ -106,6 +122,9 @@ pub struct ControllerArgs {
     /// Where the controller keeps its state (default: beside the cluster file).
     #[arg(long)]
     log_dir: Option<PathBuf>,
+    /// Record every step of this node (appended across restarts) for `watermark validate`.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
     #[command(flatten)]
     node: NodeOptions,
 }
@@ -122,6 +141,9 @@ pub struct BrokerArgs {
     /// log.dirs (default: beside the cluster file).
     #[arg(long)]
     log_dir: Option<PathBuf>,
+    /// Record every step of this node (appended across restarts) for `watermark validate`.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
     #[command(flatten)]
     node: NodeOptions,
 }
@@ -259,6 +281,11 @@ pub struct NemesisArgs {
     /// the run passes and kept when it fails.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Record every step of every node and producer (in DIR/traces) and, after the run, replay
+    /// them through the model as `watermark validate` does: 0 mismatches and 0 violations to
+    /// pass.
+    #[arg(long)]
+    validate: bool,
     /// Print one JSON object on stdout instead of the report.
     #[arg(long)]
     json: bool,
@@ -284,7 +311,13 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
             let dir = args
                 .log_dir
                 .unwrap_or_else(|| default_node_dir(&args.cluster, Role::Controller));
-            run_one(&file, Role::Controller, &dir, &args.node)
+            run_one(
+                &file,
+                Role::Controller,
+                &dir,
+                &args.node,
+                args.trace.as_deref(),
+            )
         }
         NetCommand::Broker(args) => {
             let file = ClusterFile::load(&args.cluster)?;
@@ -292,7 +325,7 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
             let dir = args
                 .log_dir
                 .unwrap_or_else(|| default_node_dir(&args.cluster, role));
-            run_one(&file, role, &dir, &args.node)
+            run_one(&file, role, &dir, &args.node, args.trace.as_deref())
         }
         NetCommand::Topic(TopicCommand::Create(args)) => topic_create(args),
         NetCommand::Topic(TopicCommand::List(args)) => topic_list(args),
@@ -365,17 +398,16 @@ fn run_one(
     role: Role,
     dir: &Path,
     node: &NodeOptions,
+    trace: Option<&Path>,
 ) -> Result<ExitCode, String> {
     let stop = stop_flag()?;
-    let stats = run_node(
-        file,
-        role,
-        dir,
-        node.fsync,
-        node.faults.as_deref(),
-        &stop,
-        |_| {},
-    )?;
+    let run = NodeRun {
+        fsync: node.fsync,
+        faults: node.faults.clone(),
+        trace: trace.map(Path::to_path_buf),
+        breakage: node.break_host,
+    };
+    let stats = run_node(file, role, dir, &run, &stop, |_| {})?;
     eprintln!("{} stopped: {}", role.name(), stats.summary());
     Ok(ExitCode::SUCCESS)
 }
@@ -414,6 +446,10 @@ fn cluster_up(args: UpArgs) -> Result<ExitCode, String> {
         None => None,
     };
     cluster.set_faults(faults);
+    cluster.set_trace_dir(match &args.trace {
+        Some(d) => Some(std::path::absolute(d).map_err(|e| format!("{}: {e}", d.display()))?),
+        None => None,
+    });
     let stop = stop_flag()?;
     cluster.start_all()?;
     let mut out = std::io::stdout().lock();
@@ -675,6 +711,7 @@ fn run_nemesis(args: NemesisArgs) -> Result<ExitCode, String> {
         producers: args.producers,
         records_per_s: args.rate,
         recovery_timeout: Duration::from_secs(args.recovery_timeout),
+        trace: args.validate.then(|| dir.join("traces")),
     };
     options.validate()?;
     // Ctrl-C or SIGTERM ends the fault phase once the fault under way is healed; the checks
@@ -687,14 +724,30 @@ fn run_nemesis(args: NemesisArgs) -> Result<ExitCode, String> {
             return Err(format!("{e} (the run's files are in {})", dir.display()));
         }
     };
+    let validation = match &options.trace {
+        Some(traces) => {
+            eprintln!("validating the run's traces against the model ...");
+            Some(watermark_checks::validate::validate_dir(traces)?)
+        }
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     let written = if args.json {
-        writeln!(out, "{}", report.json())
+        let mut json = report.json();
+        if let (Some(v), Some(obj)) = (&validation, json.as_object_mut()) {
+            obj.insert("validation".into(), watermark_checks::validate::json(v));
+        }
+        writeln!(out, "{json}")
     } else {
-        write!(out, "{}", report.text())
+        let mut text = report.text();
+        if let Some(v) = &validation {
+            text += "\n";
+            text += &v.text();
+        }
+        write!(out, "{text}")
     };
     written.map_err(|e| format!("cannot write the report: {e}"))?;
-    if report.passed() {
+    if report.passed() && validation.as_ref().is_none_or(|v| v.passed()) {
         if temporary {
             let _ = std::fs::remove_dir_all(&dir);
         }

@@ -140,22 +140,32 @@ pub fn observe(
         },
     };
 
-    // Committed records: everything below a (live) leader's high watermark.
+    // Committed records: everything below a (live) leader's high watermark. A broker that was
+    // live and unchanged in the last step was seen then: its committed offsets are recorded (or
+    // its violation latched), and records committed since lie above its high watermark.
     for i in model.broker_indices() {
         if next.crashed[i] {
             continue;
         }
+        let unchanged = last.is_some_and(|l| {
+            !l.crashed[i] && Arc::ptr_eq(&l.actor_states[i], &next.actor_states[i])
+        });
+        if unchanged {
+            continue;
+        }
         let Some(b) = broker(next, i) else { continue };
         for r in b.replicas.values() {
-            if !r.is_leader() {
+            // The model has one topic; a real cluster's traces may hold others.
+            let p = r.partition.topic_partition.partition as usize;
+            if !r.is_leader()
+                || r.partition.topic_partition.topic != model.topic
+                || p >= ghost.committed.len()
+            {
                 continue;
             }
-            let p = r.partition.topic_partition.partition as usize;
-            for offset in 0..r.high_watermark {
-                let Some(entry) = r.log.get(offset) else {
-                    break; // I1 is violated; that property reports it.
-                };
-                match ghost.committed[p].get(offset as usize) {
+            for (offset, entry) in r.log.entries().take(r.high_watermark as usize).enumerate() {
+                // Beyond the log end, I1 is violated; that property reports it.
+                match ghost.committed[p].get(offset) {
                     Some(c) if c.entry != *entry => {
                         ghost.violations |= violation::COMMITTED_RECORD_CHANGED;
                     }

@@ -8,6 +8,8 @@
 //! - [`runner`]: runs the checker and collects verdicts;
 //! - [`sim`]: the same actors on a virtual clock with the runtime's transport, faults and
 //!   recovery (`watermark simulate`);
+//! - [`validate`]: a real run's trace files replayed through the same actors and checked
+//!   (`watermark validate`);
 //! - [`report`] and [`trace`]: verdict tables, readable counterexamples, JSON;
 //! - [`explorer`]: the model as stateright's Explorer shows it, and Explorer paths of
 //!   counterexamples.
@@ -22,6 +24,7 @@ pub mod report;
 pub mod runner;
 pub mod sim;
 pub mod trace;
+pub mod validate;
 
 pub use knobs::{preset, presets, Knobs, Network, Preset};
 pub use model::WatermarkModel;

@@ -174,6 +174,26 @@ impl WatermarkModel {
         }
     }
 
+    /// A model of actors configured elsewhere (a real cluster's, read from its traces by
+    /// `watermark validate`), laid out as [`WatermarkModel::new`] lays them out: the controller,
+    /// brokers 1..=n at their ids, then producers, then consumers. `knobs` must count them;
+    /// `topic` is the topic whose committed records the ghost follows.
+    pub fn hosting(knobs: Knobs, topic: Topic, actors: Vec<Node>) -> Self {
+        let inner = ActorModel::new((), Ghost::default())
+            .actors(actors)
+            .init_network(SrNetwork::new_ordered([]))
+            .lossy_network(LossyNetwork::Yes);
+        WatermarkModel {
+            checked: properties::enabled(&knobs),
+            observe_divergent_truncation: false,
+            observe_lookup_divergence: false,
+            observe_stale_checkpoints: false,
+            knobs,
+            inner,
+            topic,
+        }
+    }
+
     /// Whether this property is among those checked.
     fn checks(&self, name: &str) -> bool {
         self.checked.iter().any(|p| p.name == name)

@@ -448,6 +448,7 @@ pub fn produce(
                     None,
                     TransportConfig::client(incarnation::clock()),
                     None,
+                    None,
                 )
                 .map_err(|e| e.to_string())?;
                 let mut seen = 0usize;
@@ -605,6 +606,7 @@ pub fn consume(
                     u64::from(p),
                     None,
                     TransportConfig::client(incarnation::clock()),
+                    None,
                     None,
                 )
                 .map_err(|e| e.to_string())?;

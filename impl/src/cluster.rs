@@ -23,8 +23,9 @@
 //! it. A file without a key still loads: its nodes then authenticate nothing.
 
 use crate::faults::FaultsFile;
-use crate::host::{bind, Admission, Host};
+use crate::host::{bind, Admission, Breakage, Host};
 use crate::store::{BrokerStore, ControllerStore, FsyncPolicy};
+use crate::trace::TraceWriter;
 use crate::transport::{Key, Limits, TransportConfig};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
@@ -301,18 +302,29 @@ impl Role {
     }
 }
 
+/// How one node runs, beyond the cluster file.
+#[derive(Clone, Debug, Default)]
+pub struct NodeRun {
+    pub fsync: FsyncPolicy,
+    /// A fault rules file (see [`faults`](crate::faults)).
+    pub faults: Option<PathBuf>,
+    /// A trace file every step is appended to (see [`trace`](crate::trace)).
+    pub trace: Option<PathBuf>,
+    /// A deliberately broken host, to show that validation notices (tests only).
+    pub breakage: Option<Breakage>,
+}
+
 /// Runs one node until `stop` is raised, then writes its deferred checkpoint. Returns the host's
-/// statistics. Its incarnation is bumped in `dir` before it sends anything; `faults` names a
-/// fault rules file (see [`faults`](crate::faults)).
+/// statistics. Its incarnation is bumped in `dir` before it sends anything.
 pub fn run_node(
     file: &ClusterFile,
     role: Role,
     dir: &Path,
-    fsync: FsyncPolicy,
-    faults: Option<&Path>,
+    run: &NodeRun,
     stop: &AtomicBool,
     on_ready: impl FnOnce(SocketAddrV4),
 ) -> Result<crate::host::Stats, String> {
+    let fsync = run.fsync;
     let cluster = file.cluster_config();
     let keyed = file.cluster_key.is_some();
     let (address, actor, store, admission, seed) = match role {
@@ -368,7 +380,13 @@ pub fn run_node(
         nodes: file.node_addresses(),
         limits: Limits::default(),
     };
-    let faults = faults.map(|path| {
+    let trace = match &run.trace {
+        Some(path) => {
+            Some(TraceWriter::open(path).map_err(|e| format!("trace {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let faults = run.faults.as_deref().map(|path| {
         let salt = u64::from(u32::from(*address.ip())) << 16 | u64::from(address.port());
         FaultsFile::new(path, salt)
     });
@@ -380,8 +398,12 @@ pub fn run_node(
         Some(admission),
         transport,
         faults,
+        trace,
     )
     .map_err(|e| format!("cannot start from {}: {e}", dir.display()))?;
+    if let Some(b) = run.breakage {
+        host.break_on_purpose(b);
+    }
     on_ready(address);
     host.run_until(stop, |_| false)
         .map_err(|e| format!("storage failed in {}: {e}", dir.display()))?;

@@ -24,6 +24,7 @@
 use crate::codec;
 use crate::faults::{FaultStats, FaultsFile};
 use crate::store::Durable;
+use crate::trace::{digest, Effect, Event, Record, TraceWriter};
 use crate::transport::DATAGRAM_BYTES_MAX;
 use crate::transport::{Datagram, Received, Transport, TransportConfig, TransportStats};
 use serde::de::DeserializeOwned;
@@ -131,6 +132,20 @@ impl Jitter {
     }
 }
 
+/// A deliberately broken host, for showing that `watermark validate` notices one (tests only;
+/// `broker --break-host`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Breakage {
+    /// Runs a step's sends before its saves: a message may acknowledge data that is not durable.
+    SendBeforeSave,
+}
+
+/// The event of a step, as traced.
+type TracedEvent<A> = Event<A, <A as Actor>::Timer, <A as Actor>::Storage>;
+type StepCommands<A> = Vec<
+    Command<<A as Actor>::Msg, <A as Actor>::Timer, <A as Actor>::Random, <A as Actor>::Storage>,
+>;
+
 pub struct Host<A: Actor, D>
 where
     A::State: 'static,
@@ -155,18 +170,24 @@ where
     outgoing: Vec<Datagram>,
     read_timeout: Option<Duration>,
     stats: Stats,
+    trace: Option<TraceWriter>,
+    breakage: Option<Breakage>,
 }
 
 impl<A, D> Host<A, D>
 where
-    A: Actor,
+    A: Actor + Serialize + Clone,
     A::State: 'static,
     A::Msg: Serialize + DeserializeOwned,
+    A::Timer: Serialize,
+    A::Storage: Serialize,
     D: Durable<A::Storage>,
 {
     /// Loads the store and starts the actor on `socket` (which must be bound to IPv4) with a
     /// transport of the given incarnation and key. `faults`, if any, applies to every datagram
-    /// sent, from the first one on.
+    /// sent, from the first one on. With `trace`, every step is recorded there, this start
+    /// first ([`crate::trace`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         actor: A,
         socket: UdpSocket,
@@ -175,6 +196,7 @@ where
         admission: Option<Admission<A::Msg>>,
         transport: TransportConfig,
         faults: Option<FaultsFile>,
+        trace: Option<TraceWriter>,
     ) -> io::Result<Self> {
         let local = match socket.local_addr()? {
             SocketAddr::V4(a) => a,
@@ -184,6 +206,13 @@ where
         let storage = store.load()?;
         let mut out = Out::new();
         let state = actor.on_start(id, &storage, &mut out);
+        let incarnation = transport.incarnation.get();
+        let start = trace.is_some().then(|| Event::Start {
+            actor: actor.clone(),
+            id,
+            incarnation,
+            storage,
+        });
         let mut host = Host {
             actor,
             id,
@@ -203,9 +232,21 @@ where
             outgoing: Vec::new(),
             read_timeout: None,
             stats: Stats::default(),
+            trace,
+            breakage: None,
         };
-        host.run_commands(out)?;
+        host.finish_step(start, out)?;
         Ok(host)
+    }
+
+    /// Breaks this host on purpose from the next step on (see [`Breakage`]).
+    pub fn break_on_purpose(&mut self, breakage: Breakage) {
+        self.breakage = Some(breakage);
+    }
+
+    /// Bytes and records this process appended to its trace, if it keeps one.
+    pub fn trace_written(&self) -> Option<(u64, u64)> {
+        self.trace.as_ref().map(|t| (t.bytes, t.records))
     }
 
     pub fn id(&self) -> Id {
@@ -285,25 +326,36 @@ where
         let received =
             self.transport
                 .receive(self.local, from, &self.recv_buf[..len], &mut replies);
+        let src = Id::from(from);
+        let tracing = self.trace.is_some();
         let delivered = match received {
             Received::Deliver {
                 payload,
                 authenticated,
-            } => Some((codec::decode::<A::Msg>(&payload), authenticated)),
+                sender_incarnation,
+                sequence,
+            } => {
+                let event = tracing.then(|| Event::Deliver {
+                    src,
+                    sender_incarnation,
+                    sequence,
+                    payload: payload.to_vec(),
+                });
+                Some((codec::decode::<A::Msg>(&payload), authenticated, event))
+            }
             Received::Dropped(_) | Received::Nothing => None,
         };
         for d in replies.drain(..) {
             self.transmit(d);
         }
         self.outgoing = replies;
-        let Some((decoded, authenticated)) = delivered else {
+        let Some((decoded, authenticated, event)) = delivered else {
             return Ok(());
         };
         let Ok(msg) = decoded else {
             self.stats.dropped_undecodable += 1;
             return Ok(());
         };
-        let src = Id::from(from);
         if let Some(admit) = &self.admission {
             if !admit(src, &msg, authenticated) {
                 self.stats.dropped_unknown_sender += 1;
@@ -313,7 +365,7 @@ where
         let mut out = Out::new();
         self.actor
             .on_msg(self.id, &mut self.state, src, msg, &mut out);
-        self.run_commands(out)
+        self.finish_step(event, out)
     }
 
     /// Steps until `done` holds for the state or `stop` is raised.
@@ -346,15 +398,36 @@ where
             let mut out = Out::new();
             self.actor
                 .on_timeout(self.id, &mut self.state, &timer, &mut out);
-            self.run_commands(out)?;
+            let event = self.trace.is_some().then(|| Event::Timeout { timer });
+            self.finish_step(event, out)?;
         }
         Ok(())
     }
 
+    /// Records the step (if tracing) with the effects about to run, in the order they will
+    /// run, then runs them. The record goes first: a process killed in between has recorded
+    /// every save it made.
+    fn finish_step(&mut self, event: Option<TracedEvent<A>>, out: Out<A>) -> io::Result<()> {
+        let mut commands: StepCommands<A> = out.into_iter().collect();
+        if self.breakage == Some(Breakage::SendBeforeSave) {
+            commands.sort_by_key(|c| !matches!(c, Command::Send(..)));
+        }
+        if let (Some(trace), Some(event)) = (&mut self.trace, event) {
+            let record = Record {
+                at_us: now_us(),
+                event,
+                effects: commands.iter().map(Effect::of::<A>).collect(),
+                state_hash: digest(&*self.state),
+            };
+            trace.append(&record)?;
+        }
+        self.run_commands(&commands)
+    }
+
     /// R0: the commands of one step, in order. A store error stops the node: it cannot promise
     /// durability any more, and a message sent after a failed save could acknowledge lost data.
-    fn run_commands(&mut self, out: Out<A>) -> io::Result<()> {
-        for command in out.iter() {
+    fn run_commands(&mut self, commands: &StepCommands<A>) -> io::Result<()> {
+        for command in commands {
             match command {
                 Command::Save(storage) => {
                     self.store.save(storage)?;
@@ -439,6 +512,14 @@ where
             }
         }
     }
+}
+
+/// Wall-clock µs since the Unix epoch.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 fn id_port(id: Id) -> u16 {

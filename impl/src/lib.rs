@@ -13,6 +13,7 @@
 //!   clients).
 //! - [`segment`], [`store`]: append-only, CRC-framed segment files per replica, cut at a torn
 //!   tail on recovery; the fsync policy.
+//! - [`trace`]: trace files of every step of a node, for `watermark validate`.
 //! - [`cluster`]: the cluster file mapping broker ids to socket addresses (and the key), real
 //!   timings, admission policies, and running one node.
 //! - [`local`]: a controller and brokers as child processes, for `cluster up` and tests.
@@ -36,4 +37,5 @@ pub mod nemesis;
 pub mod records;
 pub mod segment;
 pub mod store;
+pub mod trace;
 pub mod transport;

@@ -63,6 +63,11 @@ pub struct LocalCluster {
     file: ClusterFile,
     fsync: FsyncPolicy,
     faults: Option<PathBuf>,
+    /// Where nodes started from now on write their traces (`<dir>/controller.trace`,
+    /// `<dir>/broker-<id>.trace`).
+    trace_dir: Option<PathBuf>,
+    /// Arguments added to one node's command line (tests: `--break-host`).
+    extra_args: BTreeMap<Role, Vec<String>>,
     children: BTreeMap<Role, Child>,
 }
 
@@ -134,6 +139,8 @@ impl LocalCluster {
             file,
             fsync: options.fsync,
             faults: options.faults.clone(),
+            trace_dir: None,
+            extra_args: BTreeMap::new(),
             children: BTreeMap::new(),
         })
     }
@@ -147,6 +154,8 @@ impl LocalCluster {
             file,
             fsync: FsyncPolicy::Never,
             faults: None,
+            trace_dir: None,
+            extra_args: BTreeMap::new(),
             children: BTreeMap::new(),
         })
     }
@@ -159,6 +168,24 @@ impl LocalCluster {
     /// The fault rules file of nodes started from now on.
     pub fn set_faults(&mut self, faults: Option<PathBuf>) {
         self.faults = faults;
+    }
+
+    /// The trace directory of nodes started from now on (see [`trace`](crate::trace)).
+    pub fn set_trace_dir(&mut self, dir: Option<PathBuf>) {
+        self.trace_dir = dir;
+    }
+
+    /// The trace file of a node in `dir`.
+    pub fn trace_file(dir: &Path, node: Role) -> PathBuf {
+        match node {
+            Role::Controller => dir.join("controller.trace"),
+            Role::Broker(id) => dir.join(format!("broker-{id}.trace")),
+        }
+    }
+
+    /// Extra command-line arguments for `node` from its next start on.
+    pub fn set_extra_args(&mut self, node: Role, args: Vec<String>) {
+        self.extra_args.insert(node, args);
     }
 
     pub fn file(&self) -> &ClusterFile {
@@ -269,6 +296,12 @@ impl LocalCluster {
             ]);
         if let Some(f) = &self.faults {
             command.arg("--faults").arg(f);
+        }
+        if let Some(d) = &self.trace_dir {
+            command.arg("--trace").arg(Self::trace_file(d, node));
+        }
+        if let Some(extra) = self.extra_args.get(&node) {
+            command.args(extra);
         }
         command
             .stdin(Stdio::null())

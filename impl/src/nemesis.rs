@@ -48,6 +48,7 @@ use crate::incarnation;
 use crate::local::{LocalCluster, LocalOptions};
 use crate::segment::{intact_frames, segment_base_offset, write_atomically, SegmentLog};
 use crate::store::{partition_dir_name, FsyncPolicy, NoStore};
+use crate::trace::TraceWriter;
 use crate::transport::TransportConfig;
 use rand_core::{RngCore, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -181,6 +182,9 @@ pub struct NemesisOptions {
     pub records_per_s: u32,
     /// How long the cluster may take to be healthy again after a heal.
     pub recovery_timeout: Duration,
+    /// Where every node and every producer records its steps (see [`trace`](crate::trace)), for
+    /// `watermark validate`.
+    pub trace: Option<PathBuf>,
 }
 
 impl NemesisOptions {
@@ -787,6 +791,8 @@ struct ProducerPlan {
     faults_path: PathBuf,
     records_per_s: f64,
     seed: u64,
+    /// The trace file every round of this producer appends to.
+    trace: Option<PathBuf>,
 }
 
 /// Writes rounds of unique values (`p<index>-<n>`) until `stop`: each round is one Producer
@@ -851,6 +857,13 @@ fn run_producer(
             None,
             TransportConfig::client(incarnation::clock()),
             Some(FaultsFile::new(&plan.faults_path, salt)),
+            match &plan.trace {
+                Some(path) => Some(
+                    TraceWriter::open(path)
+                        .map_err(|e| format!("producer {}: trace: {e}", plan.index))?,
+                ),
+                None => None,
+            },
         )
         .map_err(|e| format!("producer {}: {e}", plan.index))?;
         let deadline = round_start + ROUND_TIMEOUT;
@@ -1453,6 +1466,11 @@ pub fn run(
         ..LocalOptions::default()
     };
     let mut cluster = LocalCluster::create(&options.exe, &dir, &local)?;
+    let trace_dir = match &options.trace {
+        Some(d) => Some(std::path::absolute(d).map_err(|e| format!("{}: {e}", d.display()))?),
+        None => None,
+    };
+    cluster.set_trace_dir(trace_dir.clone());
     cluster.start_all()?;
     let bootstrap = cluster.bootstrap();
     let setup = Instant::now();
@@ -1512,6 +1530,9 @@ pub fn run(
             faults_path: run.faults_path.clone(),
             records_per_s: f64::from(options.records_per_s) / f64::from(options.producers),
             seed: options.seed,
+            trace: trace_dir
+                .as_ref()
+                .map(|d| d.join(format!("producer-{index}.trace"))),
         };
         let history = history.clone();
         let stop = producers_stop.clone();

@@ -296,6 +296,10 @@ pub enum Received<'a> {
     Deliver {
         payload: Cow<'a, [u8]>,
         authenticated: bool,
+        /// The incarnation of the sender that sent it, and the message's sequence number in
+        /// that incarnation: what a trace records to match the delivery with its send.
+        sender_incarnation: u64,
+        sequence: u64,
     },
     Dropped(DropReason),
     /// Nothing to deliver: a fragment held for reassembly, or a Reset handled.
@@ -877,6 +881,8 @@ impl Transport {
             return Received::Deliver {
                 payload: Cow::Borrowed(payload),
                 authenticated,
+                sender_incarnation: header.sender_incarnation,
+                sequence: header.sequence,
             };
         }
         self.on_fragment(from, header, payload, authenticated)
@@ -986,6 +992,8 @@ impl Transport {
         Received::Deliver {
             payload: Cow::Owned(message),
             authenticated: complete.authenticated,
+            sender_incarnation: header.sender_incarnation,
+            sequence: header.sequence,
         }
     }
 
@@ -1059,6 +1067,22 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A delivered message's payload and authentication, for comparing.
+    fn payload_of(r: Received) -> Option<(Vec<u8>, bool)> {
+        match r {
+            Received::Deliver {
+                payload,
+                authenticated,
+                ..
+            } => Some((payload.to_vec(), authenticated)),
+            _ => None,
+        }
+    }
+
+    fn delivered(payload: &[u8]) -> Option<(Vec<u8>, bool)> {
+        Some((payload.to_vec(), false))
+    }
     use std::net::Ipv4Addr;
 
     fn addr(port: u16) -> SocketAddrV4 {
@@ -1121,6 +1145,7 @@ mod tests {
                     if let Received::Deliver {
                         payload,
                         authenticated,
+                        ..
                     } = self.b.receive(addr(B), addr(A), &bytes, &mut out)
                     {
                         delivered.push((payload.into_owned(), authenticated));
@@ -1254,11 +1279,8 @@ mod tests {
         p.b.send(addr(B), addr(A), b"hi", &mut to_a).unwrap();
         let mut out = Vec::new();
         assert_eq!(
-            p.a.receive(addr(A), addr(B), &to_a[0].bytes, &mut out),
-            Received::Deliver {
-                payload: Cow::Borrowed(b"hi"),
-                authenticated: false
-            }
+            payload_of(p.a.receive(addr(A), addr(B), &to_a[0].bytes, &mut out)),
+            delivered(b"hi")
         );
         assert!(out.is_empty());
         assert_eq!(p.a.stats.resets_sent, 0);
@@ -1270,11 +1292,8 @@ mod tests {
         let mut sent = Vec::new();
         p.b.send(addr(B), addr(A), b"welcome", &mut sent).unwrap();
         assert_eq!(
-            p.a.receive(addr(A), addr(B), &sent[0].bytes, &mut out),
-            Received::Deliver {
-                payload: Cow::Borrowed(b"welcome"),
-                authenticated: false
-            }
+            payload_of(p.a.receive(addr(A), addr(B), &sent[0].bytes, &mut out)),
+            delivered(b"welcome")
         );
         // The datagram stamped for the dead incarnation is never delivered to the new one.
         assert_eq!(
@@ -1546,11 +1565,8 @@ mod tests {
                 stranger.receive(addr(from), addr(B), &out[0].bytes, &mut resent);
                 let mut none = Vec::new();
                 assert_eq!(
-                    b.receive(addr(B), addr(from), &resent[0].bytes, &mut none),
-                    Received::Deliver {
-                        payload: Cow::Borrowed(b"hi"),
-                        authenticated: false
-                    }
+                    payload_of(b.receive(addr(B), addr(from), &resent[0].bytes, &mut none)),
+                    delivered(b"hi")
                 );
             }
         }
