@@ -87,10 +87,14 @@ struct ValidateArgs {
     /// Print one JSON object: {"nodes", "events", "mismatches", "violations", ...}.
     #[arg(long)]
     json: bool,
+    /// Evaluate the properties after every step that changed an actor, not only after steps
+    /// that changed what they read (same verdicts, slower).
+    #[arg(long)]
+    every_step: bool,
 }
 
 fn validate(args: ValidateArgs) -> Result<ExitCode, String> {
-    let report = watermark_checks::validate::validate_dir(&args.dir)?;
+    let report = watermark_checks::validate::validate_dir_with(&args.dir, args.every_step)?;
     if args.json {
         println!("{}", watermark_checks::validate::json(&report));
     } else {

@@ -50,6 +50,8 @@ pub type TraceRecord = trace::Record<Node, Timer, Storage>;
 
 /// Steps shown before the first finding.
 pub const CONTEXT_STEPS: usize = 12;
+/// The longest state line shown in those steps.
+pub const STATE_LINE_CHARS_MAX: usize = 240;
 
 /// What went wrong, and where.
 #[derive(Clone, Debug, Serialize)]
@@ -89,6 +91,9 @@ pub struct ValidationReport {
     pub properties_skipped: Option<String>,
     /// Files that end in a torn record (ignored).
     pub torn_tails: Vec<String>,
+    /// How many times the Always properties were evaluated (after steps that changed what
+    /// they read; after every changing step with `--every-step`).
+    pub evaluations: u64,
     pub wall_s: f64,
     pub events_per_s: f64,
     /// The steps up to the first finding.
@@ -108,13 +113,14 @@ impl ValidationReport {
         );
         out += &format!(
             "mismatches: {}   violations: {}   recoveries checked: {} ({} with cut logs)   \
-             external messages: {}   lost messages: {}\n",
+             external messages: {}   lost messages: {}   property evaluations: {}\n",
             self.mismatches.len(),
             self.violations.len(),
             self.recoveries_checked,
             self.recoveries_with_cut_logs,
             self.external_messages,
-            self.lost_messages
+            self.lost_messages,
+            self.evaluations
         );
         match &self.properties_skipped {
             Some(why) => out += &format!("properties not evaluated: {why}\n"),
@@ -174,6 +180,11 @@ type ChannelKey = (SocketAddrV4, u64, SocketAddrV4);
 
 /// Reads every `*.trace` file in `dir` and validates the run they record.
 pub fn validate_dir(dir: &Path) -> Result<ValidationReport, String> {
+    validate_dir_with(dir, false)
+}
+
+/// [`validate_dir`], evaluating the properties after every changing step if `every_step`.
+pub fn validate_dir_with(dir: &Path, every_step: bool) -> Result<ValidationReport, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -192,11 +203,19 @@ pub fn validate_dir(dir: &Path) -> Result<ValidationReport, String> {
             .unwrap_or_default();
         loaded.push((name, t));
     }
-    Ok(validate(loaded))
+    Ok(validate_with(loaded, every_step))
 }
 
 /// Validates the run recorded by these trace files (name, contents).
 pub fn validate(files: Vec<(String, trace::TraceFile<TraceRecord>)>) -> ValidationReport {
+    validate_with(files, false)
+}
+
+/// [`validate`], evaluating the properties after every changing step if `every_step`.
+pub fn validate_with(
+    files: Vec<(String, trace::TraceFile<TraceRecord>)>,
+    every_step: bool,
+) -> ValidationReport {
     let started = Instant::now();
     let mut torn_tails = Vec::new();
     let mut mismatches = Vec::new();
@@ -230,6 +249,7 @@ pub fn validate(files: Vec<(String, trace::TraceFile<TraceRecord>)>) -> Validati
         }
     }
     let mut v = Validation::new(raw, started);
+    v.every_step = every_step;
     v.mismatches.extend(mismatches);
     v.torn_tails = torn_tails;
     v.run();
@@ -262,6 +282,12 @@ struct Validation {
     torn_tails: Vec<String>,
     /// The last steps (heading, state before, state after), formatted only at a finding.
     context: VecDeque<(usize, String, State, State)>,
+    /// Evaluate the properties after every changing step, not only when what they read changed.
+    every_step: bool,
+    /// [`footprint`] of the state the properties last saw.
+    evaluated: Option<u64>,
+    /// How many times the properties were evaluated.
+    pub evaluations: u64,
     /// The context frozen at the first finding.
     frozen: Option<Vec<TraceStep>>,
     steps: usize,
@@ -523,6 +549,9 @@ impl Validation {
             recoveries_with_cut_logs: 0,
             torn_tails: Vec::new(),
             context: VecDeque::new(),
+            every_step: false,
+            evaluated: None,
+            evaluations: 0,
             frozen: None,
             steps: 0,
         };
@@ -814,6 +843,13 @@ impl Validation {
                 self.context.pop_front();
             }
         }
+        // The properties read only what the footprint covers: unchanged, they hold as before.
+        let print = footprint(&self.state);
+        if !self.every_step && self.evaluated == Some(print) {
+            return;
+        }
+        self.evaluated = Some(print);
+        self.evaluations += 1;
         let failed: Vec<&'static str> = self
             .always
             .iter()
@@ -888,7 +924,10 @@ impl Validation {
                     step: *step,
                     heading: heading.clone(),
                     effects: ctrace::effects(&self.model, last, next),
-                    state: ctrace::state_table(&self.model, next),
+                    state: ctrace::state_table(&self.model, next)
+                        .into_iter()
+                        .map(abbreviate)
+                        .collect(),
                 })
                 .collect();
             if violation || kind == "recovery" {
@@ -931,11 +970,61 @@ impl Validation {
             properties: self.always.iter().map(|p| p.name).collect(),
             properties_skipped: self.properties_skipped.clone(),
             torn_tails: std::mem::take(&mut self.torn_tails),
+            evaluations: self.evaluations,
             wall_s,
             events_per_s: self.events as f64 / wall_s.max(1e-9),
             trace: self.frozen.take().unwrap_or_default(),
         }
     }
+}
+
+/// A digest of everything the Always properties read (section 8): each broker's liveness,
+/// metadata and replicas (partition state, log, high watermark, leadership), the controller's
+/// state, each client's acknowledgements or consumed records, and the ghost's committed records
+/// and latched violations. Logs and lists enter by their digests and lengths, so this is cheap;
+/// followers' fetch positions, delayed requests, timers and the like are left out, since no
+/// Always property reads them.
+fn footprint(state: &State) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for (i, s) in state.actor_states.iter().enumerate() {
+        state.crashed[i].hash(&mut h);
+        match &**s {
+            NodeState::Broker(b) => {
+                b.metadata.hash(&mut h);
+                for (tp, r) in b.replicas.iter() {
+                    (tp, &r.partition, &r.log, r.high_watermark, r.is_leader()).hash(&mut h);
+                }
+            }
+            NodeState::Controller(c) => c.hash(&mut h),
+            NodeState::Producer(p) => (
+                Arc::as_ptr(&p.acked) as usize,
+                p.acked.len(),
+                p.acked.last(),
+            )
+                .hash(&mut h),
+            NodeState::Consumer(c) => (
+                Arc::as_ptr(&c.consumed) as usize,
+                c.consumed.len(),
+                c.consumed.last(),
+            )
+                .hash(&mut h),
+        }
+    }
+    state.history.violations.hash(&mut h);
+    for c in &state.history.committed {
+        c.len().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// A state line cut to [`STATE_LINE_CHARS_MAX`]: a real run's logs hold thousands of entries.
+fn abbreviate(line: String) -> String {
+    if line.chars().count() <= STATE_LINE_CHARS_MAX {
+        return line;
+    }
+    let kept: String = line.chars().take(STATE_LINE_CHARS_MAX).collect();
+    format!("{kept} …")
 }
 
 fn address_id(p: &Process) -> Id {
