@@ -190,6 +190,11 @@ pub struct KnobArgs {
     /// them every `replica.high.watermark.checkpoint.interval.ms`).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     stale_hwm_checkpoints: Option<bool>,
+    /// KIP-966 (eligible.leader.replicas.version=1): replicas that leave the ISR under
+    /// min.insync.replicas may still lead, and a broker that restarts uncleanly leaves every ISR
+    /// and ELR.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    eligible_leader_replicas: Option<bool>,
 }
 
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
@@ -233,6 +238,7 @@ impl KnobArgs {
             metadata_pull => metadata_pull,
             hwm_under_min_isr => hwm_under_min_isr,
             stale_hwm_checkpoints => stale_hwm_checkpoints,
+            eligible_leader_replicas => eligible_leader_replicas,
         );
     }
 }

@@ -85,6 +85,11 @@ pub struct UpArgs {
     /// `watermark validate DIR`.
     #[arg(long, value_name = "DIR")]
     trace: Option<PathBuf>,
+    /// KIP-966 for a new cluster (eligible.leader.replicas.version=1): replicas that leave the
+    /// ISR under min.insync.replicas may still lead, and a broker that restarts uncleanly (any
+    /// restart: there is no controlled shutdown) leaves every ISR and ELR.
+    #[arg(long)]
+    eligible_leader_replicas: bool,
     /// broker.session.timeout.ms for a new cluster.
     #[arg(long)]
     session_timeout_ms: Option<u64>,
@@ -437,6 +442,7 @@ fn cluster_up(args: UpArgs) -> Result<ExitCode, String> {
             fsync: args.node.fsync,
             faults: None,
             key: true,
+            eligible_leader_replicas: args.eligible_leader_replicas,
         };
         LocalCluster::create(&exe, &args.dir, &options)?
     };

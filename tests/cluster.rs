@@ -675,6 +675,7 @@ fn a_leader_and_isr_forged_from_the_controllers_address_without_the_key_is_dropp
             leader_epoch: epoch,
             partition_epoch: p["partition_epoch"].as_u64().unwrap() as u32 + 7,
             isr: u32_list(&p["isr"]).into(),
+            elr: Default::default(),
             replicas: u32_list(&p["replicas"]).into(),
             min_insync_replicas: 1,
         }],

@@ -110,7 +110,7 @@ fn small_presets_hold_with_pinned_state_counts() {
 }
 
 const IDEMPOTENT_UNIQUE: usize = 10_998;
-const SLOW_FOLLOWER_UNIQUE: usize = 97_411;
+const SLOW_FOLLOWER_UNIQUE: usize = 69_178;
 const CONSUMER_UNIQUE: usize = 199_599;
 const TWO_PARTITIONS_UNIQUE: usize = 445_135;
 const CONTROLLER_CRASH_UNIQUE: usize = 559_320;
@@ -169,6 +169,7 @@ fn no_stale_controller_request_catches_a_broker_that_forgot_a_newer_controller_e
             leader_epoch,
             partition_epoch: leader_epoch,
             isr: [1].as_slice().into(),
+            elr: Default::default(),
             replicas: [1].as_slice().into(),
             min_insync_replicas: 1,
         }]
@@ -191,6 +192,7 @@ fn no_stale_controller_request_catches_a_broker_that_forgot_a_newer_controller_e
                 leader_epoch,
                 partition_epoch: leader_epoch,
                 isr: [1].as_slice().into(),
+                elr: Default::default(),
                 replicas: [1].as_slice().into(),
                 min_insync_replicas: 1,
             },

@@ -87,6 +87,8 @@ fn every_rule_fires_somewhere_but_the_named_exceptions() {
     simulate(|_| {});
     simulate(|k| k.idempotence = true);
     simulate(|k| k.acks = watermark_model::Acks::Leader);
+    // R52–R54: KIP-966's eligible leader replicas, under crashes and false suspicions.
+    simulate(|k| k.eligible_leader_replicas = true);
     let coverage: Coverage = recording.coverage();
     drop(recording);
 

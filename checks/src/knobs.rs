@@ -118,6 +118,9 @@ pub struct Knobs {
     /// Whether a broker crash may leave HWM checkpoints older than the HWM it had (Kafka
     /// checkpoints periodically): the checker injects such crashes, within `broker_crashes`.
     pub stale_hwm_checkpoints: bool,
+    /// KIP-966: eligible leader replicas, and brokers that restart uncleanly leave every ISR and
+    /// ELR (R52–R54). Needs Kafka 3.7's HWM rule.
+    pub eligible_leader_replicas: bool,
 }
 
 impl Knobs {
@@ -150,6 +153,7 @@ impl Knobs {
             metadata_pull: true,
             hwm_under_min_isr: false,
             stale_hwm_checkpoints: false,
+            eligible_leader_replicas: false,
         }
     }
 
@@ -182,6 +186,11 @@ impl Knobs {
         }
         if self.brokers > 9 || self.partitions > 8 || self.producers + self.consumers > 8 {
             problems.push("these knobs are far beyond what a model check can explore".to_string());
+        }
+        if self.eligible_leader_replicas && self.hwm_under_min_isr {
+            problems.push(
+                "--eligible-leader-replicas needs Kafka 3.7's HWM rule: an eligible leader replica holds every committed record only because the HWM does not advance under min.insync.replicas (drop --hwm-under-min-isr)".to_string(),
+            );
         }
         if problems.is_empty() {
             Ok(())
@@ -267,6 +276,9 @@ impl Knobs {
         }
         if self.stale_hwm_checkpoints {
             s.push_str(", stale HWM checkpoints");
+        }
+        if self.eligible_leader_replicas {
+            s.push_str(", eligible leader replicas (KIP-966)");
         }
         s
     }
@@ -458,6 +470,7 @@ impl Knobs {
             metadata_pull => "metadata-pull",
             hwm_under_min_isr => "hwm-under-min-isr",
             stale_hwm_checkpoints => "stale-hwm-checkpoints",
+            eligible_leader_replicas => "eligible-leader-replicas",
         );
         flags
     }

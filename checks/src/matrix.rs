@@ -323,6 +323,25 @@ pub fn scenarios() -> Vec<Scenario> {
             expected,
         ));
     }
+    // KIP-966: the same power loss and leader failure as `unclean-shutdown-then-leader-fails`.
+    // With eligible leader replicas, the broker that lost its tail leaves the ISR when it
+    // registers again (R54), even as its last member, and only a replica that left the ISR
+    // under min.insync.replicas (R52, R53) or none may lead: no acknowledged record is lost.
+    rows.push(row(
+        "unclean-shutdown-then-leader-fails-kip-966",
+        HISTORY,
+        None,
+        Knobs {
+            min_insync_replicas: 2,
+            unclean_shutdown: true,
+            broker_crashes: 2,
+            leader_epoch_max: 2,
+            eligible_leader_replicas: true,
+            ..pair()
+        },
+        "AcknowledgedRecordsSurvive",
+        Holds,
+    ));
     // Stale HWM checkpoints: Kafka writes them periodically, so a broker may restart with an
     // older HWM than it had. It happens within these bounds (M6), and costs no committed or
     // consumed record: a new leader's HWM that lags only hides records until it catches up.
@@ -666,6 +685,9 @@ pub fn short_config(k: &Knobs) -> String {
     }
     if k.stale_hwm_checkpoints {
         parts.push("stale HWM checkpoints".into());
+    }
+    if k.eligible_leader_replicas {
+        parts.push("KIP-966 ELR".into());
     }
     parts.join(" ")
 }

@@ -96,6 +96,7 @@ impl WatermarkModel {
             heartbeat_periodic: settings.heartbeat_periodic,
             metadata_pull: knobs.metadata_pull,
             hwm_under_min_isr: knobs.hwm_under_min_isr,
+            eligible_leader_replicas: knobs.eligible_leader_replicas,
             timing: settings.timing.clone(),
             topics: vec![TopicConfig {
                 topic: topic.clone(),

@@ -79,7 +79,8 @@ pub struct ValidationReport {
     pub violations: Vec<Finding>,
     /// Messages delivered from processes without a trace (admin requests).
     pub external_messages: u64,
-    /// Messages sent on a traced channel and never delivered (lost, or still in flight).
+    /// Messages sent to a traced process and never delivered to it (lost, or still in flight
+    /// at the end).
     pub lost_messages: u64,
     /// Restarts whose loaded storage was checked against the previous incarnation's saves.
     pub recoveries_checked: u64,
@@ -489,6 +490,7 @@ impl Validation {
             metadata_pulls: 1,
             metadata_pull: cluster.as_ref().is_none_or(|c| c.metadata_pull),
             hwm_under_min_isr: cluster.as_ref().is_some_and(|c| c.hwm_under_min_isr),
+            eligible_leader_replicas: cluster.as_ref().is_some_and(|c| c.eligible_leader_replicas),
             ..Knobs::canonical()
         };
         let model = WatermarkModel::hosting(knobs, topic, filled);
@@ -596,10 +598,7 @@ impl Validation {
             if !traced {
                 self.external_messages += 1;
             } else {
-                let wanted = match codec::decode::<Msg>(payload) {
-                    Ok(m) => digest(&m),
-                    Err(_) => 0,
-                };
+                let wanted = trace::message_digest(Some(payload));
                 let queue = self.channels.entry(key).or_default();
                 match queue.iter().position(|d| *d == wanted) {
                     Some(i) => {
@@ -745,7 +744,19 @@ impl Validation {
         };
         // The effects the actor produced against those the host recorded.
         let commands: Vec<_> = out.into_iter().collect();
-        let effects: Vec<Effect> = commands.iter().map(Effect::of::<Node>).collect();
+        let effects: Vec<Effect> = commands
+            .iter()
+            .map(|c| {
+                let encoded = match c {
+                    Command::Send(_, m) => {
+                        let mut bytes = Vec::new();
+                        codec::encode(m, &mut bytes).ok().map(|()| bytes)
+                    }
+                    _ => None,
+                };
+                Effect::of::<Node>(c, encoded.as_deref())
+            })
+            .collect();
         if effects != record.effects {
             let detail = describe_effects(&commands, &record.effects);
             self.finding(p, cursor, "mismatch", detail, false);
@@ -956,7 +967,13 @@ impl Validation {
     fn report(mut self) -> ValidationReport {
         let wall_s = self.started.elapsed().as_secs_f64();
         let nodes: HashSet<SocketAddrV4> = self.procs.iter().map(|p| p.address).collect();
-        let lost_messages = self.channels.values().map(|q| q.len() as u64).sum();
+        // Messages to processes without a trace (admin tools) are not counted as lost.
+        let lost_messages = self
+            .channels
+            .iter()
+            .filter(|((_, _, to), _)| nodes.contains(to))
+            .map(|(_, q)| q.len() as u64)
+            .sum();
         ValidationReport {
             nodes: nodes.len(),
             processes: self.procs.len(),
@@ -1156,6 +1173,7 @@ fn placeholder_cluster() -> ClusterConfig {
         heartbeat_periodic: false,
         metadata_pull: true,
         hwm_under_min_isr: false,
+        eligible_leader_replicas: false,
         timing: Timing::model(),
         topics: Vec::new(),
     }

@@ -127,6 +127,9 @@ pub struct ClusterFile {
     pub timing_ms: TimingMs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_key: Option<Key>,
+    /// KIP-966's eligible leader replicas (`eligible.leader.replicas.version=1`): R52–R54.
+    #[serde(default)]
+    pub eligible_leader_replicas: bool,
 }
 
 impl ClusterFile {
@@ -211,6 +214,7 @@ impl ClusterFile {
             heartbeat_periodic: true,
             metadata_pull: true,
             hwm_under_min_isr: false,
+            eligible_leader_replicas: self.eligible_leader_replicas,
             timing: self.timing_ms.timing(),
             topics: Vec::new(),
         })

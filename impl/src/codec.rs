@@ -130,6 +130,7 @@ mod tests {
             leader_epoch: epochs,
             partition_epoch: epochs,
             isr: ids.as_slice().into(),
+            elr: Default::default(),
             replicas: ids.as_slice().into(),
             min_insync_replicas: epochs,
         }

@@ -412,28 +412,51 @@ where
         if self.breakage == Some(Breakage::SendBeforeSave) {
             commands.sort_by_key(|c| !matches!(c, Command::Send(..)));
         }
+        let mut encoded: Vec<Option<Vec<u8>>> = Vec::new();
         if let (Some(trace), Some(event)) = (&mut self.trace, event) {
+            // Messages are encoded once, here: their digests go on record and their bytes out.
+            encoded = commands
+                .iter()
+                .map(|c| match c {
+                    Command::Send(_, m) => {
+                        let mut bytes = Vec::new();
+                        codec::encode(m, &mut bytes).ok().map(|()| bytes)
+                    }
+                    _ => None,
+                })
+                .collect();
             let record = Record {
                 at_us: now_us(),
                 event,
-                effects: commands.iter().map(Effect::of::<A>).collect(),
+                effects: commands
+                    .iter()
+                    .zip(&encoded)
+                    .map(|(c, e)| Effect::of::<A>(c, e.as_deref()))
+                    .collect(),
                 state_hash: digest(&*self.state),
             };
             trace.append(&record)?;
         }
-        self.run_commands(&commands)
+        self.run_commands(&commands, &encoded)
     }
 
     /// R0: the commands of one step, in order. A store error stops the node: it cannot promise
     /// durability any more, and a message sent after a failed save could acknowledge lost data.
-    fn run_commands(&mut self, commands: &StepCommands<A>) -> io::Result<()> {
-        for command in commands {
+    fn run_commands(
+        &mut self,
+        commands: &StepCommands<A>,
+        encoded: &[Option<Vec<u8>>],
+    ) -> io::Result<()> {
+        for (i, command) in commands.iter().enumerate() {
             match command {
                 Command::Save(storage) => {
                     self.store.save(storage)?;
                     self.stats.saves += 1;
                 }
-                Command::Send(to, msg) => self.send(*to, msg),
+                Command::Send(to, msg) => match encoded.get(i) {
+                    Some(Some(bytes)) => self.send_encoded(*to, bytes),
+                    _ => self.send(*to, msg),
+                },
                 Command::SetTimer(timer, range) => {
                     let at = Instant::now() + self.jitter.duration(range);
                     self.timers.insert(timer.clone(), at);
@@ -452,15 +475,20 @@ where
     /// A message the actor sent. Refusals (oversized) are counted by the transport: the
     /// protocol treats them as lost messages.
     fn send(&mut self, to: Id, msg: &A::Msg) {
-        if codec::encode(msg, &mut self.send_buf).is_err() {
+        let mut buf = std::mem::take(&mut self.send_buf);
+        if codec::encode(msg, &mut buf).is_err() {
             self.transport.stats.dropped_oversized += 1;
-            return;
+        } else {
+            self.send_encoded(to, &buf);
         }
+        self.send_buf = buf;
+    }
+
+    /// A message already encoded.
+    fn send_encoded(&mut self, to: Id, bytes: &[u8]) {
         let mut datagrams = std::mem::take(&mut self.outgoing);
         let to = SocketAddrV4::from(to);
-        let _ = self
-            .transport
-            .send(self.local, to, &self.send_buf, &mut datagrams);
+        let _ = self.transport.send(self.local, to, bytes, &mut datagrams);
         for d in datagrams.drain(..) {
             self.transmit(d);
         }

@@ -40,6 +40,8 @@ pub struct LocalOptions {
     pub faults: Option<PathBuf>,
     /// Generate a cluster key (the default). Without one, nodes authenticate nothing.
     pub key: bool,
+    /// KIP-966's eligible leader replicas (R52–R54).
+    pub eligible_leader_replicas: bool,
 }
 
 impl Default for LocalOptions {
@@ -52,6 +54,7 @@ impl Default for LocalOptions {
             fsync: FsyncPolicy::Never,
             faults: None,
             key: true,
+            eligible_leader_replicas: false,
         }
     }
 }
@@ -129,6 +132,7 @@ impl LocalCluster {
             } else {
                 None
             },
+            eligible_leader_replicas: options.eligible_leader_replicas,
         };
         file.validate()?;
         file.save(&path)

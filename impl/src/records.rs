@@ -75,7 +75,10 @@ impl RecordLog {
         let corrupt = || {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{} is corrupt", self.path.display()),
+                format!(
+                    "{} is corrupt, or was written by an earlier version of watermark (before KIP-966 partition states); nothing was changed",
+                    self.path.display()
+                ),
             )
         };
         let mut at = 0;

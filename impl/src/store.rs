@@ -558,6 +558,7 @@ mod tests {
             leader_epoch: 2,
             partition_epoch: 3,
             isr: [1, 2].as_slice().into(),
+            elr: Default::default(),
             replicas: [1, 2].as_slice().into(),
             min_insync_replicas: 1,
         };
@@ -631,6 +632,7 @@ mod tests {
                     leader_epoch: 0,
                     partition_epoch: u32::from(bumped == Some(p)),
                     isr: [1, 2, 3].as_slice().into(),
+                    elr: Default::default(),
                     replicas: [1, 2, 3].as_slice().into(),
                     min_insync_replicas: 2,
                 };
@@ -708,6 +710,7 @@ mod tests {
                         leader_epoch: *epoch,
                         partition_epoch: *epoch,
                         isr: [1].as_slice().into(),
+                        elr: Default::default(),
                         replicas: [1].as_slice().into(),
                         min_insync_replicas: 1,
                     },

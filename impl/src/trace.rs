@@ -45,6 +45,13 @@ pub fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
     h.finish()
 }
 
+/// A message's digest: XXH3 of its encoded bytes (the codec's, as the transport carries them),
+/// so that a sender's record and a receiver's payload compare without decoding, at memory speed.
+/// 0 for a message that does not encode (oversized: the host drops it).
+pub fn message_digest(encoded: Option<&[u8]>) -> u64 {
+    encoded.map_or(0, xxhash_rust::xxh3::xxh3_64)
+}
+
 /// What a step handled.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Event<A, T, S> {
@@ -79,18 +86,21 @@ pub enum Effect {
 }
 
 impl Effect {
-    /// The effect of one command.
-    pub fn of<A: Actor>(command: &Command<A::Msg, A::Timer, A::Random, A::Storage>) -> Effect
+    /// The effect of one command; a send's digest is of `encoded`, the message's bytes
+    /// ([`message_digest`]).
+    pub fn of<A: Actor>(
+        command: &Command<A::Msg, A::Timer, A::Random, A::Storage>,
+        encoded: Option<&[u8]>,
+    ) -> Effect
     where
-        A::Msg: Hash,
         A::Timer: Hash,
         A::Storage: Hash,
     {
         match command {
             Command::Save(s) => Effect::Save { digest: digest(s) },
-            Command::Send(to, m) => Effect::Send {
+            Command::Send(to, _) => Effect::Send {
                 to: *to,
-                digest: digest(m),
+                digest: message_digest(encoded),
             },
             Command::SetTimer(t, range) => Effect::SetTimer {
                 digest: digest(&(t, range.start, range.end)),

@@ -3,6 +3,7 @@
 //! Peers are named by broker id in the protocol and reached through the address table given
 //! here: the model fills it with `Id::from(index)`, the real cluster with socket addresses.
 
+use crate::collections::BrokerIds;
 use crate::revision::Protocol;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,11 @@ pub struct ClusterConfig {
     /// min.insync.replicas, as Kafka did before 3.7 (R28). Since KAFKA-15583 it does not: the
     /// records wait, unexposed and uncommitted, until the ISR is back to min.insync.replicas.
     pub hwm_under_min_isr: bool,
+    /// KIP-966 (`eligible.leader.replicas.version=1`): the ISR may empty, replicas that leave it
+    /// under min.insync.replicas become eligible leader replicas, and a broker that restarts
+    /// (every restart here is unclean: there is no controlled shutdown) leaves both (R52–R54).
+    /// Needs Kafka 3.7's HWM rule (`hwm_under_min_isr` off).
+    pub eligible_leader_replicas: bool,
     pub timing: Timing,
     /// Topics that exist when the cluster first starts. The controller and every broker derive
     /// the same initial partition states from them ([`initial_partitions`]): each partition led
@@ -92,6 +98,7 @@ pub fn initial_partitions(topics: &[TopicConfig]) -> Vec<crate::msg::PartitionSt
                     leader_epoch: 0,
                     partition_epoch: 0,
                     isr: replicas.as_slice().into(),
+                    elr: BrokerIds::default(),
                     replicas: replicas.as_slice().into(),
                     min_insync_replicas: t.min_insync_replicas,
                 })

@@ -351,7 +351,14 @@ impl Controller {
         broker_epoch: BrokerEpoch,
         outbox: &mut Outbox,
     ) {
-        self.fence(state, broker_id);
+        // R54: with KIP-966, the restart was unclean (there is no controlled shutdown): the
+        // broker may have lost the tail of its logs, so it leaves every ISR and ELR.
+        let departure = if self.config.cluster.eligible_leader_replicas {
+            Departure::UncleanRestart
+        } else {
+            Departure::Fenced
+        };
+        self.fence(state, broker_id, departure);
         let r = state.registration_mut(broker_id).expect("registered");
         r.broker_epoch = broker_epoch;
         self.unfence(state, broker_id, outbox);
@@ -466,6 +473,7 @@ impl Controller {
                     leader_epoch: 0,
                     partition_epoch: 0,
                     isr,
+                    elr: BrokerIds::default(),
                     replicas: replicas.as_slice().into(),
                     min_insync_replicas,
                 }
@@ -561,8 +569,12 @@ impl Controller {
         }
         // R7: accepted; the partition epoch moves on.
         fired(R7);
+        let elr_on = self.config.cluster.eligible_leader_replicas;
         let state = state.to_mut();
         let p = state.partitions.get_mut(tp).expect("checked above");
+        if elr_on {
+            p.elr = elr_after_isr_change(p, &new_isr);
+        }
         p.isr = new_isr;
         p.partition_epoch += 1;
         let accepted = p.clone();
@@ -587,7 +599,7 @@ impl Controller {
                 // it). Fence it and tell it so, in case it is alive.
                 fired(R2);
                 let state = state.to_mut();
-                self.fence(state, *broker_id);
+                self.fence(state, *broker_id, Departure::Fenced);
                 outbox.persist();
                 self.propagate(state, Some(base), None, &mut outbox);
                 if let Some(address) = self.config.cluster.broker_address(*broker_id) {
@@ -642,32 +654,45 @@ impl Controller {
         outbox.flush(o, || Storage::Controller(Arc::new(state.as_ref().clone())));
     }
 
-    /// Fences a broker: drops it from every ISR it is in unless it is the last member, and moves
-    /// every leadership it holds (R2). Every partition it changes is a metadata record.
-    fn fence(&self, state: &mut ControllerState, broker_id: BrokerId) {
+    /// Fences a broker: drops it from every ISR it is in, and moves every leadership it holds
+    /// (R2). Without KIP-966 the last member of an ISR stays (the ISR is never empty); with it
+    /// (R52), the broker leaves even the last, and becomes an eligible leader replica where the
+    /// ISR is left under min.insync.replicas, unless it is leaving because it restarted
+    /// uncleanly (R54), which also takes it out of every ELR. Every partition it changes is a
+    /// metadata record.
+    fn fence(&self, state: &mut ControllerState, broker_id: BrokerId, departure: Departure) {
         if let Some(r) = state.registration_mut(broker_id) {
             r.fenced = true;
         }
         let live = state.live_brokers();
+        let elr_on = self.config.cluster.eligible_leader_replicas;
         let tps: Vec<TopicPartition> = state.partitions.keys().cloned().collect();
         for tp in tps {
             let unclean = self.unclean_allowed(&tp);
             let p = state.partitions.get_mut(&tp).expect("listed above");
-            let isr: BrokerIds = if p.isr.len() > 1 {
-                p.isr.iter().copied().filter(|b| *b != broker_id).collect()
+            let (isr, elr) = if elr_on {
+                leave_with_elr(p, broker_id, departure)
+            } else if p.isr.len() > 1 {
+                let isr = p.isr.iter().copied().filter(|b| *b != broker_id).collect();
+                (isr, p.elr.clone())
             } else {
-                p.isr.clone()
+                (p.isr.clone(), p.elr.clone())
             };
-            let leader = if p.leader == Some(broker_id) {
-                elect(&p.replicas, &isr, &live, unclean)
+            let election = if p.leader == Some(broker_id) {
+                elect(&p.replicas, &isr, &elr, &live, unclean).unwrap_or(Election {
+                    leader: None,
+                    isr,
+                    elr,
+                })
             } else {
-                p.leader.map(|l| (l, isr.clone()))
+                Election {
+                    leader: p.leader,
+                    isr,
+                    elr,
+                }
             };
-            let (leader, isr) = match leader {
-                Some((l, isr)) => (Some(l), isr),
-                None => (None, isr),
-            };
-            if apply_change(p, leader, isr) {
+            let changed = apply_change(p, election);
+            if changed {
                 state.record_change(&tp);
             }
         }
@@ -688,8 +713,8 @@ impl Controller {
             if p.leader.is_some() || !p.replicas.contains(&broker_id) {
                 continue;
             }
-            if let Some((leader, isr)) = elect(&p.replicas, &p.isr, &live, unclean) {
-                if apply_change(p, Some(leader), isr) {
+            if let Some(election) = elect(&p.replicas, &p.isr, &p.elr, &live, unclean) {
+                if apply_change(p, election) {
                     state.record_change(&tp);
                 }
             }
@@ -747,41 +772,123 @@ impl Controller {
     }
 }
 
+/// R52: the ELR after the leader changes the ISR to `new_isr` (R7), with KIP-966. Members that
+/// join the ISR leave the ELR; members the leader drops join it while the new ISR is under
+/// min.insync.replicas; an ISR at min.insync.replicas or above needs no ELR, which is emptied.
+fn elr_after_isr_change(p: &PartitionState, new_isr: &[BrokerId]) -> BrokerIds {
+    if new_isr.len() as u32 >= p.min_insync_replicas {
+        return BrokerIds::default();
+    }
+    let mut elr: Vec<BrokerId> = p
+        .elr
+        .iter()
+        .copied()
+        .filter(|b| !new_isr.contains(b))
+        .collect();
+    for dropped in p.isr.iter().filter(|b| !new_isr.contains(b)) {
+        fired(R52);
+        if !elr.contains(dropped) {
+            elr.push(*dropped);
+        }
+    }
+    elr.as_slice().into()
+}
+
+/// How a broker leaves the partitions it is in when it is fenced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// Its session expired (R2), or it restarted without KIP-966 (R4).
+    Fenced,
+    /// It registered a new incarnation after an unclean shutdown, with KIP-966 (R54).
+    UncleanRestart,
+}
+
+/// A partition's leader, ISR and ELR after an election or an ISR change.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Election {
+    pub leader: Option<BrokerId>,
+    pub isr: BrokerIds,
+    pub elr: BrokerIds,
+}
+
+/// R52, R54: the ISR and ELR once `broker` leaves them, with KIP-966. Leaving the ISR for any
+/// reason but an unclean restart while it is (or is left) under min.insync.replicas makes the
+/// broker an eligible leader replica: the HWM did not advance without it (R28). An unclean
+/// restart takes it out of both.
+fn leave_with_elr(
+    p: &PartitionState,
+    broker: BrokerId,
+    departure: Departure,
+) -> (BrokerIds, BrokerIds) {
+    let isr: Vec<BrokerId> = p.isr.iter().copied().filter(|b| *b != broker).collect();
+    let mut elr: Vec<BrokerId> = p.elr.iter().copied().filter(|b| *b != broker).collect();
+    let was_in_isr = p.isr.contains(&broker);
+    if was_in_isr && departure == Departure::Fenced && (isr.len() as u32) < p.min_insync_replicas {
+        fired(R52);
+        elr.push(broker);
+    }
+    if departure == Departure::UncleanRestart && (was_in_isr || p.elr.contains(&broker)) {
+        fired(R54);
+    }
+    (isr.as_slice().into(), elr.as_slice().into())
+}
+
 /// Leader election (R2, R5): the first replica in assignment order that is live and in the ISR.
-/// With unclean election allowed and no such replica, the first live replica, which becomes the
-/// whole ISR. `None` leaves the partition offline.
+/// With KIP-966 and no such replica, the first live eligible leader replica, which becomes the
+/// whole ISR and leaves the ELR (R53). With unclean election allowed and no such replica, the
+/// first live replica, which becomes the whole ISR (the ELR is emptied). `None` leaves the
+/// partition offline.
 pub fn elect(
     replicas: &[BrokerId],
     isr: &[BrokerId],
+    elr: &[BrokerId],
     live: &[BrokerId],
     unclean: bool,
-) -> Option<(BrokerId, BrokerIds)> {
-    let clean = replicas
-        .iter()
-        .find(|b| isr.contains(b) && live.contains(b))
-        .map(|b| (*b, isr.into()));
-    clean.or_else(|| {
-        if !unclean {
-            return None;
-        }
+) -> Option<Election> {
+    let first_live_in = |set: &[BrokerId]| {
         replicas
             .iter()
-            .find(|b| live.contains(b))
-            .map(|b| (*b, [*b].as_slice().into()))
+            .copied()
+            .find(|b| set.contains(b) && live.contains(b))
+    };
+    if let Some(leader) = first_live_in(isr) {
+        return Some(Election {
+            leader: Some(leader),
+            isr: isr.into(),
+            elr: elr.into(),
+        });
+    }
+    if let Some(leader) = first_live_in(elr) {
+        fired(R53);
+        let rest: Vec<BrokerId> = elr.iter().copied().filter(|b| *b != leader).collect();
+        return Some(Election {
+            leader: Some(leader),
+            isr: [leader].as_slice().into(),
+            elr: rest.as_slice().into(),
+        });
+    }
+    if !unclean {
+        return None;
+    }
+    first_live_in(replicas).map(|leader| Election {
+        leader: Some(leader),
+        isr: [leader].as_slice().into(),
+        elr: BrokerIds::default(),
     })
 }
 
-/// Applies a new leader and ISR to a partition, bumping the leader epoch when the leader changes
-/// and the partition epoch on any change. Returns whether anything changed.
-fn apply_change(p: &mut PartitionState, leader: Option<BrokerId>, isr: BrokerIds) -> bool {
-    if p.leader == leader && p.isr == isr {
+/// Applies a new leader, ISR and ELR to a partition, bumping the leader epoch when the leader
+/// changes and the partition epoch on any change. Returns whether anything changed.
+fn apply_change(p: &mut PartitionState, e: Election) -> bool {
+    if p.leader == e.leader && p.isr == e.isr && p.elr == e.elr {
         return false;
     }
-    if p.leader != leader {
+    if p.leader != e.leader {
         p.leader_epoch += 1;
     }
-    p.leader = leader;
-    p.isr = isr;
+    p.leader = e.leader;
+    p.isr = e.isr;
+    p.elr = e.elr;
     p.partition_epoch += 1;
     true
 }

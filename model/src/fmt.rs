@@ -29,13 +29,16 @@ impl fmt::Debug for PartitionState {
         let leader = self.leader.map_or("none".to_string(), |l| l.to_string());
         write!(
             f,
-            "{:?} leader {leader} leader epoch {} partition epoch {} ISR {} replicas {}",
+            "{:?} leader {leader} leader epoch {} partition epoch {} ISR {}",
             self.topic_partition,
             self.leader_epoch,
             self.partition_epoch,
             broker_list(&self.isr),
-            broker_list(&self.replicas)
-        )
+        )?;
+        if !self.elr.is_empty() {
+            write!(f, " ELR {}", broker_list(&self.elr))?;
+        }
+        write!(f, " replicas {}", broker_list(&self.replicas))
     }
 }
 

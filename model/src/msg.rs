@@ -20,6 +20,11 @@ pub struct PartitionState {
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: PartitionEpoch,
     pub isr: BrokerIds,
+    /// KIP-966's eligible leader replicas: replicas that left the ISR while it was under
+    /// min.insync.replicas, so that no record was committed without them (R28), and that may
+    /// therefore lead when the ISR is empty. Always empty without
+    /// `ClusterConfig::eligible_leader_replicas` (R52–R54).
+    pub elr: BrokerIds,
     /// The assignment, in preference order: `replicas[0]` is the preferred leader.
     pub replicas: BrokerIds,
     pub min_insync_replicas: u32,
@@ -33,7 +38,7 @@ impl PartitionState {
     pub fn size_bytes_max(&self) -> u64 {
         const INT: u64 = 5;
         let topic = INT + self.topic_partition.topic.0.len() as u64;
-        let lists = 2 * INT + INT * (self.isr.len() + self.replicas.len()) as u64;
+        let lists = 3 * INT + INT * (self.isr.len() + self.elr.len() + self.replicas.len()) as u64;
         // partition, leader (with its presence byte), leader epoch, partition epoch,
         // min.insync.replicas.
         topic + lists + INT + (1 + INT) + 3 * INT

@@ -85,6 +85,36 @@ fn r10_a_recovered_broker_loads_its_log_bumps_its_epoch_and_registers() {
 }
 
 #[test]
+fn r11_an_alter_partition_answer_for_an_earlier_incarnation_is_not_taken_before_registration() {
+    // Broker 1 led with ISR [1] and restarted (perhaps after a power loss, with a shorter log).
+    // The answer to its previous incarnation's AlterPartition is still in the network; taken
+    // by the recovering replica, it made the broker lead again before the controller knew of
+    // the restart (found with KIP-966's matrix row).
+    let c = cluster(Protocol::Kip320);
+    let b = broker(1, &c);
+    let mut stored = fresh(&b, 1).as_broker().unwrap().clone();
+    stored.replicas.get_mut(&tp()).unwrap().partition = partition(Some(1), 0, 2, &[1]);
+    let step = start(&b, 1, Some(Storage::Broker(stored.storage().into())));
+    let s = step.next.clone().unwrap();
+    assert!(!s.as_broker().unwrap().registered);
+    let answer = Msg::AlterPartitionResponse {
+        controller_epoch: 1,
+        topic_partition: tp(),
+        result: Err(ErrorCode::IneligibleReplica),
+        current: Some(partition(Some(1), 0, 2, &[1])),
+        base_metadata_offset: Some(0),
+        metadata_offset: 2,
+    };
+    let step = deliver(&b, 1, &s, CONTROLLER, answer);
+    let after_answer = after(&s, &step);
+    assert!(
+        matches!(replica(&after_answer).role, Role::Recovering),
+        "the replica stays recovering"
+    );
+    assert!(step.sends().is_empty());
+}
+
+#[test]
 fn r11_controller_requests_from_an_older_controller_epoch_or_incarnation_are_rejected() {
     let b = broker(2, &cluster(Protocol::Kip320));
     let s = fresh(&b, 2);
@@ -406,6 +436,7 @@ fn r50_metadata_for_partitions_the_broker_does_not_replicate_keeps_the_newer_sta
         leader_epoch: epoch,
         partition_epoch: epoch,
         isr: [3].as_slice().into(),
+        elr: Default::default(),
         replicas: [3].as_slice().into(),
         min_insync_replicas: 1,
     };

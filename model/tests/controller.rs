@@ -521,3 +521,124 @@ fn r46_create_topics_refuses_what_the_metadata_limit_cannot_carry_and_names_the_
     let step = deliver(&c, CONTROLLER, &s, 1, create("small", 4, 3, 2));
     assert_eq!(create_result(&step).0, Ok(()));
 }
+
+/// The canonical cluster with KIP-966's eligible leader replicas.
+fn elr_cluster() -> std::sync::Arc<ClusterConfig> {
+    let mut c = (*cluster(Protocol::Kip320)).clone();
+    c.eligible_leader_replicas = true;
+    std::sync::Arc::new(c)
+}
+
+fn with_elr(mut p: PartitionState, elr: &[BrokerId]) -> PartitionState {
+    p.elr = elr.into();
+    p
+}
+
+#[test]
+fn r52_a_replica_fenced_under_min_isr_becomes_eligible_and_the_last_member_leaves_too() {
+    let c = controller(&elr_cluster(), true);
+    let s = fresh(&c, CONTROLLER);
+    // ISR [1,2] with min.insync.replicas 2: fencing 2 leaves [1], under min ISR, so 2 is an ELR.
+    let s = with_partition(
+        s.as_controller().unwrap(),
+        partition(Some(1), 0, 0, &[1, 2]),
+    );
+    let step = fire(&c, CONTROLLER, &s, Timer::SessionTimeout(2));
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!((&*p.isr, &*p.elr), (&[1][..], &[2][..]));
+    // Then the leader, the last member, is fenced: the ISR empties, and no eligible replica is
+    // live, so the partition is offline.
+    let s = after(&s, &step);
+    let step = fire(&c, CONTROLLER, &s, Timer::SessionTimeout(1));
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!(p.leader, None);
+    assert!(p.isr.is_empty(), "with KIP-966 the ISR may empty");
+    assert_eq!(&*p.elr, &[2, 1]);
+    // Without KIP-966 the last member stays (R2).
+    let plain = controller(&cluster(Protocol::Kip320), true);
+    let s = fresh(&plain, CONTROLLER);
+    let s = with_partition(
+        s.as_controller().unwrap(),
+        partition(Some(1), 0, 0, &[1, 2]),
+    );
+    let p = fire(&plain, CONTROLLER, &s, Timer::SessionTimeout(2))
+        .controller()
+        .partitions[&tp()]
+        .clone();
+    assert!(p.elr.is_empty());
+}
+
+#[test]
+fn r52_an_isr_at_min_isr_needs_no_eligible_replicas() {
+    let c = controller(&elr_cluster(), true);
+    let s = fresh(&c, CONTROLLER);
+    // ISR [1,2,3] under min ISR 2: fencing 3 leaves [1,2], which is enough: no ELR.
+    let step = fire(&c, CONTROLLER, &s, Timer::SessionTimeout(3));
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!(&*p.isr, &[1, 2]);
+    assert!(p.elr.is_empty());
+    // An accepted AlterPartition back to min ISR empties the ELR.
+    let s = with_partition(
+        s.as_controller().unwrap(),
+        with_elr(partition(Some(1), 0, 0, &[1]), &[2]),
+    );
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        1,
+        alter_seen(0, 0, 0, &[1, 2], &[(2, 0)]),
+    );
+    let p = alter_result(&step).expect("accepted");
+    assert_eq!(&*p.isr, &[1, 2]);
+    assert!(p.elr.is_empty());
+}
+
+#[test]
+fn r53_with_an_empty_isr_a_live_eligible_replica_is_elected() {
+    let c = controller(&elr_cluster(), true);
+    let s = fresh(&c, CONTROLLER);
+    // Offline with ISR [] and ELR [2]; broker 2 was fenced and heartbeats again in the same
+    // incarnation (it was only cut off): it is elected and becomes the whole ISR.
+    let mut cs = s.as_controller().unwrap().clone();
+    cs.partitions
+        .insert(tp(), with_elr(partition(None, 1, 2, &[]), &[2]));
+    cs.brokers[1].1.fenced = true;
+    let s = NodeState::Controller(cs);
+    let step = deliver(&c, CONTROLLER, &s, 2, heartbeat(2, 0, Some(0)));
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!((p.leader, p.leader_epoch), (Some(2), 2));
+    assert_eq!((&*p.isr, p.elr.is_empty()), (&[2][..], true));
+}
+
+#[test]
+fn r54_a_restarted_broker_leaves_the_isr_even_as_its_last_member_and_every_elr() {
+    let c = controller(&elr_cluster(), true);
+    let s = fresh(&c, CONTROLLER);
+    // Broker 1 leads with ISR [1] and ELR [2], broker 2 being fenced (dead); broker 1 restarts
+    // (a new broker epoch). Without KIP-966 it would stay in the ISR and be elected again with
+    // whatever its log kept.
+    let mut cs = s.as_controller().unwrap().clone();
+    cs.brokers[1].1.fenced = true;
+    let s = with_partition(&cs, with_elr(partition(Some(1), 0, 0, &[1]), &[2]));
+    let step = deliver(&c, CONTROLLER, &s, 1, heartbeat(1, 1, Some(0)));
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!(
+        p.leader, None,
+        "broker 2, the eligible replica, is not live"
+    );
+    assert!(p.isr.is_empty());
+    assert_eq!(&*p.elr, &[2]);
+    // Broker 2 restarts too: it leaves the ELR, and nobody may lead.
+    let s = after(&s, &step);
+    let step = deliver(&c, CONTROLLER, &s, 2, heartbeat(2, 1, Some(0)));
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!(p.leader, None);
+    assert!(p.isr.is_empty() && p.elr.is_empty());
+    // The same restart without KIP-966: broker 1 is the last ISR member, stays, and leads again.
+    let plain = controller(&cluster(Protocol::Kip320), true);
+    let s = fresh(&plain, CONTROLLER);
+    let s = with_partition(s.as_controller().unwrap(), partition(Some(1), 0, 0, &[1]));
+    let step = deliver(&plain, CONTROLLER, &s, 1, heartbeat(1, 1, Some(0)));
+    assert_eq!(step.controller().partitions[&tp()].leader, Some(1));
+}

@@ -652,6 +652,14 @@ impl Broker {
         if !self.admit_controller_message(state, controller_epoch, None, outbox) {
             return; // R11
         }
+        if !state.registered {
+            // R11: the answer carries no broker epoch. One that reaches a broker not registered
+            // in this incarnation answers a request of an earlier one (the network keeps
+            // messages across a restart); taken, it would hand a recovering replica its old role
+            // before the controller knows it restarted. The heartbeat answer brings the state.
+            fired(R11);
+            return;
+        }
         fired(R30);
         let carried: Vec<PartitionState> = carried.into_iter().collect();
         self.apply_metadata_delta(state, offsets, &carried, outbox);

@@ -37,6 +37,7 @@ pub fn cluster_with(protocol: Protocol, min_isr: u32, unclean: bool) -> Arc<Clus
         heartbeat_periodic: false,
         metadata_pull: true,
         hwm_under_min_isr: false,
+        eligible_leader_replicas: false,
         timing: Timing::model(),
         topics: vec![TopicConfig {
             topic: topic(),
@@ -185,6 +186,7 @@ pub fn partition(
         leader_epoch,
         partition_epoch,
         isr: isr.into(),
+        elr: Default::default(),
         replicas: [1, 2, 3].as_slice().into(),
         min_insync_replicas: 2,
     }
