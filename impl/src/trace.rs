@@ -18,7 +18,7 @@
 //! # File format
 //!
 //! ```text
-//! "WMTRACE1" then frames: [length u32][crc32 u32][postcard of a Record]
+//! "WMTRACE2" then frames: [length u32][crc32 u32][postcard of a Record]
 //! ```
 //!
 //! Integers little-endian; the CRC-32 covers the payload. A torn last frame (a power loss while
@@ -32,7 +32,9 @@ use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::path::Path;
 
-pub const MAGIC: &[u8; 8] = b"WMTRACE1";
+/// The format's magic. Digests are of this build's encodings and `Hash` layouts: a trace is
+/// validated by the binary that recorded it (or one whose model and codec are unchanged).
+pub const MAGIC: &[u8; 8] = b"WMTRACE2";
 const FRAME_HEADER_BYTES: usize = 8;
 /// The largest record read back: a start with a large storage.
 pub const RECORD_BYTES_MAX: usize = 1 << 30;
@@ -196,7 +198,9 @@ pub fn read<R: DeserializeOwned>(path: &Path) -> Result<TraceFile<R>, String> {
 /// Parses a trace file's bytes (see [`read`]).
 pub fn parse<R: DeserializeOwned>(bytes: &[u8]) -> Result<TraceFile<R>, String> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("not a trace file (no WMTRACE1 magic)".into());
+        return Err(
+            "not a trace file of this version (no WMTRACE2 magic: traces are validated by the build that recorded them)".into(),
+        );
     }
     let mut at = MAGIC.len();
     let mut records = Vec::new();
