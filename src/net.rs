@@ -291,6 +291,9 @@ pub struct NemesisArgs {
     /// pass.
     #[arg(long)]
     validate: bool,
+    /// Run the cluster with KIP-966's eligible leader replicas (eligible.leader.replicas.version=1).
+    #[arg(long)]
+    eligible_leader_replicas: bool,
     /// Print one JSON object on stdout instead of the report.
     #[arg(long)]
     json: bool,
@@ -718,6 +721,7 @@ fn run_nemesis(args: NemesisArgs) -> Result<ExitCode, String> {
         records_per_s: args.rate,
         recovery_timeout: Duration::from_secs(args.recovery_timeout),
         trace: args.validate.then(|| dir.join("traces")),
+        eligible_leader_replicas: args.eligible_leader_replicas,
     };
     options.validate()?;
     // Ctrl-C or SIGTERM ends the fault phase once the fault under way is healed; the checks

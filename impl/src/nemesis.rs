@@ -185,6 +185,8 @@ pub struct NemesisOptions {
     /// Where every node and every producer records its steps (see [`trace`](crate::trace)), for
     /// `watermark validate`.
     pub trace: Option<PathBuf>,
+    /// KIP-966's eligible leader replicas on the cluster (spec R52–R54).
+    pub eligible_leader_replicas: bool,
 }
 
 impl NemesisOptions {
@@ -1463,6 +1465,7 @@ pub fn run(
         fsync: options.fsync,
         faults: Some(faults_path.clone()),
         timing_ms: timing_ms.clone(),
+        eligible_leader_replicas: options.eligible_leader_replicas,
         ..LocalOptions::default()
     };
     let mut cluster = LocalCluster::create(&options.exe, &dir, &local)?;
@@ -1542,11 +1545,16 @@ pub fn run(
         }));
     }
     run.say(&format!(
-        "{} producers writing {} records/s to {TOPIC} ({PARTITIONS} partitions, RF {REPLICATION_FACTOR}, min.insync.replicas {MIN_INSYNC_REPLICAS}), acks={}{}; faults for {} s",
+        "{} producers writing {} records/s to {TOPIC} ({PARTITIONS} partitions, RF {REPLICATION_FACTOR}, min.insync.replicas {MIN_INSYNC_REPLICAS}), acks={}{}{}; faults for {} s",
         options.producers,
         options.records_per_s,
         options.acks.as_str(),
         if options.idempotent { ", idempotent" } else { "" },
+        if options.eligible_leader_replicas {
+            ", eligible leader replicas (KIP-966)"
+        } else {
+            ""
+        },
         options.duration.as_secs()
     ));
 
