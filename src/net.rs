@@ -594,8 +594,13 @@ fn describe(args: DescribeArgs) -> Result<ExitCode, String> {
             .address
             .map(|a| a.to_string())
             .unwrap_or_else(|| "?".into());
+        let rack = b
+            .rack
+            .as_ref()
+            .map(|r| format!("\tRack: {r}"))
+            .unwrap_or_default();
         out += &format!(
-            "Broker: {}\t{address}\t{}\tLeaders: {}\n",
+            "Broker: {}\t{address}\t{}{rack}\tLeaders: {}\n",
             b.id,
             if b.live { "live" } else { "fenced" },
             b.leader_count

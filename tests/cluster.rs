@@ -1113,3 +1113,95 @@ fn a_bootstrap_list_whose_first_broker_is_dead_still_serves_every_tool() {
         "{err}"
     );
 }
+
+#[test]
+fn rack_drill_losing_a_whole_rack_leaves_every_partition_led_from_the_other_and_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // Brokers 1, 2 in rack a and 3, 4 in rack b.
+    let options = LocalOptions {
+        brokers: 4,
+        racks: ["a", "a", "b", "b"].map(String::from).to_vec(),
+        ..options()
+    };
+    let mut cluster = Cluster::up(dir.path(), &options);
+    cluster.ok(
+        &[
+            "topic",
+            "create",
+            "drill",
+            "--partitions",
+            "6",
+            "--replication-factor",
+            "2",
+            "--min-insync-replicas",
+            "1",
+        ],
+        "",
+    );
+    let d = cluster.await_describe("drill", 50, |d| {
+        d["partitions"].as_array().is_some_and(|ps| {
+            ps.len() == 6
+                && ps
+                    .iter()
+                    .all(|p| p["isr"].as_array().is_some_and(|i| i.len() == 2))
+        })
+    });
+    let rack_of: BTreeMap<u64, String> = d["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["id"].as_u64().unwrap(),
+                b["rack"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rack_of.values().filter(|r| *r == "a").count(), 2, "{d}");
+    for p in d["partitions"].as_array().unwrap() {
+        let racks: BTreeSet<&String> = u32_list(&p["replicas"])
+            .iter()
+            .map(|b| &rack_of[&u64::from(*b)])
+            .collect();
+        assert_eq!(
+            racks.len(),
+            2,
+            "partition {} spans both racks: {p}",
+            p["partition"]
+        );
+    }
+    // Leaders are balanced at creation: 6 partitions over 4 brokers, 1 or 2 each.
+    let counts: Vec<u64> = d["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["leader_count"].as_u64().unwrap())
+        .collect();
+    assert!(counts.iter().all(|c| (1..=2).contains(c)), "{counts:?}");
+    // The text output names each broker's rack.
+    let text = cluster.ok(&["describe", "--topic", "drill"], "");
+    assert!(
+        text.contains("\tRack: a\t") && text.contains("\tRack: b\t"),
+        "{text}"
+    );
+
+    let values = lines(600, "drill");
+    let acked = acks(&cluster.ok(&["produce", "drill", "--acks", "all"], &values));
+    // Rack a goes dark: kill -9 of both of its brokers.
+    cluster.local.kill(Role::Broker(1)).unwrap();
+    cluster.local.kill(Role::Broker(2)).unwrap();
+    cluster.bootstrap = cluster.local.address(Role::Broker(3)).unwrap().to_string();
+    let d = cluster.await_describe("drill", 100, |d| {
+        d["partitions"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .all(|p| p["leader"].as_u64().is_some_and(|l| l == 3 || l == 4))
+        })
+    });
+    for p in d["partitions"].as_array().unwrap() {
+        let leader = p["leader"].as_u64().unwrap();
+        assert_eq!(rack_of[&leader], "b", "{p}");
+    }
+    let read = consume_all(&cluster, "drill", 600);
+    assert_read_back(&values, &acked, &read);
+}

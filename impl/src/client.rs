@@ -241,6 +241,8 @@ pub struct BrokerDescription {
     pub id: BrokerId,
     pub address: Option<SocketAddrV4>,
     pub live: bool,
+    /// `broker.rack`, if it has one.
+    pub rack: Option<String>,
     pub leader_count: usize,
 }
 
@@ -251,7 +253,7 @@ pub struct Description {
 }
 
 pub fn describe(bootstrap: SocketAddrV4, topic: Option<&str>) -> Result<Description, String> {
-    let (brokers, partitions) = request(
+    let (brokers, racks, partitions) = request(
         bootstrap,
         &Msg::DescribeTopics {
             topic: topic.map(Topic::new),
@@ -260,8 +262,9 @@ pub fn describe(bootstrap: SocketAddrV4, topic: Option<&str>) -> Result<Descript
         |m| match m {
             Msg::DescribeTopicsResponse {
                 brokers,
+                racks,
                 partitions,
-            } => Some((brokers.to_vec(), partitions.to_vec())),
+            } => Some((brokers.to_vec(), racks.to_vec(), partitions.to_vec())),
             _ => None,
         },
     )?;
@@ -301,6 +304,10 @@ pub fn describe(bootstrap: SocketAddrV4, topic: Option<&str>) -> Result<Descript
             id: *id,
             address: addresses.get(id).copied(),
             live: *live,
+            rack: racks
+                .iter()
+                .find(|(b, _)| b == id)
+                .map(|(_, r)| r.to_string()),
             leader_count: out.iter().filter(|p| p.leader == Some(*id)).count(),
         })
         .collect();

@@ -1032,6 +1032,7 @@ impl Run<'_> {
                 Msg::DescribeTopicsResponse {
                     brokers,
                     partitions,
+                    ..
                 } => Some(View {
                     brokers: brokers.to_vec(),
                     partitions: partitions.to_vec(),

@@ -333,6 +333,12 @@ impl Controller {
                     client.unwrap_or(src),
                     Msg::DescribeTopicsResponse {
                         brokers: brokers.into(),
+                        racks: self
+                            .config
+                            .racks
+                            .iter()
+                            .map(|(b, r)| (*b, Arc::from(r.as_str())))
+                            .collect(),
                         partitions: partitions.into(),
                     },
                 );

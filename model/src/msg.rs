@@ -261,6 +261,8 @@ pub enum Msg {
     DescribeTopicsResponse {
         /// Every broker and whether it is live (registered and unfenced).
         brokers: Arc<[(BrokerId, bool)]>,
+        /// `broker.rack` of each broker that has one.
+        racks: Arc<[(BrokerId, Arc<str>)]>,
         partitions: Arc<[PartitionState]>,
     },
     /// R48: a replica's log end offset and high watermark (Kafka's ListOffsets, latest and
