@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use watermark_model::{Acks, Msg, Topic, Value};
+use watermark_model::{Acks, ElectionType, Msg, Topic, Value};
 use watermark_net::client::{self, ConsumeOptions, ProduceOptions};
 use watermark_net::cluster::{
     default_node_dir, run_node, ClusterFile, NodeRun, Role, TimingMs, VALUE_BYTES_MAX,
@@ -38,6 +38,9 @@ pub enum NetCommand {
     Produce(ProduceArgs),
     /// Print records, like kafka-console-consumer.
     Consume(ConsumeArgs),
+    /// Elect leaders now, like kafka-leader-election: the preferred replica where it is live and
+    /// in the ISR, or (unclean) any live replica of a partition that has no leader.
+    LeaderElection(LeaderElectionArgs),
     /// Run a local cluster under seeded faults while producers write, then check the history.
     #[command(long_about = NEMESIS_ABOUT)]
     Nemesis(NemesisArgs),
@@ -151,6 +154,89 @@ pub struct BrokerArgs {
     trace: Option<PathBuf>,
     #[command(flatten)]
     node: NodeOptions,
+}
+
+#[derive(Args)]
+pub struct LeaderElectionArgs {
+    /// preferred: move leadership to each partition's preferred replica (the first assigned) if
+    /// it is live and in the ISR; unclean: elect a live replica, in the ISR or not, for each
+    /// partition without a leader (acknowledged records may be lost).
+    #[arg(long, value_name = "TYPE", value_parser = parse_election_type)]
+    election_type: ElectionType,
+    /// The topic of the partition to elect for (with --partition).
+    #[arg(long, requires = "partition", conflicts_with = "all_topic_partitions")]
+    topic: Option<String>,
+    /// The partition to elect for (with --topic).
+    #[arg(long, requires = "topic")]
+    partition: Option<u32>,
+    /// Every partition of every topic.
+    #[arg(long, required_unless_present = "topic")]
+    all_topic_partitions: bool,
+    /// Brokers to ask, host:port[,host:port...]; the first that answers serves.
+    #[arg(long, value_name = "HOST:PORT[,...]", default_value = "127.0.0.1:9092")]
+    bootstrap_server: String,
+}
+
+fn parse_election_type(s: &str) -> Result<ElectionType, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "preferred" => Ok(ElectionType::Preferred),
+        "unclean" => Ok(ElectionType::Unclean),
+        _ => Err(format!(
+            "'{s}' is not an election type (preferred or unclean)"
+        )),
+    }
+}
+
+/// Prints what was elected and what was not, as kafka-leader-election does; exit status 1 if
+/// an election that was needed failed.
+fn leader_election(args: LeaderElectionArgs) -> Result<ExitCode, String> {
+    let partitions = match (&args.topic, args.partition) {
+        (Some(t), Some(p)) => {
+            validate_topic(t)?;
+            Some(vec![watermark_model::TopicPartition::new(
+                &Topic::new(t),
+                p,
+            )])
+        }
+        _ => None,
+    };
+    let server = bootstrap(&args.bootstrap_server)?;
+    let election = args.election_type;
+    let results = client::elect_leaders(server, election, partitions)?;
+    let name = match election {
+        ElectionType::Preferred => "PREFERRED",
+        ElectionType::Unclean => "UNCLEAN",
+    };
+    let mut elected = Vec::new();
+    let mut not_needed = Vec::new();
+    let mut failed = Vec::new();
+    for (tp, result) in &results {
+        match result {
+            Ok(leader) => elected.push(format!("{tp} (leader {leader})")),
+            Err(watermark_model::ErrorCode::ElectionNotNeeded) => not_needed.push(tp.to_string()),
+            Err(e) => failed.push(format!("{tp}: {}", client::error_name(*e))),
+        }
+    }
+    if !elected.is_empty() {
+        println!(
+            "Successfully completed leader election ({name}) for partitions {}",
+            elected.join(", ")
+        );
+    }
+    if !not_needed.is_empty() {
+        println!(
+            "Valid replica already elected for partitions {}",
+            not_needed.join(", ")
+        );
+    }
+    if !failed.is_empty() {
+        println!(
+            "Election ({name}) failed for partitions {}",
+            failed.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand)]
@@ -338,6 +424,7 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
         NetCommand::Topic(TopicCommand::Create(args)) => topic_create(args),
         NetCommand::Topic(TopicCommand::List(args)) => topic_list(args),
         NetCommand::Describe(args) => describe(args),
+        NetCommand::LeaderElection(args) => leader_election(args),
         NetCommand::Produce(args) => produce(args),
         NetCommand::Consume(args) => consume(args),
         NetCommand::Nemesis(args) => run_nemesis(args),

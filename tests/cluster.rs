@@ -1205,3 +1205,158 @@ fn rack_drill_losing_a_whole_rack_leaves_every_partition_led_from_the_other_and_
     let read = consume_all(&cluster, "drill", 600);
     assert_read_back(&values, &acked, &read);
 }
+
+#[test]
+fn leader_election_on_demand_moves_leadership_back_and_elects_uncleanly_when_asked() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // No automatic preferred election during the test: the command is what moves the leader.
+    let options = LocalOptions {
+        timing_ms: TimingMs {
+            session_timeout: 1000,
+            preferred_leader_election_interval: 3_600_000,
+            ..TimingMs::default()
+        },
+        ..LocalOptions::default()
+    };
+    let mut cluster = Cluster::up(dir.path(), &options);
+    cluster.create_topic("pref", 1, Some(2));
+    let p = cluster.await_full_isr("pref");
+    let preferred = u32_list(&p["replicas"])[0];
+    assert_eq!(p["leader"].as_u64(), Some(u64::from(preferred)));
+    let other = (1..=3).find(|b| *b != preferred).unwrap();
+    cluster.bootstrap = cluster
+        .local
+        .address(Role::Broker(other))
+        .unwrap()
+        .to_string();
+    cluster.local.kill(Role::Broker(preferred)).unwrap();
+    cluster.await_describe("pref", 50, |d| {
+        d["partitions"][0]["leader"]
+            .as_u64()
+            .is_some_and(|l| l != u64::from(preferred))
+    });
+    cluster.local.start(Role::Broker(preferred)).unwrap();
+    let p = cluster.await_full_isr("pref");
+    assert_ne!(p["leader"].as_u64(), Some(u64::from(preferred)));
+
+    let args = [
+        "leader-election",
+        "--election-type",
+        "preferred",
+        "--topic",
+        "pref",
+        "--partition",
+        "0",
+    ];
+    let out = cluster.ok(&args, "");
+    assert_eq!(
+        out,
+        format!(
+            "Successfully completed leader election (PREFERRED) for partitions pref-0 (leader {preferred})\n"
+        )
+    );
+    cluster.await_describe("pref", 50, |d| {
+        d["partitions"][0]["leader"].as_u64() == Some(u64::from(preferred))
+    });
+    assert_eq!(
+        cluster.ok(&args, ""),
+        "Valid replica already elected for partitions pref-0\n"
+    );
+
+    // Unclean: RF=2, the follower dies (it leaves the ISR), then the leader, the last ISR
+    // member: the partition is offline, and the follower's return does not change that.
+    cluster.ok(
+        &[
+            "topic",
+            "create",
+            "dirty",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "2",
+            "--min-insync-replicas",
+            "1",
+        ],
+        "",
+    );
+    let p = cluster.await_describe("dirty", 50, |d| {
+        d["partitions"][0]["isr"]
+            .as_array()
+            .is_some_and(|i| i.len() == 2)
+    })["partitions"][0]
+        .clone();
+    let replicas = u32_list(&p["replicas"]);
+    let (leader, follower) = (replicas[0], replicas[1]);
+    let third = (1..=3).find(|b| !replicas.contains(b)).unwrap();
+    cluster.bootstrap = cluster
+        .local
+        .address(Role::Broker(third))
+        .unwrap()
+        .to_string();
+    cluster.local.kill(Role::Broker(follower)).unwrap();
+    cluster.await_describe("dirty", 50, |d| {
+        u32_list(&d["partitions"][0]["isr"]) == vec![leader]
+    });
+    cluster.local.kill(Role::Broker(leader)).unwrap();
+    cluster.local.start(Role::Broker(follower)).unwrap();
+    cluster.await_describe("dirty", 50, |d| {
+        d["partitions"][0]["leader"].is_null()
+            && d["brokers"].as_array().is_some_and(|bs| {
+                bs.iter()
+                    .any(|b| b["id"].as_u64() == Some(u64::from(follower)) && b["live"] == true)
+            })
+    });
+    // A preferred election cannot help: the preferred replica is dead.
+    let refused = cluster.run(
+        &[
+            "leader-election",
+            "--election-type",
+            "preferred",
+            "--topic",
+            "dirty",
+            "--partition",
+            "0",
+        ],
+        "",
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stdout),
+        "Election (PREFERRED) failed for partitions dirty-0: PREFERRED_LEADER_NOT_AVAILABLE\n"
+    );
+    let out = cluster.ok(
+        &[
+            "leader-election",
+            "--election-type",
+            "unclean",
+            "--all-topic-partitions",
+        ],
+        "",
+    );
+    assert!(
+        out.contains(&format!(
+            "Successfully completed leader election (UNCLEAN) for partitions dirty-0 (leader {follower})"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Valid replica already elected for partitions pref-0"),
+        "{out}"
+    );
+    cluster.await_describe("dirty", 50, |d| {
+        d["partitions"][0]["leader"].as_u64() == Some(u64::from(follower))
+    });
+    // Bad arguments: one clear line, status 2.
+    let bad = watermark()
+        .args([
+            "leader-election",
+            "--election-type",
+            "sideways",
+            "--all-topic-partitions",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an election type"));
+}

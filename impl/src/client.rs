@@ -182,7 +182,36 @@ pub fn error_name(e: ErrorCode) -> &'static str {
         ErrorCode::InvalidTopic => "INVALID_TOPIC_EXCEPTION",
         ErrorCode::InvalidConfig => "INVALID_CONFIG",
         ErrorCode::PolicyViolation => "POLICY_VIOLATION",
+        ErrorCode::ElectionNotNeeded => "ELECTION_NOT_NEEDED",
+        ErrorCode::PreferredLeaderNotAvailable => "PREFERRED_LEADER_NOT_AVAILABLE",
+        ErrorCode::EligibleLeadersNotAvailable => "ELIGIBLE_LEADERS_NOT_AVAILABLE",
     }
+}
+
+/// Per partition, the leader elected or why none was.
+pub type ElectionResults = Vec<(TopicPartition, Result<BrokerId, ErrorCode>)>;
+
+/// ElectLeaders (R55). `None` names every partition of the cluster.
+pub fn elect_leaders(
+    bootstrap: SocketAddrV4,
+    election: ElectionType,
+    partitions: Option<Vec<TopicPartition>>,
+) -> Result<ElectionResults, String> {
+    request(
+        bootstrap,
+        &Msg::ElectLeaders {
+            election,
+            partitions: partitions.map(Into::into),
+            client: None,
+        },
+        |m| match m {
+            Msg::ElectLeadersResponse {
+                election: e,
+                results,
+            } if e == election => Some(results.to_vec()),
+            _ => None,
+        },
+    )
 }
 
 pub fn create_topic(

@@ -240,7 +240,8 @@ pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
             | Msg::BrokerHeartbeatResponse { .. }
             | Msg::AlterPartitionResponse { .. }
             | Msg::CreateTopicsResponse { .. }
-            | Msg::DescribeTopicsResponse { .. } => from_node && src == controller,
+            | Msg::DescribeTopicsResponse { .. }
+            | Msg::ElectLeadersResponse { .. } => from_node && src == controller,
             Msg::Fetch(FetchRequest {
                 replica_id: Some(b),
                 ..
@@ -255,9 +256,9 @@ pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
             Msg::Metadata { .. } | Msg::Produce(_) | Msg::Fetch(_) | Msg::ListOffsets { .. } => {
                 true
             }
-            Msg::CreateTopics { client, .. } | Msg::DescribeTopics { client, .. } => {
-                client.is_none()
-            }
+            Msg::CreateTopics { client, .. }
+            | Msg::DescribeTopics { client, .. }
+            | Msg::ElectLeaders { client, .. } => client.is_none(),
             Msg::BrokerHeartbeat { .. }
             | Msg::AlterPartition { .. }
             | Msg::MetadataResponse { .. }
@@ -275,7 +276,8 @@ pub fn controller_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
         Msg::BrokerHeartbeat { .. }
         | Msg::AlterPartition { .. }
         | Msg::CreateTopics { .. }
-        | Msg::DescribeTopics { .. } => (!keyed || authenticated) && file.is_broker(src),
+        | Msg::DescribeTopics { .. }
+        | Msg::ElectLeaders { .. } => (!keyed || authenticated) && file.is_broker(src),
         _ => false,
     })
 }

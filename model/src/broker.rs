@@ -449,6 +449,22 @@ impl Broker {
                     },
                 );
             }
+            Msg::ElectLeaders {
+                election,
+                partitions,
+                client: None,
+            } => {
+                // R55: forward to the controller.
+                fired(R55);
+                outbox.send(
+                    self.config.cluster.controller,
+                    Msg::ElectLeaders {
+                        election,
+                        partitions,
+                        client: Some(src),
+                    },
+                );
+            }
             Msg::ListOffsets { topic_partition } => {
                 // R48: this replica's offsets, whatever its role.
                 fired(R48);
@@ -480,6 +496,8 @@ impl Broker {
             | Msg::DescribeTopics { .. }
             | Msg::CreateTopicsResponse { .. }
             | Msg::DescribeTopicsResponse { .. }
+            | Msg::ElectLeaders { .. }
+            | Msg::ElectLeadersResponse { .. }
             | Msg::ListOffsetsResponse { .. } => {}
         }
         outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));

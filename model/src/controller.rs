@@ -318,6 +318,26 @@ impl Controller {
                     },
                 );
             }
+            Msg::ElectLeaders {
+                election,
+                partitions,
+                client,
+            } => {
+                // R55: elections on demand, persisted and pushed like any change, then answered.
+                fired(R55);
+                let results = self.elect_on_demand(state, election, partitions.as_deref());
+                if state.metadata_offset > base {
+                    outbox.persist();
+                    self.propagate(state, Some(base), None, &mut outbox);
+                }
+                outbox.send(
+                    client.unwrap_or(src),
+                    Msg::ElectLeadersResponse {
+                        election,
+                        results: results.into(),
+                    },
+                );
+            }
             Msg::DescribeTopics { topic, client } => {
                 // R47: the authoritative partition table, and which brokers are live.
                 fired(R47);
@@ -346,6 +366,63 @@ impl Controller {
             _ => {}
         }
         outbox.flush(o, || Storage::Controller(Arc::new(state.as_ref().clone())));
+    }
+
+    /// R55: a preferred election moves leadership to each named partition's preferred replica
+    /// where it is live, in the ISR and not leading (as R9 does on its timer); an unclean one
+    /// elects the first live replica of each named partition that has no leader, which becomes
+    /// the whole ISR (as R2 does with `unclean.leader.election.enable`). Unknown partitions and
+    /// those where nothing can or need be done get an error each.
+    fn elect_on_demand(
+        &self,
+        state: &mut Cow<ControllerState>,
+        election: ElectionType,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Vec<(TopicPartition, Result<BrokerId, ErrorCode>)> {
+        let named: Vec<TopicPartition> = match partitions {
+            Some(ps) => ps.to_vec(),
+            None => state.partitions.keys().cloned().collect(),
+        };
+        let live = state.live_brokers();
+        let mut results = Vec::with_capacity(named.len());
+        for tp in named {
+            let Some(p) = state.partitions.get(&tp) else {
+                results.push((tp, Err(ErrorCode::UnknownTopicOrPartition)));
+                continue;
+            };
+            let chosen = match election {
+                ElectionType::Preferred => {
+                    let preferred = p.replicas[0];
+                    if p.leader == Some(preferred) {
+                        Err(ErrorCode::ElectionNotNeeded)
+                    } else if p.isr.contains(&preferred) && live.contains(&preferred) {
+                        Ok(Election {
+                            leader: Some(preferred),
+                            isr: p.isr.clone(),
+                            elr: p.elr.clone(),
+                        })
+                    } else {
+                        Err(ErrorCode::PreferredLeaderNotAvailable)
+                    }
+                }
+                ElectionType::Unclean if p.leader.is_some() => Err(ErrorCode::ElectionNotNeeded),
+                ElectionType::Unclean => elect(&p.replicas, &p.isr, &p.elr, &live, true)
+                    .ok_or(ErrorCode::EligibleLeadersNotAvailable),
+            };
+            match chosen {
+                Ok(e) => {
+                    let leader = e.leader.expect("an election names a leader");
+                    let state = state.to_mut();
+                    let p = state.partitions.get_mut(&tp).expect("looked up above");
+                    if apply_change(p, e) {
+                        state.record_change(&tp);
+                    }
+                    results.push((tp, Ok(leader)));
+                }
+                Err(error) => results.push((tp, Err(error))),
+            }
+        }
+        results
     }
 
     /// R4: a new incarnation of a broker: its old one is fenced (its leaderships move, it leaves

@@ -273,6 +273,14 @@ impl fmt::Debug for Msg {
             Msg::DescribeTopicsResponse { partitions, .. } => {
                 write!(f, "DescribeTopicsResponse({partitions:?})")
             }
+            Msg::ElectLeaders {
+                election,
+                partitions,
+                ..
+            } => write!(f, "ElectLeaders({election:?} {partitions:?})"),
+            Msg::ElectLeadersResponse { election, results } => {
+                write!(f, "ElectLeadersResponse({election:?} {results:?})")
+            }
             Msg::ListOffsets { topic_partition } => write!(f, "ListOffsets({topic_partition:?})"),
             Msg::ListOffsetsResponse {
                 topic_partition,

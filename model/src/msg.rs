@@ -265,6 +265,18 @@ pub enum Msg {
         racks: Arc<[(BrokerId, Arc<str>)]>,
         partitions: Arc<[PartitionState]>,
     },
+    /// R55: elect leaders on demand (kafka-leader-election), forwarded like CreateTopics. `None`
+    /// is every partition.
+    ElectLeaders {
+        election: ElectionType,
+        partitions: Option<Arc<[TopicPartition]>>,
+        client: Option<Id>,
+    },
+    /// Per partition, the leader elected, or why none was.
+    ElectLeadersResponse {
+        election: ElectionType,
+        results: Arc<[(TopicPartition, Result<BrokerId, ErrorCode>)]>,
+    },
     /// R48: a replica's log end offset and high watermark (Kafka's ListOffsets, latest and
     /// committed), answered by any broker that hosts the partition.
     ListOffsets {
@@ -307,6 +319,8 @@ impl Msg {
             Msg::CreateTopicsResponse { .. } => "CreateTopicsResponse",
             Msg::DescribeTopics { .. } => "DescribeTopics",
             Msg::DescribeTopicsResponse { .. } => "DescribeTopicsResponse",
+            Msg::ElectLeaders { .. } => "ElectLeaders",
+            Msg::ElectLeadersResponse { .. } => "ElectLeadersResponse",
             Msg::ListOffsets { .. } => "ListOffsets",
             Msg::ListOffsetsResponse { .. } => "ListOffsetsResponse",
         }

@@ -1,5 +1,5 @@
 //! Which spec rules fired, counted outside the actors' state, as malachite's traces record the
-//! rule that fired. Every handler arm calls [`fired`] with the rule it implements (`R0`…`R54` of
+//! rule that fired. Every handler arm calls [`fired`] with the rule it implements (`R0`…`R55` of
 //! spec.md); `watermark check` and `watermark simulate` report the counts, and a test asserts
 //! that every rule fires somewhere.
 //!
@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rule(pub u8);
 
-/// The number of rules, R0 to R54.
-pub const RULE_COUNT: usize = 55;
+/// The number of rules, R0 to R55.
+pub const RULE_COUNT: usize = 56;
 
 macro_rules! rules {
     ($($name:ident = $n:expr),* $(,)?) => {
@@ -78,6 +78,7 @@ rules!(
     R52 = 52,
     R53 = 53,
     R54 = 54,
+    R55 = 55,
 );
 
 impl std::fmt::Display for Rule {

@@ -250,6 +250,21 @@ pub enum ErrorCode {
     /// CreateTopics: the cluster cannot carry the result (its metadata would outgrow the
     /// largest message the transport moves).
     PolicyViolation,
+    /// ElectLeaders: the partition already has the leader the election would give it.
+    ElectionNotNeeded,
+    /// ElectLeaders (preferred): the preferred replica is not live or not in the ISR.
+    PreferredLeaderNotAvailable,
+    /// ElectLeaders (unclean): no replica of the partition is live.
+    EligibleLeadersNotAvailable,
+}
+
+/// Kafka's `ElectionType` (kafka-leader-election `--election-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ElectionType {
+    /// Move leadership to the preferred replica where it is live, in the ISR and not leading.
+    Preferred,
+    /// Elect a live replica, in the ISR or not, where a partition has no leader.
+    Unclean,
 }
 
 /// Kafka's rule for topic names: 1 to 249 characters of `[a-zA-Z0-9._-]`, and neither `.` nor

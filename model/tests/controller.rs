@@ -642,3 +642,106 @@ fn r54_a_restarted_broker_leaves_the_isr_even_as_its_last_member_and_every_elr()
     let step = deliver(&plain, CONTROLLER, &s, 1, heartbeat(1, 1, Some(0)));
     assert_eq!(step.controller().partitions[&tp()].leader, Some(1));
 }
+
+fn elect_leaders(election: ElectionType, partitions: Option<Vec<TopicPartition>>) -> Msg {
+    Msg::ElectLeaders {
+        election,
+        partitions: partitions.map(Into::into),
+        client: Some(id(PRODUCER)),
+    }
+}
+
+fn elect_results(step: &Step) -> Vec<(TopicPartition, Result<BrokerId, ErrorCode>)> {
+    match step.sends_to(PRODUCER).as_slice() {
+        [Msg::ElectLeadersResponse { results, .. }] => results.to_vec(),
+        other => panic!("the client got {other:?}"),
+    }
+}
+
+#[test]
+fn r55_a_preferred_election_moves_leadership_back_and_says_when_it_cannot() {
+    let c = controller(&cluster(Protocol::Kip320), true);
+    let s = fresh(&c, CONTROLLER);
+    // Broker 2 leads epoch 1 with every replica in the ISR: broker 1, preferred, takes it back.
+    let s = with_partition(
+        s.as_controller().unwrap(),
+        partition(Some(2), 1, 1, &[1, 2, 3]),
+    );
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        elect_leaders(ElectionType::Preferred, None),
+    );
+    assert_eq!(elect_results(&step), vec![(tp(), Ok(1))]);
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!((p.leader, p.leader_epoch), (Some(1), 2));
+    assert!(step.save_precedes_sends());
+    // Again: nothing to do.
+    let s = after(&s, &step);
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        elect_leaders(ElectionType::Preferred, None),
+    );
+    assert_eq!(
+        elect_results(&step),
+        vec![(tp(), Err(ErrorCode::ElectionNotNeeded))]
+    );
+    // Broker 1 out of the ISR: not available. An unknown partition: said so.
+    let s = with_partition(
+        s.as_controller().unwrap(),
+        partition(Some(2), 3, 3, &[2, 3]),
+    );
+    let unknown = TopicPartition::new(&Topic::new("nope"), 0);
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        elect_leaders(ElectionType::Preferred, Some(vec![tp(), unknown.clone()])),
+    );
+    assert_eq!(
+        elect_results(&step),
+        vec![
+            (tp(), Err(ErrorCode::PreferredLeaderNotAvailable)),
+            (unknown, Err(ErrorCode::UnknownTopicOrPartition)),
+        ]
+    );
+}
+
+#[test]
+fn r55_an_unclean_election_elects_a_live_replica_of_an_offline_partition() {
+    let c = controller(&cluster(Protocol::Kip320), true);
+    let s = fresh(&c, CONTROLLER);
+    // Offline with ISR [1] (dead); brokers 2 and 3 are live: 2 leads, alone in the ISR.
+    let mut cs = s.as_controller().unwrap().clone();
+    cs.brokers[0].1.fenced = true;
+    let s = with_partition(&cs, partition(None, 1, 1, &[1]));
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        elect_leaders(ElectionType::Unclean, None),
+    );
+    assert_eq!(elect_results(&step), vec![(tp(), Ok(2))]);
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!((p.leader, &*p.isr, p.leader_epoch), (Some(2), &[2][..], 2));
+    // A partition with a leader needs none.
+    let s = after(&s, &step);
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        elect_leaders(ElectionType::Unclean, None),
+    );
+    assert_eq!(
+        elect_results(&step),
+        vec![(tp(), Err(ErrorCode::ElectionNotNeeded))]
+    );
+}
