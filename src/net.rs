@@ -769,6 +769,7 @@ fn consume(args: ConsumeArgs) -> Result<ExitCode, String> {
         max_records: args.max,
         idle_timeout: args.timeout_ms.map(Duration::from_millis),
         timing: TimingMs::client(),
+        trace_dir: None,
     };
     // Line-buffered: each record shows as it arrives.
     let mut out = std::io::stdout().lock();

@@ -176,6 +176,13 @@ fn without_disk_faults_a_validated_run_has_no_mismatch_and_no_violation() {
     assert_eq!(v["violations"].as_array().map(Vec::len), Some(0), "{v}");
     assert!(count(v, "events") > 500, "{v}");
     assert_eq!(count(v, "recoveries_with_cut_logs"), 0, "{v}");
+    // The final read is traced too: the consumer properties apply.
+    assert!(
+        v["properties"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|n| n == "ConsumerReadsCommitted")),
+        "{v}"
+    );
     assert_eq!(run.code, Some(0), "{r}\n{}", run.stderr);
 }
 

@@ -565,6 +565,9 @@ pub struct ConsumeOptions {
     /// Stop when no record came for this long.
     pub idle_timeout: Option<Duration>,
     pub timing: TimingMs,
+    /// Where each partition's Consumer actor records its steps (`consumer-p<P>.trace`), for
+    /// `watermark validate`.
+    pub trace_dir: Option<std::path::PathBuf>,
 }
 
 /// A record as `consume` prints it.
@@ -632,9 +635,20 @@ pub fn consume(
         let skip_below = start_offsets[&p];
         let tx = tx.clone();
         let done = done.clone();
+        let trace_path = options
+            .trace_dir
+            .as_ref()
+            .map(|d| d.join(format!("consumer-p{p}.trace")));
         threads.push(std::thread::spawn(move || {
             let run = || -> Result<(), String> {
                 let socket = client_socket(bootstrap).map_err(|e| e.to_string())?;
+                let trace = match &trace_path {
+                    Some(path) => Some(
+                        crate::trace::TraceWriter::open(path)
+                            .map_err(|e| format!("trace {}: {e}", path.display()))?,
+                    ),
+                    None => None,
+                };
                 let mut host = Host::start(
                     Node::Consumer(Consumer::new(config)),
                     socket,
@@ -643,7 +657,7 @@ pub fn consume(
                     None,
                     TransportConfig::client(incarnation::clock()),
                     None,
-                    None,
+                    trace,
                 )
                 .map_err(|e| e.to_string())?;
                 let mut seen = 0usize;

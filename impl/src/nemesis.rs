@@ -1675,6 +1675,7 @@ pub fn run(
                 max_records: Some(high_watermark),
                 idle_timeout: Some(Duration::from_secs(10)),
                 timing: TimingMs::client(),
+                trace_dir: trace_dir.clone(),
             };
             client::consume(bootstrap, &options, &never, |r| {
                 consumed.push((r.offset, r.value.clone()))
