@@ -87,6 +87,21 @@ fn nemesis(dir: &Path, duration_s: u64, args: &[&str]) -> Outcome {
     }
 }
 
+/// How many findings of a kind (`mismatches`, `violations`) a validation report lists.
+fn findings(validation: &Json, key: &str) -> usize {
+    validation[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} is not a list in {validation}"))
+        .len()
+}
+
+/// Whether a validation report evaluated this property.
+fn evaluated(validation: &Json, property: &str) -> bool {
+    validation["properties"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|n| n == property))
+}
+
 fn count(report: &Json, key: &str) -> u64 {
     report[key]
         .as_u64()
@@ -128,7 +143,7 @@ fn a_mixed_run_with_acks_all_and_idempotence_loses_nothing_and_heals() {
     // `unclean-shutdown-then-leader-fails`), which StrongIsr reports on the run's interleaving
     // when the cut reached committed records. Nothing else may fail.
     let v = &r["validation"];
-    assert_eq!(v["mismatches"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(findings(v, "mismatches"), 0, "{v}");
     let violations = v["violations"].as_array().expect("violations");
     for f in violations {
         assert_eq!(f["kind"], "StrongIsr", "{v}");
@@ -138,12 +153,7 @@ fn a_mixed_run_with_acks_all_and_idempotence_loses_nothing_and_heals() {
     }
     assert!(count(v, "events") > 1000, "{v}");
     assert!(count(v, "recoveries_checked") >= 1, "{v}");
-    assert!(
-        v["properties"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|n| n == "AcknowledgedRecordsSurvive")),
-        "{v}"
-    );
+    assert!(evaluated(v, "AcknowledgedRecordsSurvive"), "{v}");
     // The history passed; a validation finding alone makes the run fail.
     let expected = if violations.is_empty() { 0 } else { 1 };
     assert_eq!(run.code, Some(expected), "{r}\n{}", run.stderr);
@@ -172,17 +182,12 @@ fn without_disk_faults_a_validated_run_has_no_mismatch_and_no_violation() {
     );
     let r = &run.report;
     let v = &r["validation"];
-    assert_eq!(v["mismatches"].as_array().map(Vec::len), Some(0), "{v}");
-    assert_eq!(v["violations"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(findings(v, "mismatches"), 0, "{v}");
+    assert_eq!(findings(v, "violations"), 0, "{v}");
     assert!(count(v, "events") > 500, "{v}");
     assert_eq!(count(v, "recoveries_with_cut_logs"), 0, "{v}");
     // The final read is traced too: the consumer properties apply.
-    assert!(
-        v["properties"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|n| n == "ConsumerReadsCommitted")),
-        "{v}"
-    );
+    assert!(evaluated(v, "ConsumerReadsCommitted"), "{v}");
     assert_eq!(run.code, Some(0), "{r}\n{}", run.stderr);
 }
 
@@ -217,7 +222,7 @@ fn with_acks_1_a_partitioned_leader_loses_acknowledged_records_and_the_run_fails
     // Validation finds the same loss as the model would: the host did nothing the model does
     // not, and I7 fails on the run's own interleaving.
     let v = &r["validation"];
-    assert_eq!(v["mismatches"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(findings(v, "mismatches"), 0, "{v}");
     assert!(
         v["violations"]
             .as_array()

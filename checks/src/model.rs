@@ -164,6 +164,15 @@ impl WatermarkModel {
                 LossyNetwork::No
             })
             .max_crashes((knobs.broker_crashes + knobs.controller_crashes) as usize);
+        Self::checking_what_applies(knobs, inner, topic)
+    }
+
+    /// The model of `inner`, checking the properties that apply to `knobs`.
+    fn checking_what_applies(
+        knobs: Knobs,
+        inner: ActorModel<Node, (), Ghost>,
+        topic: Topic,
+    ) -> Self {
         WatermarkModel {
             checked: properties::enabled(&knobs),
             observe_divergent_truncation: false,
@@ -184,15 +193,7 @@ impl WatermarkModel {
             .actors(actors)
             .init_network(SrNetwork::new_ordered([]))
             .lossy_network(LossyNetwork::Yes);
-        WatermarkModel {
-            checked: properties::enabled(&knobs),
-            observe_divergent_truncation: false,
-            observe_lookup_divergence: false,
-            observe_stale_checkpoints: false,
-            knobs,
-            inner,
-            topic,
-        }
+        Self::checking_what_applies(knobs, inner, topic)
     }
 
     /// Whether this property is among those checked.

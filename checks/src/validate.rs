@@ -744,19 +744,7 @@ impl Validation {
         };
         // The effects the actor produced against those the host recorded.
         let commands: Vec<_> = out.into_iter().collect();
-        let effects: Vec<Effect> = commands
-            .iter()
-            .map(|c| {
-                let encoded = match c {
-                    Command::Send(_, m) => {
-                        let mut bytes = Vec::new();
-                        codec::encode(m, &mut bytes).ok().map(|()| bytes)
-                    }
-                    _ => None,
-                };
-                Effect::of::<Node>(c, encoded.as_deref())
-            })
-            .collect();
+        let effects = trace::effects::<Node>(&commands, &trace::encode_sends::<Node>(&commands));
         if effects != record.effects {
             let detail = describe_effects(&commands, &record.effects);
             self.finding(p, cursor, "mismatch", detail, false);

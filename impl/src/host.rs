@@ -24,7 +24,7 @@
 use crate::codec;
 use crate::faults::{FaultStats, FaultsFile};
 use crate::store::Durable;
-use crate::trace::{digest, Effect, Event, Record, TraceWriter};
+use crate::trace::{self, digest, Event, Record, TraceWriter};
 use crate::transport::DATAGRAM_BYTES_MAX;
 use crate::transport::{Datagram, Received, Transport, TransportConfig, TransportStats};
 use serde::de::DeserializeOwned;
@@ -142,9 +142,7 @@ pub enum Breakage {
 
 /// The event of a step, as traced.
 type TracedEvent<A> = Event<A, <A as Actor>::Timer, <A as Actor>::Storage>;
-type StepCommands<A> = Vec<
-    Command<<A as Actor>::Msg, <A as Actor>::Timer, <A as Actor>::Random, <A as Actor>::Storage>,
->;
+type StepCommands<A> = Vec<trace::StepCommand<A>>;
 
 pub struct Host<A: Actor, D>
 where
@@ -415,24 +413,11 @@ where
         let mut encoded: Vec<Option<Vec<u8>>> = Vec::new();
         if let (Some(trace), Some(event)) = (&mut self.trace, event) {
             // Messages are encoded once, here: their digests go on record and their bytes out.
-            encoded = commands
-                .iter()
-                .map(|c| match c {
-                    Command::Send(_, m) => {
-                        let mut bytes = Vec::new();
-                        codec::encode(m, &mut bytes).ok().map(|()| bytes)
-                    }
-                    _ => None,
-                })
-                .collect();
+            encoded = trace::encode_sends::<A>(&commands);
             let record = Record {
                 at_us: now_us(),
                 event,
-                effects: commands
-                    .iter()
-                    .zip(&encoded)
-                    .map(|(c, e)| Effect::of::<A>(c, e.as_deref()))
-                    .collect(),
+                effects: trace::effects::<A>(&commands, &encoded),
                 state_hash: digest(&*self.state),
             };
             trace.append(&record)?;

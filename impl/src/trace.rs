@@ -113,6 +113,41 @@ impl Effect {
     }
 }
 
+/// A command of actor `A`, as its handlers emit them.
+pub type StepCommand<A> =
+    Command<<A as Actor>::Msg, <A as Actor>::Timer, <A as Actor>::Random, <A as Actor>::Storage>;
+
+/// Each command's message, encoded (`None` for every other command, and for a message that does
+/// not encode): the host sends these bytes, and digests them for the record.
+pub fn encode_sends<A: Actor>(commands: &[StepCommand<A>]) -> Vec<Option<Vec<u8>>>
+where
+    A::Msg: Serialize,
+{
+    commands
+        .iter()
+        .map(|c| match c {
+            Command::Send(_, m) => {
+                let mut bytes = Vec::new();
+                crate::codec::encode(m, &mut bytes).ok().map(|()| bytes)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The effects of a step's commands, with their messages as [`encode_sends`] gives them.
+pub fn effects<A: Actor>(commands: &[StepCommand<A>], encoded: &[Option<Vec<u8>>]) -> Vec<Effect>
+where
+    A::Timer: Hash,
+    A::Storage: Hash,
+{
+    commands
+        .iter()
+        .zip(encoded)
+        .map(|(c, e)| Effect::of::<A>(c, e.as_deref()))
+        .collect()
+}
+
 /// One step of one node.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record<A, T, S> {
