@@ -361,6 +361,10 @@ fn write_history(f: &mut fmt::Formatter<'_>, ghost: &Ghost) -> fmt::Result {
                 violation::COMMITTED_RECORD_CHANGED,
                 "a leader exposed a different record below its HWM (I8)",
             ),
+            (
+                violation::APPENDED_UNDER_MIN_ISR,
+                "a leader appended an acks=all batch under min.insync.replicas (I14)",
+            ),
         ],
     );
     if !violations.is_empty() {

@@ -35,6 +35,12 @@ pub mod event {
     /// A broker crashed with a HWM checkpoint older than the HWM it had (a stale checkpoint,
     /// `--stale-hwm-checkpoints`). Observed only when the matrix asks for it.
     pub const HWM_CHECKPOINT_LAGGED: u16 = 1 << 6;
+    /// A follower fetch naming a current leader epoch other than its leader's reached that
+    /// leader (M7). Observed only when the matrix asks for it.
+    pub const FETCH_FROM_OTHER_EPOCH: u16 = 1 << 7;
+    /// ... and the leader took it: it recorded the follower's progress or held the fetch, where
+    /// KIP-320 refuses it (M8, R23). Observed only when the matrix asks for it.
+    pub const FETCH_FROM_OTHER_EPOCH_TAKEN: u16 = 1 << 8;
 }
 
 /// Invariants that are about transitions, latched once broken (bit flags).
@@ -46,6 +52,9 @@ pub mod violation {
     /// I8: a leader exposed, below its high watermark, a record other than one committed
     /// before at that offset.
     pub const COMMITTED_RECORD_CHANGED: u16 = 1 << 2;
+    /// I14: a leader appended an `acks=all` batch while its ISR was smaller than
+    /// min.insync.replicas.
+    pub const APPENDED_UNDER_MIN_ISR: u16 = 1 << 3;
 }
 
 /// A record once below a leader's high watermark.
@@ -287,6 +296,9 @@ pub fn observe(
             if model.observe_lookup_divergence && lookup_left_divergence(next, msg, before, after) {
                 ghost.events |= event::LOOKUP_LEFT_DIVERGENCE;
             }
+            if model.observe_fetch_fencing {
+                ghost.events |= fetch_from_other_epoch(msg, before, after);
+            }
         }
     }
     ghost
@@ -376,9 +388,45 @@ fn observe_delivery(
             if held {
                 ghost.events |= event::DUPLICATE_PRODUCE;
             }
+            // I14: min.insync.replicas refuses an acks=all batch before the append (R18).
+            let appended = after
+                .replicas
+                .get(&request.topic_partition)
+                .is_some_and(|now| now.log_end_offset() > r.log_end_offset());
+            if appended && request.acks == Acks::All && under_min_isr(r) {
+                ghost.violations |= violation::APPENDED_UNDER_MIN_ISR;
+            }
         }
         _ => {}
     }
+}
+
+/// M7, M8: a follower fetch that names a current leader epoch other than the leader's, and
+/// whether the leader took it (its replica changed) instead of refusing it (R23).
+fn fetch_from_other_epoch(msg: &Msg, before: &BrokerState, after: &BrokerState) -> u16 {
+    let Msg::Fetch(request) = msg else {
+        return 0;
+    };
+    let tp = &request.topic_partition;
+    let Some(r) = before.replicas.get(tp).filter(|r| r.is_leader()) else {
+        return 0;
+    };
+    let other_epoch = request
+        .current_leader_epoch
+        .is_some_and(|e| e != r.leader_epoch());
+    if request.replica_id.is_none() || !other_epoch {
+        return 0;
+    }
+    if after.replicas.get(tp) != Some(r) {
+        event::FETCH_FROM_OTHER_EPOCH | event::FETCH_FROM_OTHER_EPOCH_TAKEN
+    } else {
+        event::FETCH_FROM_OTHER_EPOCH
+    }
+}
+
+/// Whether a replica's ISR, as it knows it, is smaller than min.insync.replicas.
+pub(crate) fn under_min_isr(r: &Replica) -> bool {
+    (r.partition.isr.len() as u32) < r.partition.min_insync_replicas
 }
 
 /// Whether `log` from `from` on holds an entry the current leader of `tp` (as the controller

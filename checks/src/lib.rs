@@ -22,8 +22,10 @@ pub mod model;
 pub mod properties;
 pub mod report;
 pub mod runner;
+#[cfg(feature = "runtime")]
 pub mod sim;
 pub mod trace;
+#[cfg(feature = "runtime")]
 pub mod validate;
 
 pub use knobs::{preset, presets, Knobs, Network, Preset};

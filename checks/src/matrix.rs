@@ -175,6 +175,28 @@ pub fn scenarios() -> Vec<Scenario> {
             Holds,
         ),
         row(
+            "acks-all-under-min-isr",
+            HISTORY,
+            None,
+            Knobs {
+                min_insync_replicas: 2,
+                ..pair()
+            },
+            "ProduceUnderMinIsr",
+            Reachable,
+        ),
+        row(
+            "acks-all-under-min-isr-refused",
+            HISTORY,
+            None,
+            Knobs {
+                min_insync_replicas: 2,
+                ..pair()
+            },
+            "NoAppendUnderMinIsr",
+            Holds,
+        ),
+        row(
             "rf-1-offline",
             SEED_RF_1,
             Confirmed,
@@ -435,6 +457,24 @@ pub fn scenarios() -> Vec<Scenario> {
         "NoAppendFromStaleEpoch",
         Holds,
     ));
+    // KIP-320's fencing on the leader's side (R23): a follower fetch from another leader epoch
+    // does reach a leader, and the leader refuses it.
+    rows.push(row(
+        "kip-320-fetch-from-other-epoch",
+        HISTORY,
+        None,
+        kip320_bug(),
+        "FetchFromOtherEpoch",
+        Reachable,
+    ));
+    rows.push(row(
+        "kip-320-fetch-fenced",
+        HISTORY,
+        None,
+        kip320_bug(),
+        "FetchFromOtherEpochTaken",
+        Unreachable,
+    ));
     rows
 }
 
@@ -522,6 +562,12 @@ pub fn matrix_properties() -> Vec<PropertyDef> {
         p("M6", "StaleHwmCheckpoint",
           "A broker crashed with a HWM checkpoint older than the HWM it had.",
           stale_hwm_checkpoint),
+        p("M7", "FetchFromOtherEpoch",
+          "A follower fetch naming a current leader epoch other than the leader's reaches the leader.",
+          fetch_from_other_epoch),
+        p("M8", "FetchFromOtherEpochTaken",
+          "A leader takes a follower fetch naming another current leader epoch (records its progress or holds it) instead of refusing it (KIP-320).",
+          fetch_from_other_epoch_taken),
     ]
 }
 
@@ -604,6 +650,20 @@ fn stale_hwm_checkpoint(_: &WatermarkModel, state: &State) -> bool {
     state
         .history
         .has_event(crate::ghost::event::HWM_CHECKPOINT_LAGGED)
+}
+
+/// M7.
+fn fetch_from_other_epoch(_: &WatermarkModel, state: &State) -> bool {
+    state
+        .history
+        .has_event(crate::ghost::event::FETCH_FROM_OTHER_EPOCH)
+}
+
+/// M8.
+fn fetch_from_other_epoch_taken(_: &WatermarkModel, state: &State) -> bool {
+    state
+        .history
+        .has_event(crate::ghost::event::FETCH_FROM_OTHER_EPOCH_TAKEN)
 }
 
 /// One row of the matrix, after checking.

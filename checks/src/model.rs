@@ -34,6 +34,9 @@ pub struct WatermarkModel {
     pub observe_lookup_divergence: bool,
     /// Whether the ghost records M6's event (a crash with a stale HWM checkpoint); the matrix only.
     pub observe_stale_checkpoints: bool,
+    /// Whether the ghost records M7's and M8's events (fetches from another leader epoch); the
+    /// matrix only.
+    pub observe_fetch_fencing: bool,
 }
 
 pub const CONTROLLER_INDEX: usize = 0;
@@ -178,6 +181,7 @@ impl WatermarkModel {
             observe_divergent_truncation: false,
             observe_lookup_divergence: false,
             observe_stale_checkpoints: false,
+            observe_fetch_fencing: false,
             knobs,
             inner,
             topic,
@@ -218,6 +222,8 @@ impl WatermarkModel {
         self.observe_divergent_truncation = self.checks("DivergentTailTruncated");
         self.observe_lookup_divergence = self.checks("EpochLookupLeftDivergence");
         self.observe_stale_checkpoints = self.checks("StaleHwmCheckpoint");
+        self.observe_fetch_fencing =
+            self.checks("FetchFromOtherEpoch") || self.checks("FetchFromOtherEpochTaken");
         self
     }
 

@@ -71,6 +71,16 @@ fn with_isr_change(k: &Knobs) -> bool {
     k.isr_shrinks >= 1 || leader_can_change(k)
 }
 
+/// acks=all producers, and the ISR can fall below min.insync.replicas within the bounds: a
+/// crash, a false suspicion or an ISR shrink for each replica above the minimum less one.
+fn with_isr_under_min(k: &Knobs) -> bool {
+    let removable = k.broker_crashes + k.isr_shrinks + u32::from(k.false_suspicions);
+    k.acks == Acks::All
+        && with_producers(k)
+        && k.min_insync_replicas >= 2
+        && k.replication_factor.saturating_sub(removable) < k.min_insync_replicas
+}
+
 /// Every property, in spec order.
 pub fn all() -> Vec<PropertyDef> {
     use Expectation::{Always, Sometimes};
@@ -171,6 +181,12 @@ pub fn all() -> Vec<PropertyDef> {
         p("S16", "LostMetadataRepaired", Sometimes, Some("MetadataFromController"),
           "A broker that lost a LeaderAndIsr learns the partition state it missed from a heartbeat response.",
           lost_metadata_repaired, with_lossy_network_and_leader_change),
+        p("I14", "NoAppendUnderMinIsr", Always, None,
+          "No leader appends an acks=all batch while its ISR is smaller than min.insync.replicas: the producer is told NotEnoughReplicas.",
+          no_append_under_min_isr, with_isr_under_min),
+        p("S17", "ProduceUnderMinIsr", Sometimes, Some("NoAppendUnderMinIsr"),
+          "An acks=all batch reaches its leader while the leader's ISR is smaller than min.insync.replicas.",
+          produce_under_min_isr, with_isr_under_min),
     ]
 }
 
@@ -322,6 +338,31 @@ fn log_spans_epochs(model: &WatermarkModel, state: &State) -> bool {
 /// I5.
 fn no_append_from_stale_epoch(_: &WatermarkModel, state: &State) -> bool {
     !ghost(state).has_violation(violation::APPEND_FROM_STALE_EPOCH)
+}
+
+/// I14.
+fn no_append_under_min_isr(_: &WatermarkModel, state: &State) -> bool {
+    !ghost(state).has_violation(violation::APPENDED_UNDER_MIN_ISR)
+}
+
+/// S17: an acks=all produce in flight to a live leader of its epoch whose ISR is under the
+/// minimum: the request R18 refuses.
+fn produce_under_min_isr(_: &WatermarkModel, state: &State) -> bool {
+    in_flight(state).into_iter().any(|(dst, msg)| {
+        let Msg::Produce(request) = msg else {
+            return false;
+        };
+        !state.crashed[dst]
+            && request.acks == Acks::All
+            && state.actor_states[dst]
+                .as_broker()
+                .and_then(|b| b.replicas.get(&request.topic_partition))
+                .is_some_and(|r| {
+                    r.is_leader()
+                        && r.leader_epoch() == request.leader_epoch
+                        && crate::ghost::under_min_isr(r)
+                })
+    })
 }
 
 /// Every message in flight, with its destination's actor index.
