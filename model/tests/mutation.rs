@@ -1,0 +1,116 @@
+//! The checks the mutation pass runs on every mutant of `model/` (`scripts/mutants.sh`, issue
+//! 18): the exhaustive checks alone, no unit test. A mutant is caught when a preset's Always
+//! property fails or a Sometimes twin goes unfound, or when a matrix row's verdict changes.
+//!
+//! State counts are not compared: a mutant that only changes how many states there are is not
+//! caught by what the checker proves. Stage 1 of the script runs the cheap presets and the matrix
+//! without its five slowest rows (`HEAVY_ROWS`), so that one mutant costs seconds, not minutes;
+//! stage 1b runs the heavy rows (`heavy_…`) on the mutants stage 1 missed.
+//!
+//! These tests are ignored in the ordinary test run (model_check.rs and matrix.rs run the same
+//! checks, with pinned state counts); the script runs them with `--include-ignored`.
+
+use watermark_checks::matrix;
+use watermark_checks::preset;
+use watermark_checks::runner::{run, RunOptions, Strategy};
+
+/// The presets the pass checks in full, every applicable property.
+pub const PRESETS: &[&str] = &[
+    "idempotent",
+    "lossy-duplicating",
+    "slow-follower",
+    "consumer",
+];
+
+/// The matrix rows left out: each takes 9 to 50 s.
+pub const HEAVY_ROWS: &[&str] = &[
+    "acks-all-min-isr-1",
+    "unclean-shutdown-then-leader-fails-kip-966",
+    "stale-hwm-checkpoint-consumed",
+    "kip-101-fast-failover",
+    "kip-279-fast-failover",
+];
+
+#[test]
+#[ignore = "the mutation pass's harness: scripts/mutants.sh"]
+fn cheap_presets_hold_with_every_twin_found() {
+    for name in PRESETS {
+        let knobs = preset(name).unwrap().knobs;
+        let outcome = run(
+            &knobs,
+            &RunOptions {
+                strategy: Strategy::Bfs,
+                threads: 2,
+                stop_at_first_violation: true,
+                ..RunOptions::default()
+            },
+        );
+        for p in &outcome.properties {
+            assert!(
+                p.verdict.is_good(),
+                "{name}: {} is {}",
+                p.name,
+                p.verdict.as_str()
+            );
+        }
+        assert!(outcome.complete, "{name}: the search did not complete");
+    }
+}
+
+#[test]
+#[ignore = "the mutation pass's harness: scripts/mutants.sh"]
+fn matrix_rows_keep_their_verdicts() {
+    assert_rows_keep_their_verdicts(|name| !HEAVY_ROWS.contains(&name));
+}
+
+#[test]
+#[ignore = "the mutation pass's harness: scripts/mutants.sh, stage 1b"]
+fn heavy_matrix_rows_keep_their_verdicts() {
+    assert_rows_keep_their_verdicts(|name| HEAVY_ROWS.contains(&name));
+}
+
+fn assert_rows_keep_their_verdicts(include: impl Fn(&str) -> bool) {
+    for scenario in matrix::scenarios().iter().filter(|s| include(s.name)) {
+        let row = matrix::check(scenario, 2);
+        assert!(
+            row.matches(),
+            "{}: expected {:?}, got {:?}",
+            scenario.name,
+            scenario.expected,
+            row.verdict
+        );
+    }
+}
+
+/// Stage 1c: the simulator, whose liveness conditions (L1–L5) notice what no safety property
+/// can: a follower that stops catching up, a lost request never retransmitted. Built only with
+/// the `mutation-simulation` feature, since it needs the runtime's transport.
+#[cfg(feature = "mutation-simulation")]
+#[test]
+#[ignore = "the mutation pass's harness: scripts/mutants.sh, stage 1c"]
+fn sim_sweep_is_safe_and_recovers() {
+    use watermark_checks::sim::{self, Faults, SimOptions};
+    let options = SimOptions {
+        knobs: watermark_checks::Knobs {
+            producers: 2,
+            records: 20,
+            ..watermark_checks::Knobs::canonical()
+        },
+        faults: Faults::default(),
+        fault_s: 30,
+        heal_s: 30,
+        trace_steps: 0,
+    };
+    let seeds = 0..SIM_SEEDS;
+    let report = sim::sweep(&options, seeds, 2, None);
+    let failures: Vec<String> = report
+        .failures
+        .iter()
+        .map(|f| format!("seed {}: {:?}", f.seed, f.verdict))
+        .collect();
+    assert_eq!(report.passed, SIM_SEEDS, "{}", failures.join("\n"));
+}
+
+/// The seeds of stage 1c's sweep.
+#[cfg(feature = "mutation-simulation")]
+const SIM_SEEDS: u64 = 200;
