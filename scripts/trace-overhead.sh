@@ -22,7 +22,7 @@ one() { # mode: plain | trace
   sleep 1
   local boot
   boot=$(python3 -c "import json,sys;d=json.load(open('$dir/cluster.json'));print(d['brokers'][0]['address'])")
-  "$bin" topic create t --partitions 3 --replication-factor 3 --min-insync-replicas 2 --bootstrap-server "$boot" > /dev/null
+  "$bin" topic create t --partitions 3 --replication-factor 3 --config min.insync.replicas=2 --bootstrap-server "$boot" > /dev/null
   local t0 t1
   t0=$(date +%s.%N)
   "$bin" produce t --acks all --bootstrap-server "$boot" < "$work/records.txt" > /dev/null

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use watermark_model::{Acks, ElectionType, Msg, Topic, Value};
+use watermark_model::{Acks, ElectionType, Msg, Topic, TopicConfigChanges, TopicConfigs, Value};
 use watermark_net::client::{self, ConsumeOptions, ProduceOptions};
 use watermark_net::cluster::{
     default_node_dir, run_node, ClusterFile, NodeRun, Role, TimingMs, VALUE_BYTES_MAX,
@@ -38,6 +38,8 @@ pub enum NetCommand {
     Produce(ProduceArgs),
     /// Print records, like kafka-console-consumer.
     Consume(ConsumeArgs),
+    /// Describe or change topic configs, like kafka-configs --entity-type topics.
+    Configs(ConfigsArgs),
     /// Elect leaders now, like kafka-leader-election: the preferred replica where it is live and
     /// in the ISR, or (unclean) any live replica of a partition that has no leader.
     LeaderElection(LeaderElectionArgs),
@@ -264,10 +266,53 @@ pub struct CreateArgs {
     /// Replicas of each partition, placed across brokers (and racks) like Kafka's assignment.
     #[arg(long)]
     replication_factor: u32,
-    /// min.insync.replicas: the smallest ISR that takes acks=all writes (and, since Kafka 3.7,
-    /// advances the high watermark).
-    #[arg(long, default_value_t = 1)]
-    min_insync_replicas: u32,
+    /// A topic config, KEY=VALUE; repeat for more. min.insync.replicas (default 1): the smallest
+    /// ISR that takes acks=all writes (and, since Kafka 3.7, advances the high watermark);
+    /// unclean.leader.election.enable (default false): a partition whose whole ISR is dead may be
+    /// led by any live replica, losing what only the ISR held.
+    #[arg(long, value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// The brokers to bootstrap from, HOST:PORT[,HOST:PORT...]; the first that answers serves.
+    #[arg(long, value_name = "HOST:PORT[,...]")]
+    bootstrap_server: String,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["alter", "describe"])))]
+pub struct ConfigsArgs {
+    /// Change the configs of --topic with --add-config and --delete-config. The controller
+    /// applies the change to every partition and pushes it to the brokers; enabling
+    /// unclean.leader.election.enable elects a leader for each of the topic's offline
+    /// partitions at once.
+    #[arg(long, requires = "topic")]
+    alter: bool,
+    /// Print the configs of --topic (default: of every topic), each marked when it is the
+    /// default.
+    #[arg(long)]
+    describe: bool,
+    /// The topic (kafka-configs' --entity-type topics --entity-name).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Configs to set, KEY=VALUE[,KEY=VALUE...]: min.insync.replicas (1 to the replication
+    /// factor) and unclean.leader.election.enable (true or false).
+    #[arg(
+        long,
+        value_name = "KEY=VALUE[,...]",
+        value_delimiter = ',',
+        requires = "alter"
+    )]
+    add_config: Vec<String>,
+    /// Configs to set back to their defaults, KEY[,KEY...].
+    #[arg(
+        long,
+        value_name = "KEY[,...]",
+        value_delimiter = ',',
+        requires = "alter"
+    )]
+    delete_config: Vec<String>,
+    /// Print JSON: an object per topic, {"topic", "configs": {KEY: VALUE}}.
+    #[arg(long)]
+    json: bool,
     /// The brokers to bootstrap from, HOST:PORT[,HOST:PORT...]; the first that answers serves.
     #[arg(long, value_name = "HOST:PORT[,...]")]
     bootstrap_server: String,
@@ -424,6 +469,7 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
         NetCommand::Topic(TopicCommand::Create(args)) => topic_create(args),
         NetCommand::Topic(TopicCommand::List(args)) => topic_list(args),
         NetCommand::Describe(args) => describe(args),
+        NetCommand::Configs(args) => configs(args),
         NetCommand::LeaderElection(args) => leader_election(args),
         NetCommand::Produce(args) => produce(args),
         NetCommand::Consume(args) => consume(args),
@@ -597,10 +643,17 @@ fn validate_topic(name: &str) -> Result<(), String> {
 
 fn topic_create(args: CreateArgs) -> Result<ExitCode, String> {
     validate_topic(&args.topic)?;
-    if args.min_insync_replicas == 0 || args.min_insync_replicas > args.replication_factor {
+    let mut changes = TopicConfigChanges::default();
+    for pair in &args.config {
+        changes
+            .set_pair(pair)
+            .map_err(|e| format!("bad --config: {e}"))?;
+    }
+    let configs = changes.apply(TopicConfigs::default());
+    if configs.min_insync_replicas > args.replication_factor {
         return Err(format!(
-            "--min-insync-replicas {} must be between 1 and the replication factor {}",
-            args.min_insync_replicas, args.replication_factor
+            "bad --config: min.insync.replicas {} is above the replication factor {}",
+            configs.min_insync_replicas, args.replication_factor
         ));
     }
     let server = bootstrap(&args.bootstrap_server)?;
@@ -609,10 +662,110 @@ fn topic_create(args: CreateArgs) -> Result<ExitCode, String> {
         &args.topic,
         args.partitions,
         args.replication_factor,
-        args.min_insync_replicas,
+        configs,
     )?;
     println!("Created topic {}.", args.topic);
     Ok(ExitCode::SUCCESS)
+}
+
+/// kafka-configs for topics: `--alter` sends one IncrementalAlterConfigs (R56); `--describe`
+/// reads the configs every partition carries from the controller's table (R47).
+fn configs(args: ConfigsArgs) -> Result<ExitCode, String> {
+    if let Some(t) = &args.topic {
+        validate_topic(t)?;
+    }
+    if args.alter {
+        let topic = args.topic.as_deref().expect("clap requires --topic");
+        let mut changes = TopicConfigChanges::default();
+        for pair in &args.add_config {
+            changes
+                .set_pair(pair)
+                .map_err(|e| format!("bad --add-config: {e}"))?;
+        }
+        for key in &args.delete_config {
+            changes
+                .set(key.trim(), None)
+                .map_err(|e| format!("bad --delete-config: {e}"))?;
+        }
+        if changes == TopicConfigChanges::default() {
+            return Err("--alter needs --add-config or --delete-config".into());
+        }
+        let server = bootstrap(&args.bootstrap_server)?;
+        let now = client::alter_configs(server, topic, changes)?;
+        if args.json {
+            println!("{}", configs_json(topic, now));
+        } else {
+            println!("Completed updating config for topic {topic}.");
+            print!("{}", configs_text(topic, now));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let server = bootstrap(&args.bootstrap_server)?;
+    let d = client::describe(server, args.topic.as_deref())?;
+    let mut out = String::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &d.partitions {
+        if !seen.insert(p.topic.as_str()) {
+            continue;
+        }
+        let configs = TopicConfigs {
+            min_insync_replicas: p.min_insync_replicas,
+            unclean_leader_election: p.unclean_leader_election,
+        };
+        if args.json {
+            out += &format!("{}\n", configs_json(&p.topic, configs));
+        } else {
+            out += &configs_text(&p.topic, configs);
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each config of a topic, `KEY=VALUE` and whether it is the default.
+fn config_entries(configs: TopicConfigs) -> [(&'static str, String, bool); 2] {
+    let d = TopicConfigs::default();
+    [
+        (
+            "min.insync.replicas",
+            configs.min_insync_replicas.to_string(),
+            configs.min_insync_replicas == d.min_insync_replicas,
+        ),
+        (
+            "unclean.leader.election.enable",
+            configs.unclean_leader_election.to_string(),
+            configs.unclean_leader_election == d.unclean_leader_election,
+        ),
+    ]
+}
+
+fn configs_text(topic: &str, configs: TopicConfigs) -> String {
+    let mut out = format!("Configs for topic {topic} are:\n");
+    for (key, value, default) in config_entries(configs) {
+        let mark = if default { " (default)" } else { "" };
+        out += &format!("  {key}={value}{mark}\n");
+    }
+    out
+}
+
+fn configs_json(topic: &str, configs: TopicConfigs) -> serde_json::Value {
+    serde_json::json!({
+        "topic": topic,
+        "configs": {
+            "min.insync.replicas": configs.min_insync_replicas,
+            "unclean.leader.election.enable": configs.unclean_leader_election,
+        },
+    })
+}
+
+/// The configs `describe` shows: those not at their defaults, as kafka-topics does.
+fn non_default_configs(configs: TopicConfigs) -> String {
+    config_entries(configs)
+        .into_iter()
+        .filter(|(_, _, default)| !default)
+        .map(|(key, value, _)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn list(ids: &[u32]) -> String {
@@ -654,10 +807,13 @@ fn describe(args: DescribeArgs) -> Result<ExitCode, String> {
     for topic in topics {
         let ps: Vec<_> = d.partitions.iter().filter(|p| p.topic == topic).collect();
         out += &format!(
-            "Topic: {topic}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: min.insync.replicas={}\n",
+            "Topic: {topic}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}\n",
             ps.len(),
             ps[0].replicas.len(),
-            ps[0].min_insync_replicas
+            non_default_configs(TopicConfigs {
+                min_insync_replicas: ps[0].min_insync_replicas,
+                unclean_leader_election: ps[0].unclean_leader_election,
+            })
         );
         for p in ps {
             let leader = p

@@ -151,6 +151,79 @@ fn bad_arguments_are_one_clear_line_and_exit_2() {
 }
 
 #[test]
+fn bad_topic_configs_are_refused_before_anything_is_sent() {
+    // Port 1 on loopback: nothing listens, so an error here comes from the parsing alone.
+    let server = "127.0.0.1:1";
+    let create = |config: &str| -> Vec<String> {
+        [
+            "topic",
+            "create",
+            "t",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "2",
+            "--config",
+            config,
+            "--bootstrap-server",
+            server,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let alter = |extra: &[&str]| -> Vec<String> {
+        let mut args = [
+            "configs",
+            "--alter",
+            "--topic",
+            "t",
+            "--bootstrap-server",
+            server,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            create("retention.ms=1000"),
+            "unknown topic config 'retention.ms' (the topic configs are min.insync.replicas, unclean.leader.election.enable)",
+        ),
+        (
+            create("min.insync.replicas=two"),
+            "min.insync.replicas must be a whole number of at least 1, not 'two'",
+        ),
+        (
+            create("min.insync.replicas=3"),
+            "min.insync.replicas 3 is above the replication factor 2",
+        ),
+        (create("min.insync.replicas"), "expected KEY=VALUE"),
+        (
+            alter(&["--add-config", "unclean.leader.election.enable=maybe"]),
+            "unclean.leader.election.enable must be true or false, not 'maybe'",
+        ),
+        (
+            alter(&["--add-config", "min.insync.replicas=2,min.insync.replicas=3"]),
+            "min.insync.replicas is given twice",
+        ),
+        (alter(&["--delete-config", "segment.bytes"]), "bad --delete-config: unknown topic config 'segment.bytes'"),
+        (alter(&[]), "--alter needs --add-config or --delete-config"),
+    ];
+    for (args, message) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = watermark(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+    // Neither --alter nor --describe: clap says which is needed.
+    let o = watermark(&["configs", "--topic", "t", "--bootstrap-server", server]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--alter"), "{}", stderr(&o));
+}
+
+#[test]
 fn check_can_stop_at_the_first_violation_and_says_the_rest_is_unknown() {
     let o = watermark(&[
         "check",

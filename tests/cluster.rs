@@ -91,7 +91,7 @@ impl Cluster {
         min_insync_replicas: Option<u32>,
     ) -> String {
         let partitions = partitions.to_string();
-        let min_isr = min_insync_replicas.map(|m| m.to_string());
+        let min_isr = min_insync_replicas.map(|m| format!("min.insync.replicas={m}"));
         let mut args = vec![
             "topic",
             "create",
@@ -102,7 +102,7 @@ impl Cluster {
             "3",
         ];
         if let Some(m) = &min_isr {
-            args.extend(["--min-insync-replicas", m.as_str()]);
+            args.extend(["--config", m.as_str()]);
         }
         self.ok(&args, "")
     }
@@ -678,6 +678,7 @@ fn a_leader_and_isr_forged_from_the_controllers_address_without_the_key_is_dropp
             elr: Default::default(),
             replicas: u32_list(&p["replicas"]).into(),
             min_insync_replicas: 1,
+            unclean_leader_election: false,
         }],
     );
     let target_role = Role::Broker(target);
@@ -1134,8 +1135,6 @@ fn rack_drill_losing_a_whole_rack_leaves_every_partition_led_from_the_other_and_
             "6",
             "--replication-factor",
             "2",
-            "--min-insync-replicas",
-            "1",
         ],
         "",
     );
@@ -1275,8 +1274,6 @@ fn leader_election_on_demand_moves_leadership_back_and_elects_uncleanly_when_ask
             "1",
             "--replication-factor",
             "2",
-            "--min-insync-replicas",
-            "1",
         ],
         "",
     );
@@ -1359,4 +1356,182 @@ fn leader_election_on_demand_moves_leadership_back_and_elects_uncleanly_when_ask
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not an election type"));
+}
+
+#[test]
+fn topic_configs_are_set_altered_applied_by_the_leader_and_enabling_unclean_election_elects() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let options = LocalOptions {
+        timing_ms: TimingMs {
+            session_timeout: 1000,
+            preferred_leader_election_interval: 3_600_000,
+            ..TimingMs::default()
+        },
+        ..LocalOptions::default()
+    };
+    let mut cluster = Cluster::up(dir.path(), &options);
+    cluster.ok(
+        &[
+            "topic",
+            "create",
+            "cfg",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "2",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+        "",
+    );
+    let p = cluster.await_describe("cfg", 50, |d| {
+        d["partitions"][0]["isr"]
+            .as_array()
+            .is_some_and(|i| i.len() == 2)
+    })["partitions"][0]
+        .clone();
+    assert_eq!(p["min_insync_replicas"], 2);
+    assert_eq!(p["unclean_leader_election"], false);
+    // describe shows the configs that are not defaults; configs --describe shows all.
+    let text = cluster.ok(&["describe", "--topic", "cfg"], "");
+    assert!(
+        text.contains("ReplicationFactor: 2\tConfigs: min.insync.replicas=2\n"),
+        "{text}"
+    );
+    assert_eq!(
+        cluster.ok(&["configs", "--describe", "--topic", "cfg"], ""),
+        "Configs for topic cfg are:\n  min.insync.replicas=2\n  unclean.leader.election.enable=false (default)\n"
+    );
+
+    // The follower dies: the ISR is the leader alone, under min.insync.replicas=2, so an
+    // acks=all write is refused (R18) until the config is lowered.
+    let replicas = u32_list(&p["replicas"]);
+    let (leader, follower) = (replicas[0], replicas[1]);
+    let third = (1..=3).find(|b| !replicas.contains(b)).unwrap();
+    cluster.bootstrap = cluster
+        .local
+        .address(Role::Broker(third))
+        .unwrap()
+        .to_string();
+    cluster.local.kill(Role::Broker(follower)).unwrap();
+    cluster.await_describe("cfg", 50, |d| {
+        u32_list(&d["partitions"][0]["isr"]) == vec![leader]
+    });
+    let refused = cluster.run(
+        &[
+            "produce",
+            "cfg",
+            "--acks",
+            "all",
+            "--delivery-timeout-ms",
+            "1500",
+        ],
+        "a\n",
+    );
+    assert!(
+        !refused.status.success(),
+        "acks=all under min.insync.replicas"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("1 records were not acknowledged"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = cluster.ok(
+        &[
+            "configs",
+            "--alter",
+            "--topic",
+            "cfg",
+            "--add-config",
+            "min.insync.replicas=1",
+        ],
+        "",
+    );
+    assert!(
+        out.starts_with("Completed updating config for topic cfg.\n"),
+        "{out}"
+    );
+    // The leader takes the pushed change: the same write now succeeds.
+    let mut written = false;
+    for _ in 0..20 {
+        let o = cluster.run(
+            &[
+                "produce",
+                "cfg",
+                "--acks",
+                "all",
+                "--delivery-timeout-ms",
+                "2000",
+            ],
+            "b\n",
+        );
+        if o.status.success() {
+            written = true;
+            break;
+        }
+    }
+    assert!(written, "acks=all accepted at min.insync.replicas=1");
+
+    // Then the leader, the last ISR member, dies and the follower returns: offline, until
+    // unclean.leader.election.enable is turned on, which elects the follower at once.
+    cluster.local.kill(Role::Broker(leader)).unwrap();
+    cluster.local.start(Role::Broker(follower)).unwrap();
+    cluster.await_describe("cfg", 50, |d| {
+        d["partitions"][0]["leader"].is_null()
+            && d["brokers"].as_array().is_some_and(|bs| {
+                bs.iter()
+                    .any(|b| b["id"].as_u64() == Some(u64::from(follower)) && b["live"] == true)
+            })
+    });
+    cluster.ok(
+        &[
+            "configs",
+            "--alter",
+            "--topic",
+            "cfg",
+            "--add-config",
+            "unclean.leader.election.enable=true",
+        ],
+        "",
+    );
+    let d = cluster.await_describe("cfg", 50, |d| {
+        d["partitions"][0]["leader"].as_u64() == Some(u64::from(follower))
+    });
+    assert_eq!(d["partitions"][0]["unclean_leader_election"], true);
+    let text = cluster.ok(&["describe", "--topic", "cfg"], "");
+    assert!(
+        text.contains("Configs: unclean.leader.election.enable=true\n"),
+        "{text}"
+    );
+    // Deleting a config sets it back to its default.
+    let json = cluster.ok(
+        &[
+            "configs",
+            "--alter",
+            "--topic",
+            "cfg",
+            "--delete-config",
+            "unclean.leader.election.enable",
+            "--json",
+        ],
+        "",
+    );
+    let v: Json = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["configs"]["unclean.leader.election.enable"], false);
+    // An unknown topic: the controller says so.
+    let bad = cluster.run(
+        &[
+            "configs",
+            "--alter",
+            "--topic",
+            "nope",
+            "--add-config",
+            "min.insync.replicas=1",
+        ],
+        "",
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("UNKNOWN_TOPIC_OR_PARTITION"));
 }

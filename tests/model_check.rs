@@ -172,6 +172,7 @@ fn no_stale_controller_request_catches_a_broker_that_forgot_a_newer_controller_e
             elr: Default::default(),
             replicas: [1].as_slice().into(),
             min_insync_replicas: 1,
+            unclean_leader_election: false,
         }]
         .into(),
     };
@@ -195,6 +196,7 @@ fn no_stale_controller_request_catches_a_broker_that_forgot_a_newer_controller_e
                 elr: Default::default(),
                 replicas: [1].as_slice().into(),
                 min_insync_replicas: 1,
+                unclean_leader_election: false,
             },
         );
         next.actor_states[broker] = std::sync::Arc::new(NodeState::Broker(b));

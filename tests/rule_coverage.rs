@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use watermark_checks::runner::{run, RunOptions, Strategy};
 use watermark_checks::sim::{self, Faults, SimOptions};
 use watermark_checks::{preset, Knobs};
-use watermark_model::rules::{Coverage, Recording, Rule, R3, R46, R47, R48, R55};
+use watermark_model::rules::{Coverage, Recording, Rule, R3, R46, R47, R48, R55, R56};
 use watermark_model::Protocol;
 
 /// The rules no run here reaches, and why.
@@ -37,6 +37,11 @@ fn exceptions() -> BTreeMap<Rule, &'static str> {
         (
             R55,
             "ElectLeaders: an operator's request (leader-election), exercised by \
+             tests/cluster.rs and model/tests/controller.rs",
+        ),
+        (
+            R56,
+            "IncrementalAlterConfigs: an operator's request (configs --alter), exercised by \
              tests/cluster.rs and model/tests/controller.rs",
         ),
     ])

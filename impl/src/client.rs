@@ -214,12 +214,13 @@ pub fn elect_leaders(
     )
 }
 
+/// CreateTopics (R46), with the topic's configs.
 pub fn create_topic(
     bootstrap: SocketAddrV4,
     topic: &str,
     partitions: u32,
     replication_factor: u32,
-    min_insync_replicas: u32,
+    configs: TopicConfigs,
 ) -> Result<(), String> {
     let topic = Topic::new(topic);
     let (result, message) = request(
@@ -228,7 +229,7 @@ pub fn create_topic(
             topic: topic.clone(),
             partitions,
             replication_factor,
-            min_insync_replicas,
+            configs,
             client: None,
         },
         |m| match m {
@@ -248,6 +249,35 @@ pub fn create_topic(
     })
 }
 
+/// IncrementalAlterConfigs (R56): returns the topic's configs after the change.
+pub fn alter_configs(
+    bootstrap: SocketAddrV4,
+    topic: &str,
+    changes: TopicConfigChanges,
+) -> Result<TopicConfigs, String> {
+    let topic = Topic::new(topic);
+    let (result, message) = request(
+        bootstrap,
+        &Msg::IncrementalAlterConfigs {
+            topic: topic.clone(),
+            changes,
+            client: None,
+        },
+        |m| match m {
+            Msg::IncrementalAlterConfigsResponse {
+                topic: t,
+                result,
+                error_message,
+            } if t == topic => Some((result, error_message)),
+            _ => None,
+        },
+    )?;
+    result.map_err(|e| match message {
+        Some(m) => format!("{}: {m}", error_name(e)),
+        None => format!("cannot alter the configs of '{topic}': {}", error_name(e)),
+    })
+}
+
 /// One partition as `describe` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct PartitionDescription {
@@ -259,6 +289,7 @@ pub struct PartitionDescription {
     pub replicas: Vec<BrokerId>,
     pub isr: Vec<BrokerId>,
     pub min_insync_replicas: u32,
+    pub unclean_leader_election: bool,
     /// The leader's, from ListOffsets; `None` if it did not answer.
     pub log_end_offset: Option<Offset>,
     pub high_watermark: Option<Offset>,
@@ -321,6 +352,7 @@ pub fn describe(bootstrap: SocketAddrV4, topic: Option<&str>) -> Result<Descript
             replicas: p.replicas.to_vec(),
             isr: p.isr.to_vec(),
             min_insync_replicas: p.min_insync_replicas,
+            unclean_leader_election: p.unclean_leader_election,
             log_end_offset: offsets.map(|o| o.log_end_offset),
             high_watermark: offsets.map(|o| o.high_watermark),
             under_replicated: p.isr.len() < p.replicas.len(),

@@ -241,7 +241,8 @@ pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
             | Msg::AlterPartitionResponse { .. }
             | Msg::CreateTopicsResponse { .. }
             | Msg::DescribeTopicsResponse { .. }
-            | Msg::ElectLeadersResponse { .. } => from_node && src == controller,
+            | Msg::ElectLeadersResponse { .. }
+            | Msg::IncrementalAlterConfigsResponse { .. } => from_node && src == controller,
             Msg::Fetch(FetchRequest {
                 replica_id: Some(b),
                 ..
@@ -258,7 +259,8 @@ pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
             }
             Msg::CreateTopics { client, .. }
             | Msg::DescribeTopics { client, .. }
-            | Msg::ElectLeaders { client, .. } => client.is_none(),
+            | Msg::ElectLeaders { client, .. }
+            | Msg::IncrementalAlterConfigs { client, .. } => client.is_none(),
             Msg::BrokerHeartbeat { .. }
             | Msg::AlterPartition { .. }
             | Msg::MetadataResponse { .. }
@@ -277,7 +279,8 @@ pub fn controller_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
         | Msg::AlterPartition { .. }
         | Msg::CreateTopics { .. }
         | Msg::DescribeTopics { .. }
-        | Msg::ElectLeaders { .. } => (!keyed || authenticated) && file.is_broker(src),
+        | Msg::ElectLeaders { .. }
+        | Msg::IncrementalAlterConfigs { .. } => (!keyed || authenticated) && file.is_broker(src),
         _ => false,
     })
 }

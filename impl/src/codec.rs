@@ -133,6 +133,7 @@ mod tests {
             elr: Default::default(),
             replicas: ids.as_slice().into(),
             min_insync_replicas: epochs,
+            unclean_leader_election: epochs % 2 == 1,
         }
     }
 

@@ -1484,7 +1484,10 @@ pub fn run(
             TOPIC,
             PARTITIONS,
             REPLICATION_FACTOR,
-            MIN_INSYNC_REPLICAS,
+            TopicConfigs {
+                min_insync_replicas: MIN_INSYNC_REPLICAS,
+                ..TopicConfigs::default()
+            },
         ) {
             Ok(()) => break,
             Err(e) if setup.elapsed() >= SETUP_TIMEOUT => {

@@ -561,6 +561,7 @@ mod tests {
             elr: Default::default(),
             replicas: [1, 2].as_slice().into(),
             min_insync_replicas: 1,
+            unclean_leader_election: false,
         };
         let replicas = [(
             tp,
@@ -635,6 +636,7 @@ mod tests {
                     elr: Default::default(),
                     replicas: [1, 2, 3].as_slice().into(),
                     min_insync_replicas: 2,
+                    unclean_leader_election: false,
                 };
                 (
                     tp,
@@ -713,6 +715,7 @@ mod tests {
                         elr: Default::default(),
                         replicas: [1].as_slice().into(),
                         min_insync_replicas: 1,
+                        unclean_leader_election: false,
                     },
                 );
                 if *changed_at > 0 {

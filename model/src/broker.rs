@@ -419,7 +419,7 @@ impl Broker {
                 topic,
                 partitions,
                 replication_factor,
-                min_insync_replicas,
+                configs,
                 client: None,
             } => {
                 // R46: forward to the controller, naming the client it answers.
@@ -430,7 +430,23 @@ impl Broker {
                         topic,
                         partitions,
                         replication_factor,
-                        min_insync_replicas,
+                        configs,
+                        client: Some(src),
+                    },
+                );
+            }
+            Msg::IncrementalAlterConfigs {
+                topic,
+                changes,
+                client: None,
+            } => {
+                // R56: forward to the controller.
+                fired(R56);
+                outbox.send(
+                    self.config.cluster.controller,
+                    Msg::IncrementalAlterConfigs {
+                        topic,
+                        changes,
                         client: Some(src),
                     },
                 );
@@ -498,6 +514,8 @@ impl Broker {
             | Msg::DescribeTopicsResponse { .. }
             | Msg::ElectLeaders { .. }
             | Msg::ElectLeadersResponse { .. }
+            | Msg::IncrementalAlterConfigs { .. }
+            | Msg::IncrementalAlterConfigsResponse { .. }
             | Msg::ListOffsetsResponse { .. } => {}
         }
         outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));

@@ -101,6 +101,7 @@ pub fn initial_partitions(topics: &[TopicConfig]) -> Vec<crate::msg::PartitionSt
                     elr: BrokerIds::default(),
                     replicas: replicas.as_slice().into(),
                     min_insync_replicas: t.min_insync_replicas,
+                    unclean_leader_election: t.unclean_leader_election,
                 })
         })
         .collect()

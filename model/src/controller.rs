@@ -8,8 +8,8 @@
 //! and partition epochs. Everything it decides is persisted before it is sent.
 
 use crate::collections::{BrokerIds, PartitionMap};
-use crate::config::{initial_partitions, ControllerConfig, TopicConfig};
-use crate::msg::{Msg, PartitionState};
+use crate::config::{initial_partitions, ControllerConfig};
+use crate::msg::{Msg, PartitionState, TopicConfigChanges, TopicConfigs};
 use crate::node::{Node, Storage, Timer};
 use crate::outbox::Outbox;
 use crate::rules::*;
@@ -104,19 +104,6 @@ pub struct Controller {
 impl Controller {
     pub fn new(config: ControllerConfig) -> Self {
         Controller { config }
-    }
-
-    fn topic_config(&self, tp: &TopicPartition) -> Option<&TopicConfig> {
-        self.config
-            .cluster
-            .topics
-            .iter()
-            .find(|t| t.topic == tp.topic)
-    }
-
-    fn unclean_allowed(&self, tp: &TopicPartition) -> bool {
-        self.topic_config(tp)
-            .is_some_and(|t| t.unclean_leader_election)
     }
 
     fn arm_timers(&self, o: &mut Out<Node>) {
@@ -290,16 +277,11 @@ impl Controller {
                 topic,
                 partitions,
                 replication_factor,
-                min_insync_replicas,
+                configs,
                 client,
             } => {
-                let result = self.create_topic(
-                    state,
-                    &topic,
-                    partitions,
-                    replication_factor,
-                    min_insync_replicas,
-                );
+                let result =
+                    self.create_topic(state, &topic, partitions, replication_factor, configs);
                 if result.is_ok() {
                     // R46: persisted, then sent like any change (R0), then answered.
                     outbox.persist();
@@ -335,6 +317,31 @@ impl Controller {
                     Msg::ElectLeadersResponse {
                         election,
                         results: results.into(),
+                    },
+                );
+            }
+            Msg::IncrementalAlterConfigs {
+                topic,
+                changes,
+                client,
+            } => {
+                // R56: persisted, then pushed like any change (R0, R50), then answered.
+                fired(R56);
+                let result = self.alter_configs(state, &topic, changes);
+                if state.metadata_offset > base {
+                    outbox.persist();
+                    self.propagate(state, Some(base), None, &mut outbox);
+                }
+                let (result, error_message) = match result {
+                    Ok(configs) => (Ok(configs), None),
+                    Err((error, message)) => (Err(error), Some(Arc::from(message.as_str()))),
+                };
+                outbox.send(
+                    client.unwrap_or(src),
+                    Msg::IncrementalAlterConfigsResponse {
+                        topic,
+                        result,
+                        error_message,
                     },
                 );
             }
@@ -500,7 +507,7 @@ impl Controller {
         topic: &Topic,
         partitions: u32,
         replication_factor: u32,
-        min_insync_replicas: u32,
+        configs: TopicConfigs,
     ) -> Result<(), (ErrorCode, String)> {
         fired(R46);
         validate_topic_name(&topic.0).map_err(|m| (ErrorCode::InvalidTopic, m))?;
@@ -527,14 +534,7 @@ impl Controller {
                 ),
             ));
         }
-        if min_insync_replicas == 0 || min_insync_replicas > replication_factor {
-            return Err((
-                ErrorCode::InvalidConfig,
-                format!(
-                    "min.insync.replicas {min_insync_replicas} must be between 1 and the replication factor ({replication_factor})"
-                ),
-            ));
-        }
+        check_min_insync_replicas(configs.min_insync_replicas, replication_factor)?;
         let new_states: Vec<PartitionState> = (0..partitions)
             .map(|p| {
                 let replicas: Vec<BrokerId> = (0..replication_factor)
@@ -558,7 +558,8 @@ impl Controller {
                     isr,
                     elr: BrokerIds::default(),
                     replicas: replicas.as_slice().into(),
-                    min_insync_replicas,
+                    min_insync_replicas: configs.min_insync_replicas,
+                    unclean_leader_election: configs.unclean_leader_election,
                 }
             })
             .collect();
@@ -588,6 +589,68 @@ impl Controller {
             state.record_change(&tp);
         }
         Ok(())
+    }
+
+    /// R56: change a topic's configs, if the topic exists and the new values are valid for
+    /// every partition. Each partition whose configs change is a metadata record in a new
+    /// partition epoch, so that its replicas take it (R12, R13). With KIP-966, a change of
+    /// min.insync.replicas empties the ELR, whose members were chosen under the old minimum.
+    /// Enabling unclean.leader.election.enable elects a leader, as R2 would, for each partition
+    /// of the topic that has none. Returns the topic's configs after the change.
+    fn alter_configs(
+        &self,
+        state: &mut Cow<ControllerState>,
+        topic: &Topic,
+        changes: TopicConfigChanges,
+    ) -> Result<TopicConfigs, (ErrorCode, String)> {
+        let tps: Vec<TopicPartition> = state
+            .partitions
+            .keys()
+            .filter(|tp| tp.topic == *topic)
+            .cloned()
+            .collect();
+        let Some(first) = tps.first().and_then(|tp| state.partitions.get(tp)) else {
+            return Err((
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic '{topic}' does not exist"),
+            ));
+        };
+        let configs = changes.apply(first.topic_configs());
+        for tp in &tps {
+            let p = state.partitions.get(tp).expect("listed above");
+            check_min_insync_replicas(configs.min_insync_replicas, p.replicas.len() as u32)?;
+        }
+        let live = state.live_brokers();
+        let elr_on = self.config.cluster.eligible_leader_replicas;
+        for tp in &tps {
+            let old = state.partitions.get(tp).expect("listed above");
+            let mut p = old.clone();
+            p.min_insync_replicas = configs.min_insync_replicas;
+            p.unclean_leader_election = configs.unclean_leader_election;
+            if elr_on && p.min_insync_replicas != old.min_insync_replicas {
+                p.elr = BrokerIds::default();
+            }
+            let election = p.leader.is_none().then(|| {
+                elect(
+                    &p.replicas,
+                    &p.isr,
+                    &p.elr,
+                    &live,
+                    p.unclean_leader_election,
+                )
+            });
+            if let Some(Some(e)) = election {
+                apply_change(&mut p, e);
+            } else if p != *old {
+                p.partition_epoch += 1;
+            }
+            if p != *old {
+                let state = state.to_mut();
+                state.partitions.insert(tp.clone(), p);
+                state.record_change(tp);
+            }
+        }
+        Ok(configs)
     }
 
     /// R7, R8: validate and apply a leader's ISR change.
@@ -751,8 +814,8 @@ impl Controller {
         let elr_on = self.config.cluster.eligible_leader_replicas;
         let tps: Vec<TopicPartition> = state.partitions.keys().cloned().collect();
         for tp in tps {
-            let unclean = self.unclean_allowed(&tp);
             let p = state.partitions.get_mut(&tp).expect("listed above");
+            let unclean = p.unclean_leader_election;
             let (isr, elr) = if elr_on {
                 leave_with_elr(p, broker_id, departure)
             } else if p.isr.len() > 1 {
@@ -791,11 +854,11 @@ impl Controller {
         let live = state.live_brokers();
         let tps: Vec<TopicPartition> = state.partitions.keys().cloned().collect();
         for tp in tps {
-            let unclean = self.unclean_allowed(&tp);
             let p = state.partitions.get_mut(&tp).expect("listed above");
             if p.leader.is_some() || !p.replicas.contains(&broker_id) {
                 continue;
             }
+            let unclean = p.unclean_leader_election;
             if let Some(election) = elect(&p.replicas, &p.isr, &p.elr, &live, unclean) {
                 if apply_change(p, election) {
                     state.record_change(&tp);
@@ -875,6 +938,22 @@ fn elr_after_isr_change(p: &PartitionState, new_isr: &[BrokerId]) -> BrokerIds {
         }
     }
     elr.as_slice().into()
+}
+
+/// R46, R56: min.insync.replicas must be between 1 and the replication factor.
+fn check_min_insync_replicas(
+    min_insync_replicas: u32,
+    replication_factor: u32,
+) -> Result<(), (ErrorCode, String)> {
+    if min_insync_replicas == 0 || min_insync_replicas > replication_factor {
+        return Err((
+            ErrorCode::InvalidConfig,
+            format!(
+                "min.insync.replicas {min_insync_replicas} must be between 1 and the replication factor ({replication_factor})"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// How a broker leaves the partitions it is in when it is fenced.

@@ -42,6 +42,17 @@ impl fmt::Debug for PartitionState {
     }
 }
 
+/// As kafka-configs prints them: `min.insync.replicas=2,unclean.leader.election.enable=false`.
+impl fmt::Display for TopicConfigs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "min.insync.replicas={},unclean.leader.election.enable={}",
+            self.min_insync_replicas, self.unclean_leader_election
+        )
+    }
+}
+
 impl fmt::Debug for FetchRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let who = match self.replica_id {
@@ -252,11 +263,11 @@ impl fmt::Debug for Msg {
                 topic,
                 partitions,
                 replication_factor,
-                min_insync_replicas,
+                configs,
                 ..
             } => write!(
                 f,
-                "CreateTopics({topic} partitions {partitions} replication factor {replication_factor} min.insync.replicas {min_insync_replicas})"
+                "CreateTopics({topic} partitions {partitions} replication factor {replication_factor} {configs})"
             ),
             Msg::CreateTopicsResponse {
                 topic,
@@ -280,6 +291,24 @@ impl fmt::Debug for Msg {
             } => write!(f, "ElectLeaders({election:?} {partitions:?})"),
             Msg::ElectLeadersResponse { election, results } => {
                 write!(f, "ElectLeadersResponse({election:?} {results:?})")
+            }
+            Msg::IncrementalAlterConfigs { topic, changes, .. } => {
+                write!(f, "IncrementalAlterConfigs({topic} {changes:?})")
+            }
+            Msg::IncrementalAlterConfigsResponse {
+                topic,
+                result,
+                error_message,
+            } => {
+                write!(f, "IncrementalAlterConfigsResponse({topic}: ")?;
+                match result {
+                    Ok(configs) => write!(f, "{configs}")?,
+                    Err(e) => write!(f, "{e:?}")?,
+                }
+                if let Some(m) = error_message {
+                    write!(f, " {m}")?;
+                }
+                f.write_str(")")
             }
             Msg::ListOffsets { topic_partition } => write!(f, "ListOffsets({topic_partition:?})"),
             Msg::ListOffsetsResponse {

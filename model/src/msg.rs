@@ -27,7 +27,12 @@ pub struct PartitionState {
     pub elr: BrokerIds,
     /// The assignment, in preference order: `replicas[0]` is the preferred leader.
     pub replicas: BrokerIds,
+    /// The topic's `min.insync.replicas`, carried with each of its partitions so that the leader
+    /// enforces the current value (R18, R28); changed by R56.
     pub min_insync_replicas: u32,
+    /// The topic's `unclean.leader.election.enable`, which only the controller reads (R2, R5);
+    /// changed by R56.
+    pub unclean_leader_election: bool,
 }
 
 impl PartitionState {
@@ -40,8 +45,115 @@ impl PartitionState {
         let topic = INT + self.topic_partition.topic.0.len() as u64;
         let lists = 3 * INT + INT * (self.isr.len() + self.elr.len() + self.replicas.len()) as u64;
         // partition, leader (with its presence byte), leader epoch, partition epoch,
-        // min.insync.replicas.
-        topic + lists + INT + (1 + INT) + 3 * INT
+        // min.insync.replicas, unclean.leader.election.enable.
+        topic + lists + INT + (1 + INT) + 3 * INT + 1
+    }
+
+    /// The topic configs this partition carries.
+    pub fn topic_configs(&self) -> TopicConfigs {
+        TopicConfigs {
+            min_insync_replicas: self.min_insync_replicas,
+            unclean_leader_election: self.unclean_leader_election,
+        }
+    }
+}
+
+/// The topic-level configs the protocol reads, as Kafka names them (its `LogConfig`, the part
+/// that replication uses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TopicConfigs {
+    /// `min.insync.replicas`: the smallest ISR that takes acks=all writes (R18) and, since Kafka
+    /// 3.7, advances the high watermark (R28).
+    pub min_insync_replicas: u32,
+    /// `unclean.leader.election.enable`: a partition whose whole ISR (and ELR) is dead may be led
+    /// by any live replica, losing what only the ISR held (R2, R5, R56).
+    pub unclean_leader_election: bool,
+}
+
+impl Default for TopicConfigs {
+    /// Kafka's defaults: `min.insync.replicas=1`, `unclean.leader.election.enable=false`.
+    fn default() -> Self {
+        TopicConfigs {
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
+        }
+    }
+}
+
+/// IncrementalAlterConfigs' changes to one topic's configs: `Some` sets a config (a deleted one
+/// is set back to its default).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct TopicConfigChanges {
+    pub min_insync_replicas: Option<u32>,
+    pub unclean_leader_election: Option<bool>,
+}
+
+/// The topic configs this cluster knows, by Kafka's names.
+pub const TOPIC_CONFIG_KEYS: [&str; 2] = ["min.insync.replicas", "unclean.leader.election.enable"];
+
+impl TopicConfigChanges {
+    /// Sets `key` to `value`, or, for `None` (kafka-configs `--delete-config`), back to its
+    /// default. Unknown keys, bad values and a key set twice are refused, in words.
+    pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<(), String> {
+        let defaults = TopicConfigs::default();
+        let already = match key {
+            "min.insync.replicas" => {
+                let v = match value {
+                    None => defaults.min_insync_replicas,
+                    Some(v) => v.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        format!(
+                            "min.insync.replicas must be a whole number of at least 1, not '{v}'"
+                        )
+                    })?,
+                };
+                self.min_insync_replicas.replace(v).is_some()
+            }
+            "unclean.leader.election.enable" => {
+                let v = match value.map(|v| v.trim().to_ascii_lowercase()) {
+                    None => defaults.unclean_leader_election,
+                    Some(v) if v == "true" => true,
+                    Some(v) if v == "false" => false,
+                    Some(v) => {
+                        return Err(format!(
+                            "unclean.leader.election.enable must be true or false, not '{v}'"
+                        ))
+                    }
+                };
+                self.unclean_leader_election.replace(v).is_some()
+            }
+            _ => {
+                return Err(format!(
+                    "unknown topic config '{key}' (the topic configs are {})",
+                    TOPIC_CONFIG_KEYS.join(", ")
+                ))
+            }
+        };
+        if already {
+            return Err(format!("{key} is given twice"));
+        }
+        Ok(())
+    }
+
+    /// Parses `key=value`, as `--config` and `--add-config` take it.
+    pub fn set_pair(&mut self, pair: &str) -> Result<(), String> {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("'{pair}' is not a config: expected KEY=VALUE"))?;
+        self.set(key.trim(), Some(value))
+    }
+
+    /// `configs` with these changes applied.
+    pub fn apply(&self, configs: TopicConfigs) -> TopicConfigs {
+        TopicConfigs {
+            min_insync_replicas: self
+                .min_insync_replicas
+                .unwrap_or(configs.min_insync_replicas),
+            unclean_leader_election: self
+                .unclean_leader_election
+                .unwrap_or(configs.unclean_leader_election),
+        }
     }
 }
 
@@ -243,7 +355,8 @@ pub enum Msg {
         topic: Topic,
         partitions: u32,
         replication_factor: u32,
-        min_insync_replicas: u32,
+        /// `--config` of kafka-topics.
+        configs: TopicConfigs,
         client: Option<Id>,
     },
     CreateTopicsResponse {
@@ -276,6 +389,18 @@ pub enum Msg {
     ElectLeadersResponse {
         election: ElectionType,
         results: Arc<[(TopicPartition, Result<BrokerId, ErrorCode>)]>,
+    },
+    /// R56: change a topic's configs (kafka-configs --alter), forwarded like CreateTopics.
+    IncrementalAlterConfigs {
+        topic: Topic,
+        changes: TopicConfigChanges,
+        client: Option<Id>,
+    },
+    IncrementalAlterConfigsResponse {
+        topic: Topic,
+        /// The topic's configs after the change.
+        result: Result<TopicConfigs, ErrorCode>,
+        error_message: Option<Arc<str>>,
     },
     /// R48: a replica's log end offset and high watermark (Kafka's ListOffsets, latest and
     /// committed), answered by any broker that hosts the partition.
@@ -321,6 +446,8 @@ impl Msg {
             Msg::DescribeTopicsResponse { .. } => "DescribeTopicsResponse",
             Msg::ElectLeaders { .. } => "ElectLeaders",
             Msg::ElectLeadersResponse { .. } => "ElectLeadersResponse",
+            Msg::IncrementalAlterConfigs { .. } => "IncrementalAlterConfigs",
+            Msg::IncrementalAlterConfigsResponse { .. } => "IncrementalAlterConfigsResponse",
             Msg::ListOffsets { .. } => "ListOffsets",
             Msg::ListOffsetsResponse { .. } => "ListOffsetsResponse",
         }

@@ -439,6 +439,7 @@ fn r50_metadata_for_partitions_the_broker_does_not_replicate_keeps_the_newer_sta
         elr: Default::default(),
         replicas: [3].as_slice().into(),
         min_insync_replicas: 1,
+        unclean_leader_election: false,
     };
     let push = |ps: PartitionState, offsets| Msg::UpdateMetadata {
         controller_epoch: 1,

@@ -100,7 +100,13 @@ fn r2_the_last_isr_member_stays_and_the_partition_goes_offline() {
 fn r2_unclean_election_picks_a_live_replica_outside_the_isr() {
     let c = controller(&cluster_with(Protocol::Kip320, 2, true), true);
     let s = fresh(&c, CONTROLLER);
-    let s = with_partition(s.as_controller().unwrap(), partition(Some(1), 0, 0, &[1]));
+    // The bootstrapped topic's config reaches its partition state, which the election reads.
+    assert!(s.as_controller().unwrap().partitions[&tp()].unclean_leader_election);
+    let ps = PartitionState {
+        unclean_leader_election: true,
+        ..partition(Some(1), 0, 0, &[1])
+    };
+    let s = with_partition(s.as_controller().unwrap(), ps);
     let step = fire(&c, CONTROLLER, &s, Timer::SessionTimeout(1));
     let p = &step.controller().partitions[&tp()];
     assert_eq!(p.leader, Some(2));
@@ -446,7 +452,10 @@ fn create(topic: &str, partitions: u32, replication_factor: u32, min_isr: u32) -
         topic: Topic::new(topic),
         partitions,
         replication_factor,
-        min_insync_replicas: min_isr,
+        configs: TopicConfigs {
+            min_insync_replicas: min_isr,
+            unclean_leader_election: false,
+        },
         client: None,
     }
 }
@@ -744,4 +753,207 @@ fn r55_an_unclean_election_elects_a_live_replica_of_an_offline_partition() {
         elect_results(&step),
         vec![(tp(), Err(ErrorCode::ElectionNotNeeded))]
     );
+}
+
+fn alter_configs(topic: &str, min_isr: Option<u32>, unclean: Option<bool>) -> Msg {
+    Msg::IncrementalAlterConfigs {
+        topic: Topic::new(topic),
+        changes: TopicConfigChanges {
+            min_insync_replicas: min_isr,
+            unclean_leader_election: unclean,
+        },
+        client: None,
+    }
+}
+
+fn configs_result(step: &Step) -> (Result<TopicConfigs, ErrorCode>, Option<String>) {
+    let answers: Vec<_> = step
+        .sends_to(2)
+        .into_iter()
+        .filter_map(|m| match m {
+            Msg::IncrementalAlterConfigsResponse {
+                result,
+                error_message,
+                ..
+            } => Some((result, error_message.map(|m| m.to_string()))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 1, "one answer: {:?}", step.sends());
+    answers[0].clone()
+}
+
+#[test]
+fn r56_a_config_change_is_a_new_partition_epoch_pushed_to_the_replicas() {
+    let c = controller(&cluster(Protocol::Kip320), true);
+    let s = fresh(&c, CONTROLLER);
+    let before = s.as_controller().unwrap().partitions[&tp()].clone();
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        alter_configs(&topic().0, Some(3), None),
+    );
+    let (result, _) = configs_result(&step);
+    assert_eq!(
+        result,
+        Ok(TopicConfigs {
+            min_insync_replicas: 3,
+            unclean_leader_election: before.unclean_leader_election,
+        })
+    );
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!(p.min_insync_replicas, 3);
+    assert_eq!(p.partition_epoch, before.partition_epoch + 1);
+    assert_eq!(p.leader_epoch, before.leader_epoch, "the leader stays");
+    assert!(step.save_precedes_sends());
+    // Every live replica gets the change pushed.
+    for b in [1, 3] {
+        assert!(
+            step.sends_to(b).iter().any(|m| matches!(
+                m,
+                Msg::LeaderAndIsr { partitions, .. }
+                    if partitions.iter().any(|q| q.min_insync_replicas == 3)
+            )),
+            "broker {b} gets the new min.insync.replicas: {:?}",
+            step.sends()
+        );
+    }
+    // The same value again changes nothing and pushes nothing.
+    let s = after(&s, &step);
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        alter_configs(&topic().0, Some(3), None),
+    );
+    assert!(configs_result(&step).0.is_ok());
+    assert!(step.next.is_none(), "no new partition epoch");
+    assert!(step.sends_to(1).is_empty());
+}
+
+#[test]
+fn r56_bad_config_changes_are_refused_in_words_and_change_nothing() {
+    let c = controller(&cluster(Protocol::Kip320), true);
+    let s = fresh(&c, CONTROLLER);
+    // Above the replication factor (3).
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        alter_configs(&topic().0, Some(4), None),
+    );
+    let (result, message) = configs_result(&step);
+    assert_eq!(result, Err(ErrorCode::InvalidConfig));
+    assert!(message.unwrap().contains("replication factor (3)"));
+    assert!(step.next.is_none(), "nothing changed");
+    // Zero.
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        alter_configs(&topic().0, Some(0), None),
+    );
+    assert_eq!(configs_result(&step).0, Err(ErrorCode::InvalidConfig));
+    // An unknown topic.
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        alter_configs("nope", None, Some(true)),
+    );
+    let (result, message) = configs_result(&step);
+    assert_eq!(result, Err(ErrorCode::UnknownTopicOrPartition));
+    assert!(message.unwrap().contains("nope"));
+    assert!(step.next.is_none());
+}
+
+#[test]
+fn r56_enabling_unclean_election_elects_a_leader_for_an_offline_partition() {
+    let c = controller(&cluster(Protocol::Kip320), true);
+    let s = fresh(&c, CONTROLLER);
+    // Offline with ISR [1] (dead); brokers 2 and 3 are live.
+    let mut cs = s.as_controller().unwrap().clone();
+    cs.brokers[0].1.fenced = true;
+    let s = with_partition(&cs, partition(None, 1, 1, &[1]));
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        alter_configs(&topic().0, None, Some(true)),
+    );
+    assert_eq!(
+        configs_result(&step).0.map(|c| c.unclean_leader_election),
+        Ok(true)
+    );
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!(
+        (p.leader, &*p.isr, p.leader_epoch, p.unclean_leader_election),
+        (Some(2), &[2][..], 2, true)
+    );
+    assert!(step.save_precedes_sends());
+    // Disabling it again keeps the leader.
+    let s = after(&s, &step);
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        alter_configs(&topic().0, None, Some(false)),
+    );
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!((p.leader, p.unclean_leader_election), (Some(2), false));
+}
+
+#[test]
+fn r56_with_kip_966_a_new_min_isr_empties_the_elr() {
+    let c = controller(&elr_cluster(), true);
+    let s = fresh(&c, CONTROLLER);
+    let s = with_partition(
+        s.as_controller().unwrap(),
+        with_elr(partition(Some(1), 1, 1, &[1]), &[2]),
+    );
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        alter_configs(&topic().0, Some(1), None),
+    );
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!(p.min_insync_replicas, 1);
+    assert!(p.elr.is_empty(), "the ELR was chosen under the old minimum");
+    // Only unclean.leader.election.enable changing keeps it.
+    let step = deliver(
+        &c,
+        CONTROLLER,
+        &s,
+        2,
+        alter_configs(&topic().0, None, Some(true)),
+    );
+    assert_eq!(&*step.controller().partitions[&tp()].elr, &[2][..]);
+}
+
+#[test]
+fn r56_a_broker_forwards_a_config_change_and_a_leader_applies_the_new_minimum() {
+    let cl = cluster(Protocol::Kip320);
+    let b = broker(1, &cl);
+    let s = fresh(&b, 1);
+    let step = deliver(&b, 1, &s, 9, alter_configs("t", Some(2), None));
+    match &step.sends()[..] {
+        [(0, Msg::IncrementalAlterConfigs { client, .. })] => assert_eq!(*client, Some(id(9))),
+        other => panic!("forwarded to the controller naming the client: {other:?}"),
+    }
+    // The leader takes the pushed change under the same leadership (R13).
+    let mut ps = replica(&s).partition.clone();
+    ps.partition_epoch += 1;
+    ps.min_insync_replicas = 3;
+    let step = deliver(&b, 1, &s, 0, leader_and_isr(1, 0, ps));
+    assert_eq!(replica(step.state()).partition.min_insync_replicas, 3);
 }

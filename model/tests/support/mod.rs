@@ -189,6 +189,7 @@ pub fn partition(
         elr: Default::default(),
         replicas: [1, 2, 3].as_slice().into(),
         min_insync_replicas: 2,
+        unclean_leader_election: false,
     }
 }
 
