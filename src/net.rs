@@ -95,9 +95,13 @@ pub struct UpArgs {
     /// restart: there is no controlled shutdown) leaves every ISR and ELR.
     #[arg(long)]
     eligible_leader_replicas: bool,
-    /// broker.session.timeout.ms for a new cluster.
+    /// broker.session.timeout.ms for a new cluster (default 3000).
     #[arg(long)]
     session_timeout_ms: Option<u64>,
+    /// For a new cluster: serve no Prometheus metrics. By default each node serves them over
+    /// HTTP at http://127.0.0.1:PORT/metrics, PORT being its own (UDP) port's number, on TCP.
+    #[arg(long)]
+    no_metrics: bool,
 }
 
 #[derive(Args, Clone)]
@@ -135,6 +139,11 @@ pub struct ControllerArgs {
     /// Record every step of this node (appended across restarts) for `watermark validate`.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP at http://HOST:PORT/metrics (default: where the
+    /// cluster file says, if anywhere): UnderReplicatedPartitions, LeaderCount, IsrShrinks,
+    /// request rates and latencies, and more, under Kafka's JMX-exporter names.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddrV4>,
     #[command(flatten)]
     node: NodeOptions,
 }
@@ -154,6 +163,11 @@ pub struct BrokerArgs {
     /// Record every step of this node (appended across restarts) for `watermark validate`.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP at http://HOST:PORT/metrics (default: where the
+    /// cluster file says, if anywhere): UnderReplicatedPartitions, LeaderCount, IsrShrinks,
+    /// request rates and latencies, and more, under Kafka's JMX-exporter names.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddrV4>,
     #[command(flatten)]
     node: NodeOptions,
 }
@@ -456,6 +470,7 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
                 &dir,
                 &args.node,
                 args.trace.as_deref(),
+                args.metrics_addr,
             )
         }
         NetCommand::Broker(args) => {
@@ -464,7 +479,14 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
             let dir = args
                 .log_dir
                 .unwrap_or_else(|| default_node_dir(&args.cluster, role));
-            run_one(&file, role, &dir, &args.node, args.trace.as_deref())
+            run_one(
+                &file,
+                role,
+                &dir,
+                &args.node,
+                args.trace.as_deref(),
+                args.metrics_addr,
+            )
         }
         NetCommand::Topic(TopicCommand::Create(args)) => topic_create(args),
         NetCommand::Topic(TopicCommand::List(args)) => topic_list(args),
@@ -540,6 +562,7 @@ fn run_one(
     dir: &Path,
     node: &NodeOptions,
     trace: Option<&Path>,
+    metrics: Option<SocketAddrV4>,
 ) -> Result<ExitCode, String> {
     let stop = stop_flag()?;
     let run = NodeRun {
@@ -547,6 +570,7 @@ fn run_one(
         faults: node.faults.clone(),
         trace: trace.map(Path::to_path_buf),
         breakage: node.break_host,
+        metrics,
     };
     let stats = run_node(file, role, dir, &run, &stop, |_| {})?;
     eprintln!("{} stopped: {}", role.name(), stats.summary());
@@ -579,6 +603,7 @@ fn cluster_up(args: UpArgs) -> Result<ExitCode, String> {
             faults: None,
             key: true,
             eligible_leader_replicas: args.eligible_leader_replicas,
+            metrics: !args.no_metrics,
         };
         LocalCluster::create(&exe, &args.dir, &options)?
     };
@@ -601,9 +626,13 @@ fn cluster_up(args: UpArgs) -> Result<ExitCode, String> {
             Role::Controller => None,
         };
         let rack = rack.map(|r| format!("  rack {r}")).unwrap_or_default();
+        let metrics = cluster
+            .metrics_address(role)
+            .map(|a| format!("  metrics http://{a}/metrics"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<11} {}{rack}  pid {}  {}",
+            "{:<11} {}{rack}  pid {}  {}{metrics}",
             role.name(),
             cluster
                 .address(role)

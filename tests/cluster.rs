@@ -1535,3 +1535,125 @@ fn topic_configs_are_set_altered_applied_by_the_leader_and_enabling_unclean_elec
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("UNKNOWN_TOPIC_OR_PARTITION"));
 }
+
+/// One metric's value from a node's /metrics, or `None` if the node does not answer.
+fn scrape(cluster: &Cluster, node: Role, metric: &str) -> Option<f64> {
+    let address = cluster.local.metrics_address(node).expect("metrics are on");
+    let response = minreq::get(format!("http://{address}/metrics"))
+        .with_timeout(2)
+        .send()
+        .ok()?;
+    assert_eq!(response.status_code, 200);
+    let text = response.as_str().expect("UTF-8 metrics");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(metric))
+        .unwrap_or_else(|| panic!("{metric} is not served by {}: {text}", node.name()));
+    Some(line.split_whitespace().nth(1).unwrap().parse().unwrap())
+}
+
+/// The sum of `metric` over `brokers`, polled (200 ms apart, at most `tries` times) until `pred`
+/// holds for it.
+fn await_metric_sum(
+    cluster: &Cluster,
+    brokers: &[BrokerId],
+    metric: &str,
+    tries: u32,
+    pred: impl Fn(f64) -> bool,
+) -> f64 {
+    let sum = || -> f64 {
+        brokers
+            .iter()
+            .map(|b| scrape(cluster, Role::Broker(*b), metric).unwrap_or(0.0))
+            .sum()
+    };
+    for _ in 0..tries {
+        let v = sum();
+        if pred(v) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "{metric} over brokers {brokers:?} never satisfied the condition: {}",
+        sum()
+    );
+}
+
+#[test]
+fn metrics_show_under_replicated_partitions_rise_on_kill_9_and_fall_after_the_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let options = LocalOptions {
+        metrics: true,
+        timing_ms: TimingMs {
+            session_timeout: 1000,
+            ..TimingMs::default()
+        },
+        ..LocalOptions::default()
+    };
+    let mut cluster = Cluster::up(dir.path(), &options);
+    cluster.create_topic("m", 3, Some(2));
+    cluster.await_describe("m", 50, |d| {
+        d["partitions"].as_array().is_some_and(|ps| {
+            ps.len() == 3
+                && ps
+                    .iter()
+                    .all(|p| p["isr"].as_array().is_some_and(|i| i.len() == 3))
+        })
+    });
+    const URP: &str = "kafka_server_replicamanager_underreplicatedpartitions";
+    let all = [1, 2, 3];
+    await_metric_sum(&cluster, &all, URP, 50, |v| v == 0.0);
+    await_metric_sum(
+        &cluster,
+        &all,
+        "kafka_server_replicamanager_leadercount",
+        50,
+        |v| v == 3.0,
+    );
+    await_metric_sum(
+        &cluster,
+        &all,
+        "kafka_server_replicamanager_partitioncount",
+        50,
+        |v| v == 9.0,
+    );
+    assert_eq!(
+        scrape(
+            &cluster,
+            Role::Controller,
+            "kafka_controller_kafkacontroller_activecontrollercount"
+        ),
+        Some(1.0)
+    );
+    let out = cluster.ok(&["produce", "m", "--acks", "all"], &lines(300, "m"));
+    assert_eq!(acks(&out).len(), 300);
+    await_metric_sum(
+        &cluster,
+        &all,
+        "kafka_server_brokertopicmetrics_messagesin_total",
+        50,
+        |v| v >= 300.0,
+    );
+
+    // kill -9 of broker 3: every partition (RF=3 on 3 brokers) loses a replica, and the live
+    // brokers, leading all three, report them under-replicated.
+    cluster.local.kill(Role::Broker(3)).unwrap();
+    await_metric_sum(&cluster, &[1, 2], URP, 100, |v| v == 3.0);
+    assert_eq!(
+        scrape(&cluster, Role::Broker(3), URP),
+        None,
+        "the dead one serves nothing"
+    );
+    // Its return: it catches up, the leaders expand their ISRs, and the count falls to 0.
+    cluster.local.start(Role::Broker(3)).unwrap();
+    await_metric_sum(&cluster, &all, URP, 150, |v| v == 0.0);
+    await_metric_sum(
+        &cluster,
+        &all,
+        "kafka_server_replicamanager_isrexpands_total",
+        50,
+        |v| v >= 1.0,
+    );
+}

@@ -54,6 +54,9 @@ pub struct BrokerEntry {
     pub address: SocketAddrV4,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
+    /// Where the broker serves Prometheus metrics over HTTP (TCP), if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddrV4>,
 }
 
 /// Real timer durations, in milliseconds. Each timer fires somewhere in `[d, d + d/5)`.
@@ -130,9 +133,20 @@ pub struct ClusterFile {
     /// KIP-966's eligible leader replicas (`eligible.leader.replicas.version=1`): R52–R54.
     #[serde(default)]
     pub eligible_leader_replicas: bool,
+    /// Where the controller serves Prometheus metrics over HTTP (TCP), if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_metrics: Option<SocketAddrV4>,
 }
 
 impl ClusterFile {
+    /// Where a node serves its metrics, if the file says.
+    pub fn metrics_address(&self, role: Role) -> Option<SocketAddrV4> {
+        match role {
+            Role::Controller => self.controller_metrics,
+            Role::Broker(id) => self.broker(id).and_then(|b| b.metrics),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read cluster file {}: {e}", path.display()))?;
@@ -321,6 +335,8 @@ pub struct NodeRun {
     pub trace: Option<PathBuf>,
     /// A deliberately broken host, to show that validation notices (tests only).
     pub breakage: Option<Breakage>,
+    /// Serve metrics here instead of where the cluster file says.
+    pub metrics: Option<SocketAddrV4>,
 }
 
 /// Runs one node until `stop` is raised, then writes its deferred checkpoint. Returns the host's
@@ -412,6 +428,12 @@ pub fn run_node(
     .map_err(|e| format!("cannot start from {}: {e}", dir.display()))?;
     if let Some(b) = run.breakage {
         host.break_on_purpose(b);
+    }
+    if let Some(at) = run.metrics.or_else(|| file.metrics_address(role)) {
+        let metrics = crate::metrics::NodeMetrics::new();
+        let bound = crate::metrics::serve(at, metrics.registry())?;
+        eprintln!("{}: metrics on http://{bound}/metrics", role.name());
+        host.observe(Box::new(metrics));
     }
     on_ready(address);
     host.run_until(stop, |_| false)

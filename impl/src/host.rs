@@ -82,6 +82,20 @@ impl Stats {
     }
 }
 
+/// How often, at most, a host shows its state and counters to its [`Observer`].
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Watches a host's traffic and state from outside the actor, for metrics. The hooks run in the
+/// node's loop, between steps, and see everything read-only: an observer changes no behaviour.
+pub trait Observer<A: Actor>: Send {
+    /// A message about to be handled, and the state it finds.
+    fn delivered(&mut self, _src: Id, _msg: &A::Msg, _state: &A::State) {}
+    /// A message the actor sent.
+    fn sent(&mut self, _to: Id, _msg: &A::Msg) {}
+    /// The state and counters, at most every [`SAMPLE_INTERVAL`].
+    fn sample(&mut self, _state: &A::State, _stats: &Stats) {}
+}
+
 /// Decides whether a decoded message from `src` may reach the actor; the flag says whether the
 /// transport authenticated it with the cluster key.
 pub type Admission<M> = Box<dyn Fn(Id, &M, bool) -> bool + Send>;
@@ -170,6 +184,7 @@ where
     stats: Stats,
     trace: Option<TraceWriter>,
     breakage: Option<Breakage>,
+    observer: Option<Box<dyn Observer<A>>>,
 }
 
 impl<A, D> Host<A, D>
@@ -232,12 +247,18 @@ where
             stats: Stats::default(),
             trace,
             breakage: None,
+            observer: None,
         };
         host.finish_step(start, out)?;
         Ok(host)
     }
 
     /// Breaks this host on purpose from the next step on (see [`Breakage`]).
+    /// Shows every step's traffic, and the state every [`SAMPLE_INTERVAL`], to `observer`.
+    pub fn observe(&mut self, observer: Box<dyn Observer<A>>) {
+        self.observer = Some(observer);
+    }
+
     pub fn break_on_purpose(&mut self, breakage: Breakage) {
         self.breakage = Some(breakage);
     }
@@ -360,6 +381,9 @@ where
                 return Ok(());
             }
         }
+        if let Some(o) = &mut self.observer {
+            o.delivered(src, &msg, &self.state);
+        }
         let mut out = Out::new();
         self.actor
             .on_msg(self.id, &mut self.state, src, msg, &mut out);
@@ -372,8 +396,16 @@ where
         stop: &AtomicBool,
         mut done: impl FnMut(&A::State) -> bool,
     ) -> io::Result<()> {
+        let mut sampled: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) && !done(&self.state) {
-            self.step(Duration::from_millis(100))?;
+            if self.observer.is_some() && sampled.is_none_or(|t| t.elapsed() >= SAMPLE_INTERVAL) {
+                let stats = self.stats();
+                if let Some(o) = &mut self.observer {
+                    o.sample(&self.state, &stats);
+                }
+                sampled = Some(Instant::now());
+            }
+            self.step(Duration::from_millis(100).min(SAMPLE_INTERVAL))?;
         }
         Ok(())
     }
@@ -438,10 +470,15 @@ where
                     self.store.save(storage)?;
                     self.stats.saves += 1;
                 }
-                Command::Send(to, msg) => match encoded.get(i) {
-                    Some(Some(bytes)) => self.send_encoded(*to, bytes),
-                    _ => self.send(*to, msg),
-                },
+                Command::Send(to, msg) => {
+                    if let Some(o) = &mut self.observer {
+                        o.sent(*to, msg);
+                    }
+                    match encoded.get(i) {
+                        Some(Some(bytes)) => self.send_encoded(*to, bytes),
+                        _ => self.send(*to, msg),
+                    }
+                }
                 Command::SetTimer(timer, range) => {
                     let at = Instant::now() + self.jitter.duration(range);
                     self.timers.insert(timer.clone(), at);

@@ -33,6 +33,7 @@ pub mod history;
 pub mod host;
 pub mod incarnation;
 pub mod local;
+pub mod metrics;
 pub mod nemesis;
 pub mod records;
 pub mod segment;

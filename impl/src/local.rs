@@ -42,6 +42,8 @@ pub struct LocalOptions {
     pub key: bool,
     /// KIP-966's eligible leader replicas (R52–R54).
     pub eligible_leader_replicas: bool,
+    /// Every node serves Prometheus metrics on the TCP port of its own (UDP) port's number.
+    pub metrics: bool,
 }
 
 impl Default for LocalOptions {
@@ -55,6 +57,7 @@ impl Default for LocalOptions {
             faults: None,
             key: true,
             eligible_leader_replicas: false,
+            metrics: false,
         }
     }
 }
@@ -74,11 +77,14 @@ pub struct LocalCluster {
     children: BTreeMap<Role, Child>,
 }
 
-fn free_port(taken: &[u16]) -> Result<u16, String> {
+/// A free UDP port on loopback, not in `taken`; with `tcp_too`, free for TCP as well (a node
+/// serves its metrics on the TCP port of its own number).
+fn free_port(taken: &[u16], tcp_too: bool) -> Result<u16, String> {
     for _ in 0..100 {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
         let port = socket.local_addr().map_err(|e| e.to_string())?.port();
-        if !taken.contains(&port) {
+        let tcp_free = !tcp_too || std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok();
+        if !taken.contains(&port) && tcp_free {
             return Ok(port);
         }
     }
@@ -100,7 +106,7 @@ impl LocalCluster {
         let mut taken = Vec::new();
         let mut port = |i: u32| -> Result<u16, String> {
             let p = if options.base_port == 0 {
-                free_port(&taken)?
+                free_port(&taken, options.metrics)?
             } else {
                 u16::try_from(u32::from(options.base_port) + i).map_err(|_| {
                     format!(
@@ -114,12 +120,16 @@ impl LocalCluster {
             Ok(p)
         };
         let mut brokers = Vec::new();
+        // With metrics, each node serves them on the TCP port of the same number as its own.
+        let metrics = |a: SocketAddrV4| options.metrics.then_some(a);
         for i in 0..options.brokers {
+            let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port(i)?);
             brokers.push(BrokerEntry {
                 id: i + 1,
-                address: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port(i)?),
+                address,
                 rack: (!options.racks.is_empty())
                     .then(|| options.racks[i as usize % options.racks.len()].clone()),
+                metrics: metrics(address),
             });
         }
         let controller = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port(options.brokers)?);
@@ -133,6 +143,7 @@ impl LocalCluster {
                 None
             },
             eligible_leader_replicas: options.eligible_leader_replicas,
+            controller_metrics: metrics(controller),
         };
         file.validate()?;
         file.save(&path)
@@ -231,6 +242,11 @@ impl LocalCluster {
             Role::Controller => Some(self.file.controller),
             Role::Broker(id) => self.file.broker(id).map(|b| b.address),
         }
+    }
+
+    /// Where a node serves its metrics, if it does.
+    pub fn metrics_address(&self, node: Role) -> Option<SocketAddrV4> {
+        self.file.metrics_address(node)
     }
 
     /// A broker's address for clients: the first broker's.
