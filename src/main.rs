@@ -2,13 +2,14 @@
 
 mod explore;
 mod net;
+mod progress;
 
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 use watermark_checks::report;
-use watermark_checks::runner::{self, Progress, RunOptions, Strategy};
+use watermark_checks::runner::{self, Progress, ProgressFn, RunOptions, Strategy};
 use watermark_checks::{preset, presets, Knobs, Network};
 use watermark_model::{Acks, Protocol};
 
@@ -243,16 +244,12 @@ impl KnobArgs {
     }
 }
 
-fn print_progress(p: &Progress) {
+fn progress_line(p: &Progress) -> String {
     let rate = p.unique_states as f64 / p.elapsed.as_secs_f64().max(1e-9);
-    eprintln!(
-        "  {:>6.1}s  {:>11} states  {:>10} unique  depth {:>3}  {:>9.0} unique/s",
-        p.elapsed.as_secs_f64(),
-        p.states,
-        p.unique_states,
-        p.max_depth,
-        rate
-    );
+    format!(
+        "{} states, {} unique, depth {}, {:.0} unique/s",
+        p.states, p.unique_states, p.max_depth, rate
+    )
 }
 
 fn check(args: CheckArgs) -> Result<ExitCode, String> {
@@ -291,10 +288,22 @@ fn check(args: CheckArgs) -> Result<ExitCode, String> {
         timeout,
         stop_when_found: None,
         stop_at_first_violation: args.stop_at_first_violation,
-        progress: (!args.json).then_some(print_progress as fn(&Progress)),
+        progress: None,
         seed: args.seed,
     };
+    let spinner = progress::spinner(args.json);
+    spinner.set_message("exploring");
+    let options = RunOptions {
+        progress: progress::drawn(args.json).then(|| {
+            let spinner = spinner.clone();
+            ProgressFn(std::sync::Arc::new(move |p: &Progress| {
+                spinner.set_message(progress_line(p))
+            }))
+        }),
+        ..options
+    };
     let outcome = runner::run(&knobs, &options);
+    spinner.finish_and_clear();
     let mut stdout = std::io::stdout().lock();
     let written = if args.json {
         writeln!(stdout, "{}", report::json(preset.name, &outcome))

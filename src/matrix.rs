@@ -40,12 +40,18 @@ pub fn run(args: MatrixArgs) -> Result<ExitCode, String> {
         None => scenarios.iter().collect(),
     };
     let mut rows: Vec<Row> = Vec::new();
+    let bar = crate::progress::bar(selected.len() as u64, "rows", args.json);
     for s in selected {
-        if !args.json {
-            eprintln!("checking {} ({})", s.name, matrix::short_config(&s.knobs));
+        let line = format!("checking {} ({})", s.name, matrix::short_config(&s.knobs));
+        if crate::progress::drawn(args.json) {
+            bar.set_message(line);
+        } else if !args.json {
+            eprintln!("{line}");
         }
         rows.push(matrix::check(s, args.threads));
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     if let Some(file) = &args.svg {
         let svg = rows
             .iter()

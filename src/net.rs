@@ -910,6 +910,8 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
         timing: TimingMs::client(),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let bar = crate::progress::bar(values.len() as u64, "records", args.json);
+    let mut acknowledged = 0u64;
     let report = client::produce(server, &options, values, &stop, |ack| {
         let p = ack.topic_partition.partition;
         let _ = if args.json {
@@ -917,7 +919,12 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
         } else {
             writeln!(out, "{p} {}", ack.offset)
         };
+        acknowledged += 1;
+        if acknowledged % 1024 == 0 {
+            bar.set_position(acknowledged);
+        }
     })?;
+    bar.finish_and_clear();
     let _ = out.flush();
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     eprintln!(

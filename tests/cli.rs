@@ -105,6 +105,34 @@ fn progress_goes_to_stderr_while_checking() {
 }
 
 #[test]
+fn progress_is_drawn_on_a_terminal_and_nowhere_else() {
+    // Not a terminal: the one header line, and no progress.
+    let o = watermark(&["check", "--timeout", "1.5"]);
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("unique/s"), "{err}");
+    // A terminal (a pseudo-terminal through util-linux's `script`): the spinner with the counts.
+    let command = format!("{} check --timeout 1.5", env!("CARGO_BIN_EXE_watermark"));
+    let o = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("util-linux's script runs");
+    let seen = stdout(&o);
+    assert!(seen.contains("unique/s"), "{seen}");
+    assert!(seen.contains("exploring"), "{seen}");
+    // --json on a terminal: nothing drawn.
+    let o = Command::new("script")
+        .args(["-qec", &format!("{command} --json"), "/dev/null"])
+        .output()
+        .expect("util-linux's script runs");
+    let seen = stdout(&o);
+    assert!(
+        !seen.contains("unique/s") && !seen.contains("exploring"),
+        "{seen}"
+    );
+}
+
+#[test]
 fn a_timeout_gives_an_incomplete_report() {
     let o = watermark(&["check", "--timeout", "0.3", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");

@@ -46,7 +46,7 @@ pub struct RunOptions {
     /// properties without a discovery are then unknown.
     pub stop_at_first_violation: bool,
     /// Called about once a second while checking.
-    pub progress: Option<fn(&Progress)>,
+    pub progress: Option<ProgressFn>,
     pub seed: u64,
 }
 
@@ -61,6 +61,16 @@ impl Default for RunOptions {
             progress: None,
             seed: 0,
         }
+    }
+}
+
+/// What `RunOptions::progress` calls.
+#[derive(Clone)]
+pub struct ProgressFn(pub std::sync::Arc<dyn Fn(&Progress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn")
     }
 }
 
@@ -180,7 +190,7 @@ pub fn run_properties(
     let mut next_report = Instant::now() + Duration::from_secs(1);
     while !checker.is_done() {
         std::thread::sleep(Duration::from_millis(20));
-        if let Some(progress) = options.progress {
+        if let Some(ProgressFn(progress)) = &options.progress {
             if Instant::now() >= next_report {
                 next_report += Duration::from_secs(1);
                 progress(&Progress {
