@@ -920,7 +920,7 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
             writeln!(out, "{p} {}", ack.offset)
         };
         acknowledged += 1;
-        if acknowledged % 1024 == 0 {
+        if acknowledged.is_multiple_of(1024) {
             bar.set_position(acknowledged);
         }
     })?;
