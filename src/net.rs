@@ -73,6 +73,7 @@ pub enum ClusterCommand {
 
 #[derive(Args)]
 pub struct UpArgs {
+    /// How many brokers (ids 1 to N) beside the controller.
     #[arg(long, default_value_t = 3)]
     brokers: u32,
     /// Racks of brokers 1, 2, ... in turn (broker.rack), e.g. a,b,c.
