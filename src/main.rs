@@ -1,5 +1,6 @@
 //! `watermark`: check Kafka's partition replication protocol.
 
+mod bench;
 mod explore;
 mod net;
 mod progress;
@@ -50,6 +51,9 @@ enum Command {
     /// Run the protocol for real: a UDP cluster and Kafka-like tools.
     #[command(flatten)]
     Net(net::NetCommand),
+    /// Measure a cluster of its own: produce and consume throughput and latency, failover time.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Args)]
@@ -336,6 +340,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::simulate(args),
         Command::Validate(args) => validate(args),
         Command::Net(command) => net::run(command),
+        Command::Bench(command) => bench::run(command),
     };
     match result {
         Ok(code) => code,

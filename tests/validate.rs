@@ -102,8 +102,8 @@ fn traced_cluster(dir: &Path, broken: Option<u32>) -> (LocalCluster, PathBuf) {
             "1",
             "--replication-factor",
             "3",
-            "--min-insync-replicas",
-            "2",
+            "--config",
+            "min.insync.replicas=2",
         ],
         "",
     );
