@@ -220,7 +220,7 @@ fn produce_options(acks: Acks, idempotent: bool) -> ProduceOptions {
         idempotent,
         partition: None,
         delivery_timeout: Duration::from_secs(120),
-        timing: TimingMs::client(),
+        timing: TimingMs::producer(idempotent),
     }
 }
 
@@ -322,12 +322,16 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
     })
 }
 
+/// The least the UDP baseline sends, so that it runs long enough to measure.
+const UDP_BASELINE_BYTES_MIN: u64 = 512 << 20;
+
 /// Raw loopback UDP: the bytes of `records` records of `record_bytes` (with their per-record
-/// overhead) sent as full datagrams from this process to a child process as fast as the socket
-/// takes them. Returns the records/s the child received (lost datagrams count as not received).
+/// overhead; at least [`UDP_BASELINE_BYTES_MIN`]) sent as full datagrams from this process to a
+/// child process as fast as the socket takes them. Returns the records/s the child received
+/// (lost datagrams count as not received).
 fn udp_baseline(records: usize, record_bytes: usize) -> Result<f64, String> {
     let per_record = record_bytes + RECORD_OVERHEAD_BYTES;
-    let total = (records * per_record) as u64;
+    let total = ((records * per_record) as u64).max(UDP_BASELINE_BYTES_MIN);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut child = Command::new(exe)
         .args(["bench", "udp-sink", "--bytes", &total.to_string()])

@@ -353,8 +353,9 @@ pub struct ProduceArgs {
     /// 0, 1 or all.
     #[arg(long, default_value = "all", value_parser = parse::<Acks>)]
     acks: Acks,
-    /// enable.idempotence.
-    #[arg(long)]
+    /// enable.idempotence: number each record per partition so that the leader writes a
+    /// retried batch once (true by default, as in Kafka 3.0+; `--idempotent false` turns it off).
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     idempotent: bool,
     /// Send every record to this partition (default: partitions in turn, a batch at a time).
     #[arg(long)]
@@ -908,7 +909,7 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
         idempotent: args.idempotent,
         partition: args.partition,
         delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
-        timing: TimingMs::client(),
+        timing: TimingMs::producer(args.idempotent),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let bar = crate::progress::bar(values.len() as u64, "records", args.json);

@@ -169,6 +169,25 @@ fn bad_arguments_are_one_clear_line_and_exit_2() {
             "--timeout must be a positive number",
         ),
         (&["check", "--threads", "0"], "--threads must be at least 1"),
+        (
+            &[
+                "produce",
+                "t",
+                "--idempotent",
+                "maybe",
+                "--bootstrap-server",
+                "127.0.0.1:1",
+            ],
+            "invalid value 'maybe' for '--idempotent",
+        ),
+        (
+            &["bench", "produce", "--records", "0"],
+            "--records and --record-bytes must be at least 1",
+        ),
+        (
+            &["bench", "failover", "--runs", "0"],
+            "--runs must be at least 1",
+        ),
     ];
     for (args, message) in cases {
         let o = watermark(args);
@@ -288,4 +307,51 @@ fn check_can_stop_at_the_first_violation_and_says_the_rest_is_unknown() {
         .find(|p| p["verdict"] == "violated")
         .unwrap();
     assert!(violated["trace"].as_array().is_some_and(|t| !t.is_empty()));
+}
+
+#[test]
+fn bench_runs_its_own_cluster_and_reports_json() {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = watermark(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).expect("one JSON object")
+    };
+    let p = json(&[
+        "bench",
+        "produce",
+        "--records",
+        "2000",
+        "--record-bytes",
+        "50",
+        "--json",
+    ]);
+    assert_eq!(p["acknowledged"], 2000);
+    assert_eq!(p["acks"], "all");
+    for key in [
+        "records_per_s",
+        "p50_ms",
+        "p99_ms",
+        "udp_baseline_records_per_s",
+        "ratio_to_udp",
+    ] {
+        assert!(p[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {p}");
+    }
+    assert!(p["p50_ms"].as_f64() <= p["p99_ms"].as_f64(), "{p}");
+    let c = json(&["bench", "consume", "--records", "2000", "--json"]);
+    assert_eq!(c["read"], 2000);
+    let f = json(&[
+        "bench",
+        "failover",
+        "--runs",
+        "1",
+        "--session-timeout-ms",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(f["session_timeout_ms"], 500);
+    let took = f["p50_ms"].as_f64().unwrap();
+    // The new leader is elected once the dead one's session expires: at least the session
+    // timeout after its last heartbeat, which was at most a heartbeat interval (300 ms, with
+    // jitter up to 360 ms) before the kill.
+    assert!(took >= 500.0 - 360.0, "{f}");
 }

@@ -100,6 +100,19 @@ impl TimingMs {
             ..TimingMs::default()
         }
     }
+
+    /// The tools' producer. Without idempotence, as [`TimingMs::client`]: a retry would write
+    /// the batch again. With it, a retry is recognised (R19) and costs nothing but a datagram,
+    /// so the producer gives up on an unanswered request after 1 s (the brokers' own
+    /// `request.timeout.ms`) and asks for fresh metadata: over UDP no broken connection tells it
+    /// that its leader died, and this timeout is what bounds the time until it finds the new one.
+    pub fn producer(idempotent: bool) -> Self {
+        if idempotent {
+            TimingMs::default()
+        } else {
+            TimingMs::client()
+        }
+    }
 }
 
 fn jittered(ms: u64) -> Range<Duration> {

@@ -56,13 +56,44 @@ pub struct ProducerState {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "ProducerRepr", into = "ProducerRepr")]
 pub struct Producer {
     pub config: ProducerConfig,
+    /// Each record's sequence number in its partition's stream, computed once.
+    sequences: Arc<[Sequence]>,
+}
+
+/// What a producer serializes as: its config (the sequences follow from it).
+#[derive(Serialize, Deserialize)]
+struct ProducerRepr {
+    config: ProducerConfig,
+}
+
+impl From<ProducerRepr> for Producer {
+    fn from(r: ProducerRepr) -> Self {
+        Producer::new(r.config)
+    }
+}
+
+impl From<Producer> for ProducerRepr {
+    fn from(p: Producer) -> Self {
+        ProducerRepr { config: p.config }
+    }
 }
 
 impl Producer {
     pub fn new(config: ProducerConfig) -> Self {
-        Producer { config }
+        let mut next: std::collections::BTreeMap<u32, Sequence> = Default::default();
+        let sequences = config
+            .records
+            .iter()
+            .map(|(partition, _)| {
+                let n = next.entry(*partition).or_insert(0);
+                *n += 1;
+                *n - 1
+            })
+            .collect();
+        Producer { config, sequences }
     }
 
     /// R37: ask for metadata first.
@@ -119,12 +150,8 @@ impl Producer {
     }
 
     /// The sequence number of record `index` in its partition's stream.
-    fn sequence(&self, index: u32) -> Sequence {
-        let partition = self.config.records[index as usize].0;
-        self.config.records[..index as usize]
-            .iter()
-            .filter(|(p, _)| *p == partition)
-            .count() as Sequence
+    pub fn sequence(&self, index: u32) -> Sequence {
+        self.sequences[index as usize]
     }
 
     fn request_metadata(&self, state: &mut ProducerState, outbox: &mut Outbox) {

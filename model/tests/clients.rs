@@ -237,3 +237,36 @@ fn r41_r42_r43_the_consumer_reads_from_its_position_and_follows_the_leader() {
         [Msg::Metadata { .. }]
     ));
 }
+
+#[test]
+fn r37_sequences_count_per_partition_and_survive_a_round_trip_through_serde() {
+    let p = Producer::new(ProducerConfig {
+        bootstrap: vec![id(1)],
+        topic: topic(),
+        acks: Acks::All,
+        idempotence: Some(9),
+        records: ["a", "b", "c", "d"]
+            .iter()
+            .zip([0, 1, 0, 0])
+            .map(|(v, p)| (p, Value::from(*v)))
+            .collect(),
+        attempts_max: 3,
+        batch_bytes_max: 1,
+        request_timeout: true,
+        timing: Timing::model(),
+    });
+    // The producer a trace replays is the one it recorded: same config, same sequences.
+    let json = postcard::to_stdvec(&p).unwrap();
+    let back: Producer = postcard::from_bytes(&json).unwrap();
+    assert_eq!(json, postcard::to_stdvec(&back).unwrap());
+    for p in [&p, &back] {
+        let sequences: Vec<Sequence> = (0..4).map(|i| p.sequence(i)).collect();
+        assert_eq!(sequences, vec![0, 0, 1, 2]);
+    }
+    // And the first request carries its record's.
+    let node = Node::Producer(back);
+    let s = start(&node, PRODUCER, None).next.unwrap();
+    let step = deliver(&node, PRODUCER, &s, 1, metadata(Some(2), 0));
+    let stamp = sent_produce(&step, 2).records[0].producer.unwrap();
+    assert_eq!((stamp.producer_id, stamp.sequence), (9, 0));
+}
