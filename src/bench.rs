@@ -60,6 +60,9 @@ pub struct ProduceArgs {
     /// enable.idempotence (true or false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     idempotent: bool,
+    /// max.in.flight.requests.per.connection, per partition.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight_requests: u32,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -215,6 +218,7 @@ fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
 
 fn produce_options(acks: Acks, idempotent: bool) -> ProduceOptions {
     ProduceOptions {
+        max_in_flight_requests: 5,
         topic: TOPIC.into(),
         acks,
         idempotent,
@@ -238,7 +242,10 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
     }
     let cluster = BenchCluster::up(TimingMs::default())?;
     let stop = AtomicBool::new(false);
-    let options = produce_options(args.acks, args.idempotent);
+    let options = ProduceOptions {
+        max_in_flight_requests: args.max_in_flight_requests,
+        ..produce_options(args.acks, args.idempotent)
+    };
     let all = values(args.records, args.record_bytes);
     // Per record: when it was offered, and how long until its acknowledgement.
     let mut latencies: Vec<Duration> = Vec::with_capacity(args.records);
@@ -279,6 +286,7 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
     let report = json!({
         "acks": args.acks.to_string(),
         "idempotent": args.idempotent,
+        "max_in_flight_requests": args.max_in_flight_requests,
         "records": args.records,
         "record_bytes": args.record_bytes,
         "rate": args.rate,

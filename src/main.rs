@@ -164,6 +164,10 @@ pub struct KnobArgs {
     /// Attempts per produce batch (retries + 1).
     #[arg(long)]
     producer_attempts: Option<u32>,
+    /// max.in.flight.requests.per.connection: each producer's unanswered batches, at most
+    /// (default 1; the pipelined preset has 2).
+    #[arg(long, value_name = "N")]
+    max_in_flight_requests: Option<u32>,
     /// Whether clients time requests out and retry.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     client_request_timeout: Option<bool>,
@@ -234,6 +238,7 @@ impl KnobArgs {
             network => network,
             protocol => protocol,
             producer_attempts => producer_attempts_max,
+            max_in_flight_requests => max_in_flight_requests,
             client_request_timeout => client_request_timeout,
             preferred_leader_election => preferred_leader_election,
             false_suspicions => false_suspicions,

@@ -357,6 +357,10 @@ pub struct ProduceArgs {
     /// retried batch once (true by default, as in Kafka 3.0+; `--idempotent false` turns it off).
     #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     idempotent: bool,
+    /// max.in.flight.requests.per.connection: batches sent to a partition's leader before the
+    /// first is answered. Retried batches go one at a time, in order, so order is kept.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight_requests: u32,
     /// Send every record to this partition (default: partitions in turn, a batch at a time).
     #[arg(long)]
     partition: Option<u32>,
@@ -909,6 +913,7 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
         idempotent: args.idempotent,
         partition: args.partition,
         delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
+        max_in_flight_requests: args.max_in_flight_requests,
         timing: TimingMs::producer(args.idempotent),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -119,6 +119,7 @@ const LOSSY_UNIQUE: usize = 2_430_294;
 
 const SMALL_PRESETS: &[(&str, usize)] = &[
     ("idempotent", IDEMPOTENT_UNIQUE),
+    ("pipelined", 47_855),
     ("lossy-duplicating", 49_188),
     ("slow-follower", SLOW_FOLLOWER_UNIQUE),
     ("consumer", CONSUMER_UNIQUE),

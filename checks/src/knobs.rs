@@ -90,6 +90,8 @@ pub struct Knobs {
     pub protocol: Protocol,
     /// Attempts per batch (`retries` + 1).
     pub producer_attempts_max: u32,
+    /// `max.in.flight.requests.per.connection`: each producer's unanswered batches, at most.
+    pub max_in_flight_requests: u32,
     /// Whether producers and consumers time requests out.
     pub client_request_timeout: bool,
     /// `auto.leader.rebalance.enable`.
@@ -144,6 +146,7 @@ impl Knobs {
             network: Network::ORDERED,
             protocol: Protocol::Kip320,
             producer_attempts_max: 2,
+            max_in_flight_requests: 1,
             client_request_timeout: false,
             preferred_leader_election: true,
             isr_shrinks: 0,
@@ -183,6 +186,9 @@ impl Knobs {
         }
         if self.producer_attempts_max == 0 {
             problems.push("producers need at least one attempt per batch".to_string());
+        }
+        if self.max_in_flight_requests == 0 {
+            problems.push("--max-in-flight-requests must be at least 1".to_string());
         }
         if self.brokers > 9 || self.partitions > 8 || self.producers + self.consumers > 8 {
             problems.push("these knobs are far beyond what a model check can explore".to_string());
@@ -258,6 +264,12 @@ impl Knobs {
         }
         if self.idempotence {
             s.push_str(", idempotent");
+        }
+        if self.max_in_flight_requests > 1 {
+            s.push_str(&format!(
+                ", {} requests in flight",
+                self.max_in_flight_requests
+            ));
         }
         if self.unclean_leader_election {
             s.push_str(", unclean election");
@@ -399,6 +411,16 @@ pub fn presets() -> Vec<Preset> {
             },
         },
         Preset {
+            name: "pipelined",
+            description: "An idempotent producer with 2 batches in flight (max.in.flight.requests.per.connection=2) across a leader change: records stay in order, once each.",
+            knobs: Knobs {
+                idempotence: true,
+                records: 3,
+                max_in_flight_requests: 2,
+                ..pair.clone()
+            },
+        },
+        Preset {
             name: "slow-follower",
             description: "A leader may drop a lagging follower from the ISR, which then catches up and rejoins.",
             knobs: Knobs {
@@ -451,6 +473,7 @@ impl Knobs {
             network => "network",
             protocol => "protocol",
             producer_attempts_max => "producer-attempts",
+            max_in_flight_requests => "max-in-flight-requests",
             isr_shrinks => "isr-shrinks",
             metadata_pulls => "metadata-pulls",
         );

@@ -140,6 +140,7 @@ impl WatermarkModel {
                 // The checker's are tiny: every produce request carries one record.
                 batch_bytes_max: settings.batch_bytes_max,
                 request_timeout: settings.client_request_timeout,
+                max_in_flight_requests: knobs.max_in_flight_requests,
                 timing: settings.client_timing.clone(),
             })));
         }

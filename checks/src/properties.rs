@@ -1,5 +1,5 @@
 //! The properties checked, each with the name it has in spec.md and in the output. Spec:
-//! "Invariants" (I1–I12) and "Twins" (S1–S15).
+//! "Invariants" (I1–I15) and "Twins" (S1–S18).
 //!
 //! Every Always property has a Sometimes twin that shows the situation it guards does happen
 //! within the bounds, so that no invariant holds only because nothing happened.
@@ -41,6 +41,10 @@ fn with_consumers(k: &Knobs) -> bool {
 }
 fn with_idempotence(k: &Knobs) -> bool {
     k.idempotence && with_producers(k)
+}
+/// Idempotent producers with more than one batch to keep in flight.
+fn with_pipelining(k: &Knobs) -> bool {
+    with_idempotence(k) && k.max_in_flight_requests >= 2 && k.records >= 2
 }
 /// Records are written: there are producers, and they have something to send.
 fn with_producers(k: &Knobs) -> bool {
@@ -187,6 +191,12 @@ pub fn all() -> Vec<PropertyDef> {
         p("S17", "ProduceUnderMinIsr", Sometimes, Some("NoAppendUnderMinIsr"),
           "An acks=all batch reaches its leader while the leader's ISR is smaller than min.insync.replicas.",
           produce_under_min_isr, with_isr_under_min),
+        p("I15", "ProducerOrderKept", Always, None,
+          "With idempotence, every log holds each producer's records of a partition in sequence order, without gaps: 0, 1, 2, ...",
+          producer_order_kept, with_idempotence),
+        p("S18", "PipelinedBatchesUnanswered", Sometimes, Some("ProducerOrderKept"),
+          "An idempotent producer has two batches sent and unanswered at once.",
+          pipelined_batches_unanswered, with_pipelining),
     ]
 }
 
@@ -362,6 +372,37 @@ fn produce_under_min_isr(_: &WatermarkModel, state: &State) -> bool {
                         && r.leader_epoch() == request.leader_epoch
                         && crate::ghost::under_min_isr(r)
                 })
+    })
+}
+
+/// I15: in offset order, each producer id's sequences in a log are 0, 1, 2, ...
+fn producer_order_kept(model: &WatermarkModel, state: &State) -> bool {
+    replicas(model, state).all(|r| {
+        let mut next: Vec<(ProducerId, Sequence)> = Vec::new();
+        r.log
+            .entries()
+            .filter_map(|e| e.record.producer)
+            .all(
+                |stamp| match next.iter_mut().find(|(p, _)| *p == stamp.producer_id) {
+                    Some((_, expected)) if *expected == stamp.sequence => {
+                        *expected += 1;
+                        true
+                    }
+                    Some(_) => false,
+                    None => {
+                        next.push((stamp.producer_id, stamp.sequence + 1));
+                        stamp.sequence == 0
+                    }
+                },
+            )
+    })
+}
+
+/// S18: a producer with two batches sent and not answered.
+fn pipelined_batches_unanswered(_: &WatermarkModel, state: &State) -> bool {
+    state.actor_states.iter().any(|a| {
+        a.as_producer()
+            .is_some_and(|p| p.in_flight.iter().filter(|f| f.sent).count() >= 2)
     })
 }
 

@@ -151,6 +151,7 @@ pub fn knobs_json(knobs: &Knobs) -> Value {
         "network": knobs.network.to_string(),
         "protocol": knobs.protocol.name(),
         "producer_attempts_max": knobs.producer_attempts_max,
+        "max_in_flight_requests": knobs.max_in_flight_requests,
         "client_request_timeout": knobs.client_request_timeout,
         "preferred_leader_election": knobs.preferred_leader_election,
         "false_suspicions": knobs.false_suspicions,

@@ -1098,7 +1098,7 @@ impl<'o> World<'o> {
                 };
                 self.state.actor_states[*p]
                     .as_producer()
-                    .is_some_and(|s| (s.next_record as usize) < records || s.in_flight.is_some())
+                    .is_some_and(|s| (s.next_record as usize) < records || !s.in_flight.is_empty())
             })
             .map(|p| self.model.actor_name(p))
             .collect();

@@ -415,6 +415,8 @@ pub struct ProduceOptions {
     pub partition: Option<u32>,
     /// `delivery.timeout.ms`: a record not acknowledged by then has failed.
     pub delivery_timeout: Duration,
+    /// `max.in.flight.requests.per.connection`, per partition.
+    pub max_in_flight_requests: u32,
     pub timing: TimingMs,
 }
 
@@ -500,6 +502,7 @@ pub fn produce(
             attempts_max: u32::MAX,
             batch_bytes_max: BATCH_BYTES_MAX,
             request_timeout: true,
+            max_in_flight_requests: options.max_in_flight_requests,
             timing: options.timing.timing(),
         };
         let tx = tx.clone();
@@ -528,7 +531,8 @@ pub fn produce(
                         let _ = tx.send(Ok((indexes[k], ack.clone())));
                     }
                     seen = state.acked.len();
-                    let finished = state.next_record as usize >= total && state.in_flight.is_none();
+                    let finished =
+                        state.next_record as usize >= total && state.in_flight.is_empty();
                     if finished || done.load(Ordering::Relaxed) || Instant::now() >= deadline {
                         return Ok(());
                     }

@@ -841,6 +841,7 @@ fn run_producer(
             attempts_max: u32::MAX,
             batch_bytes_max: BATCH_BYTES_MAX,
             request_timeout: true,
+            max_in_flight_requests: 1,
             timing: TimingMs::client().timing(),
         };
         let socket = bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
@@ -888,7 +889,7 @@ fn run_producer(
                 }
                 seen = state.acked.len();
             }
-            let finished = state.next_record as usize >= total && state.in_flight.is_none();
+            let finished = state.next_record as usize >= total && state.in_flight.is_empty();
             if finished || stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
                 break;
             }

@@ -165,7 +165,15 @@ pub struct ProducerConfig {
     pub batch_bytes_max: u32,
     /// Whether the producer times requests out (`request.timeout.ms`) and retries.
     pub request_timeout: bool,
+    /// `max.in.flight.requests.per.connection`: batches sent and not yet answered, at most
+    /// (R38). Retried batches go one at a time, in order (R39).
+    #[serde(default = "one")]
+    pub max_in_flight_requests: u32,
     pub timing: Timing,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

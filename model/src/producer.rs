@@ -1,10 +1,12 @@
 //! A producer. Spec: "Producer", rules R37–R40.
 //!
-//! It learns each partition's leader from metadata, which any broker serves, and sends one batch
-//! at a time to it (`max.in.flight.requests.per.connection=1`). On NotLeader, a fenced epoch, too
-//! few replicas or a timeout it refreshes metadata and retries, up to `attempts_max` attempts.
-//! An idempotent producer stamps each record with its producer id and per-partition sequence,
-//! so that the leader can recognise a retry of a batch it already holds.
+//! It learns each partition's leader from metadata, which any broker serves, and sends its
+//! batches in order, up to `max.in.flight.requests.per.connection` of them unanswered at once.
+//! Answers complete batches in order. On NotLeader, a fenced epoch, too few replicas or a timeout
+//! it refreshes metadata and resends every unanswered batch, one at a time and in order, up to
+//! `attempts_max` attempts for the first. An idempotent producer stamps each record with its
+//! producer id and per-partition sequence, so that the leader can recognise a retry of a batch it
+//! already holds, and refuses a batch that would leave a gap.
 
 use crate::config::ProducerConfig;
 use crate::msg::{Msg, ProduceRequest, ProduceResponse};
@@ -28,13 +30,14 @@ pub struct Ack {
     pub value: Value,
 }
 
-/// The batch being sent.
+/// A batch sent and not yet answered, or waiting to be sent again.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InFlight {
     /// Index of the batch's first record in the producer's records.
     pub batch: u32,
     pub attempt: u32,
-    /// False while the producer waits for fresh metadata before the next attempt.
+    /// False while the batch waits to be sent again: for fresh metadata, or, if it is not the
+    /// first unanswered batch, for the batches before it to be answered.
     pub sent: bool,
 }
 
@@ -49,7 +52,9 @@ pub struct ProducerState {
     pub bootstrap_index: u32,
     /// Index of the first record not yet acknowledged or given up.
     pub next_record: u32,
-    pub in_flight: Option<InFlight>,
+    /// The unanswered batches, in record order, the first starting at `next_record`: at most
+    /// `max_in_flight_requests` of them.
+    pub in_flight: Vec<InFlight>,
     pub acked: Arc<Vec<Ack>>,
     /// Batches given up after `attempts_max` attempts or a fatal error.
     pub failed: u32,
@@ -110,7 +115,7 @@ impl Producer {
             metadata_in_flight: false,
             bootstrap_index: 0,
             next_record: 0,
-            in_flight: None,
+            in_flight: Vec::new(),
             acked: Arc::new(Vec::new()),
             failed: 0,
         };
@@ -166,83 +171,109 @@ impl Producer {
         state.metadata_in_flight = true;
     }
 
-    /// Sends what can be sent: a retry waiting for metadata, or the next batch. With `acks=0`
-    /// nothing is awaited, so every batch whose leader is known goes out at once.
+    /// Sends what can be sent, in record order (R38): a batch waiting to be sent again only
+    /// once every batch before it is answered (a retried batch goes alone, so that an idempotent
+    /// leader sees its sequences in order); otherwise new batches, while fewer than
+    /// `max_in_flight_requests` are unanswered. With `acks=0` nothing is awaited, so every batch whose
+    /// leader is known goes out at once.
     fn send_ready(&self, state: &mut ProducerState, outbox: &mut Outbox) {
-        loop {
-            let (batch, attempt) = match state.in_flight {
-                Some(InFlight { sent: true, .. }) => return,
-                Some(f) => (f.batch, f.attempt),
-                None if (state.next_record as usize) < self.config.records.len() => {
-                    (state.next_record, 1)
+        if let Some(head) = state.in_flight.first().copied() {
+            if !head.sent {
+                if self.send_batch(state, head.batch, head.attempt, outbox) {
+                    state.in_flight[0].sent = true;
                 }
-                None => return,
-            };
-            let (partition, range) = self.batch(batch);
-            let Some((leader, leader_epoch)) = Self::leader_of(state, partition) else {
-                // No leader known: `MetadataRetry` asks again after a backoff.
                 return;
-            };
-            let Some(address) = state
-                .brokers
-                .iter()
-                .find(|(b, _)| *b == leader)
-                .map(|(_, a)| *a)
-            else {
+            }
+            if state.in_flight.iter().any(|f| !f.sent) {
+                return; // Retried batches wait for the first to be answered.
+            }
+        }
+        let window = self.config.max_in_flight_requests.max(1) as usize;
+        while state.in_flight.len() < window || self.config.acks == Acks::None {
+            let next = state
+                .in_flight
+                .last()
+                .map_or(state.next_record, |f| self.batch(f.batch).1.end);
+            if next as usize >= self.config.records.len() {
                 return;
-            };
-            let records: Arc<[Record]> = range
-                .clone()
-                .map(|i| Record {
-                    value: self.config.records[i as usize].1.clone(),
-                    producer: self.config.idempotence.map(|producer_id| ProducerSequence {
-                        producer_id,
-                        sequence: self.sequence(i),
-                    }),
-                })
-                .collect();
-            outbox.send(
-                address,
-                Msg::Produce(ProduceRequest {
-                    topic_partition: self.topic_partition(partition),
-                    acks: self.config.acks,
-                    leader_epoch,
-                    records,
-                    batch,
-                    attempt,
-                }),
-            );
+            }
+            if !self.send_batch(state, next, 1, outbox) {
+                return;
+            }
             if self.config.acks == Acks::None {
-                state.in_flight = None;
-                state.next_record = range.end;
+                state.next_record = self.batch(next).1.end;
                 continue;
             }
-            state.in_flight = Some(InFlight {
-                batch,
-                attempt,
+            state.in_flight.push(InFlight {
+                batch: next,
+                attempt: 1,
                 sent: true,
             });
-            return;
         }
     }
 
-    /// R39: after a retriable error or a timeout, refresh metadata and try again, unless the
-    /// batch has used its attempts.
+    /// Sends attempt `attempt` of the batch starting at record `batch` to its partition's
+    /// leader; false if no leader is known (`MetadataRetry` asks again after a backoff).
+    fn send_batch(
+        &self,
+        state: &ProducerState,
+        batch: u32,
+        attempt: u32,
+        outbox: &mut Outbox,
+    ) -> bool {
+        let (partition, range) = self.batch(batch);
+        let Some((leader, leader_epoch)) = Self::leader_of(state, partition) else {
+            return false;
+        };
+        let Some(address) = state
+            .brokers
+            .iter()
+            .find(|(b, _)| *b == leader)
+            .map(|(_, a)| *a)
+        else {
+            return false;
+        };
+        let records: Arc<[Record]> = range
+            .map(|i| Record {
+                value: self.config.records[i as usize].1.clone(),
+                producer: self.config.idempotence.map(|producer_id| ProducerSequence {
+                    producer_id,
+                    sequence: self.sequence(i),
+                }),
+            })
+            .collect();
+        outbox.send(
+            address,
+            Msg::Produce(ProduceRequest {
+                topic_partition: self.topic_partition(partition),
+                acks: self.config.acks,
+                leader_epoch,
+                records,
+                batch,
+                attempt,
+            }),
+        );
+        true
+    }
+
+    /// R39: after a retriable error or a timeout, refresh metadata and send every unanswered
+    /// batch again, in order, unless the first has used its attempts: then it is given up.
     fn retry(&self, state: &mut ProducerState, outbox: &mut Outbox) {
-        let Some(f) = state.in_flight else {
+        let Some(head) = state.in_flight.first().copied() else {
             return;
         };
         fired(R39);
-        if f.attempt >= self.config.attempts_max {
+        if head.attempt >= self.config.attempts_max {
             self.give_up(state);
             self.send_ready(state, outbox);
             return;
         }
-        state.in_flight = Some(InFlight {
-            batch: f.batch,
-            attempt: f.attempt + 1,
-            sent: false,
-        });
+        for f in &mut state.in_flight {
+            if f.sent {
+                f.attempt += 1;
+                f.sent = false;
+            }
+        }
         if !state.metadata_in_flight {
             self.request_metadata(state, outbox);
         }
@@ -262,8 +293,10 @@ impl Producer {
         outbox.flush(o, || unreachable!("producers persist nothing"));
     }
 
+    /// Gives up the first unanswered batch.
     fn give_up(&self, state: &mut ProducerState) {
-        if let Some(f) = state.in_flight.take() {
+        if !state.in_flight.is_empty() {
+            let f = state.in_flight.remove(0);
             state.failed += 1;
             state.next_record = self.batch(f.batch).1.end;
         }
@@ -303,13 +336,18 @@ impl Producer {
                     attempt,
                     sent: true,
                 };
-                if state.in_flight != Some(expected) {
-                    return; // An answer to an attempt already given up on.
+                let Some(position) = state.in_flight.iter().position(|f| *f == expected) else {
+                    return; // An answer to an attempt already given up on or resent.
+                };
+                if position > 0 && result.is_ok() {
+                    // R38: batches complete in order: an answer that overtook the first batch's
+                    // waits for that one to arrive, or for a retry.
+                    return;
                 }
                 let s = state.to_mut();
                 match result {
+                    // R38: acknowledged.
                     Ok(base_offset) => {
-                        // R38: acknowledged.
                         fired(R38);
                         let range = self.batch(batch).1;
                         let acked = Arc::make_mut(&mut s.acked);
@@ -321,16 +359,25 @@ impl Producer {
                                 value: self.config.records[index as usize].1.clone(),
                             });
                         }
-                        s.in_flight = None;
+                        s.in_flight.remove(0);
                         s.next_record = range.end;
                         self.send_ready(s, &mut outbox);
                     }
-                    Err(ErrorCode::OutOfOrderSequence) => {
-                        // R40: the leader lost records this producer had written before; Kafka
-                        // makes that fatal for the batch.
+                    // R40: the first unanswered batch is out of sequence: the leader lost records
+                    // this producer had written before; Kafka makes that fatal for the batch.
+                    Err(ErrorCode::OutOfOrderSequence) if position == 0 => {
                         fired(R40);
                         self.give_up(s);
                         self.send_ready(s, &mut outbox);
+                    }
+                    // R39: a later batch is out of sequence because one before it is not written
+                    // yet: it and those after it are sent again once the first is answered.
+                    Err(ErrorCode::OutOfOrderSequence) => {
+                        fired(R39);
+                        for f in &mut s.in_flight[position..] {
+                            f.attempt += 1;
+                            f.sent = false;
+                        }
                     }
                     Err(_) => self.retry(s, &mut outbox),
                 }
@@ -350,7 +397,7 @@ impl Producer {
                 if state.metadata_in_flight {
                     return;
                 }
-                let waiting = match state.in_flight {
+                let waiting = match state.in_flight.first() {
                     Some(f) => !f.sent,
                     None => (state.next_record as usize) < self.config.records.len(),
                 };
@@ -366,7 +413,7 @@ impl Producer {
                     s.bootstrap_index =
                         (s.bootstrap_index + 1) % self.config.bootstrap.len() as u32;
                     self.request_metadata(s, &mut outbox);
-                } else if matches!(state.in_flight, Some(InFlight { sent: true, .. })) {
+                } else if state.in_flight.iter().any(|f| f.sent) {
                     // R39: no answer in time; the request may still be applied.
                     self.retry(state.to_mut(), &mut outbox);
                 }
@@ -380,20 +427,17 @@ impl Producer {
 impl fmt::Debug for ProducerState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("producer")?;
-        match self.in_flight {
-            Some(InFlight {
-                batch,
-                attempt,
-                sent,
-            }) => {
-                let how = if sent {
-                    "in flight"
-                } else {
-                    "awaiting metadata"
-                };
-                write!(f, " | batch {batch} attempt {attempt} {how}")?;
-            }
-            None => write!(f, " | next record {}", self.next_record)?,
+        if self.in_flight.is_empty() {
+            write!(f, " | next record {}", self.next_record)?;
+        }
+        for InFlight {
+            batch,
+            attempt,
+            sent,
+        } in &self.in_flight
+        {
+            let how = if *sent { "in flight" } else { "to resend" };
+            write!(f, " | batch {batch} attempt {attempt} {how}")?;
         }
         if !self.acked.is_empty() {
             f.write_str(" | acked")?;

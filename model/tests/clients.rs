@@ -14,6 +14,7 @@ fn producer(acks: Acks, idempotence: Option<ProducerId>, attempts_max: u32) -> N
         attempts_max,
         batch_bytes_max: 1,
         request_timeout: true,
+        max_in_flight_requests: 1,
         timing: Timing::model(),
     }))
 }
@@ -126,15 +127,7 @@ fn r39_a_timed_out_request_is_retried() {
         step.sends_to(1).as_slice(),
         [Msg::Metadata { .. }]
     ));
-    assert_eq!(
-        step.state()
-            .as_producer()
-            .unwrap()
-            .in_flight
-            .unwrap()
-            .attempt,
-        2
-    );
+    assert_eq!(step.state().as_producer().unwrap().in_flight[0].attempt, 2);
 }
 
 #[test]
@@ -253,6 +246,7 @@ fn r37_sequences_count_per_partition_and_survive_a_round_trip_through_serde() {
         attempts_max: 3,
         batch_bytes_max: 1,
         request_timeout: true,
+        max_in_flight_requests: 1,
         timing: Timing::model(),
     });
     // The producer a trace replays is the one it recorded: same config, same sequences.
@@ -269,4 +263,97 @@ fn r37_sequences_count_per_partition_and_survive_a_round_trip_through_serde() {
     let step = deliver(&node, PRODUCER, &s, 1, metadata(Some(2), 0));
     let stamp = sent_produce(&step, 2).records[0].producer.unwrap();
     assert_eq!((stamp.producer_id, stamp.sequence), (9, 0));
+}
+
+fn pipelined(records: &[&str], max_in_flight_requests: u32) -> Node {
+    Node::Producer(Producer::new(ProducerConfig {
+        bootstrap: vec![id(1)],
+        topic: topic(),
+        acks: Acks::All,
+        idempotence: Some(9),
+        records: records.iter().map(|v| (0, Value::from(*v))).collect(),
+        attempts_max: 5,
+        batch_bytes_max: 1,
+        request_timeout: true,
+        max_in_flight_requests,
+        timing: Timing::model(),
+    }))
+}
+
+fn sent_batches(step: &Step, to: usize) -> Vec<(u32, u32, Sequence)> {
+    step.sends_to(to)
+        .into_iter()
+        .filter_map(|m| match m {
+            Msg::Produce(p) => Some((p.batch, p.attempt, p.records[0].producer.unwrap().sequence)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn r38_up_to_max_in_flight_batches_go_out_and_complete_in_order() {
+    let p = pipelined(&["a", "b", "c"], 2);
+    let s = start(&p, PRODUCER, None).next.unwrap();
+    let step = deliver(&p, PRODUCER, &s, 1, metadata(Some(2), 0));
+    assert_eq!(sent_batches(&step, 2), vec![(0, 1, 0), (1, 1, 1)]);
+    let s = after(&s, &step);
+    // The second batch's answer overtook the first's: it waits.
+    let step = deliver(&p, PRODUCER, &s, 2, produce_response(1, 1, 0, Ok(1)));
+    assert!(step.is_noop());
+    // The first's: acknowledged, and the window takes the third.
+    let step = deliver(&p, PRODUCER, &s, 2, produce_response(0, 1, 0, Ok(0)));
+    let ps = step.state().as_producer().unwrap();
+    assert_eq!((ps.acked.len(), ps.next_record), (1, 1));
+    assert_eq!(sent_batches(&step, 2), vec![(2, 1, 2)]);
+}
+
+#[test]
+fn r39_a_sequence_gap_behind_an_unanswered_batch_is_resent_after_it_alone() {
+    let p = pipelined(&["a", "b", "c"], 2);
+    let s = start(&p, PRODUCER, None).next.unwrap();
+    let s = after(&s, &deliver(&p, PRODUCER, &s, 1, metadata(Some(2), 0)));
+    // Batch 1 arrived before batch 0 was written: out of sequence, but not fatal.
+    let step = deliver(
+        &p,
+        PRODUCER,
+        &s,
+        2,
+        produce_response(1, 1, 0, Err(ErrorCode::OutOfOrderSequence)),
+    );
+    let ps = step.state().as_producer().unwrap();
+    assert_eq!(ps.failed, 0);
+    assert!(step.sends().is_empty(), "it waits for batch 0");
+    let s = after(&s, &step);
+    // Batch 0 is acknowledged: batch 1 goes again, alone, before batch 2.
+    let step = deliver(&p, PRODUCER, &s, 2, produce_response(0, 1, 0, Ok(0)));
+    assert_eq!(sent_batches(&step, 2), vec![(1, 2, 1)]);
+    let s = after(&s, &step);
+    let step = deliver(&p, PRODUCER, &s, 2, produce_response(1, 2, 0, Ok(1)));
+    assert_eq!(sent_batches(&step, 2), vec![(2, 1, 2)]);
+}
+
+#[test]
+fn r39_a_timeout_resends_every_unanswered_batch_in_order_one_at_a_time() {
+    let p = pipelined(&["a", "b", "c"], 2);
+    let s = start(&p, PRODUCER, None).next.unwrap();
+    let s = after(&s, &deliver(&p, PRODUCER, &s, 1, metadata(Some(2), 0)));
+    let step = fire(&p, PRODUCER, &s, Timer::RequestTimeout);
+    let s = after(&s, &step);
+    let step = deliver(&p, PRODUCER, &s, 1, metadata(Some(3), 1));
+    assert_eq!(sent_batches(&step, 3), vec![(0, 2, 0)], "the first alone");
+    let s = after(&s, &step);
+    // A late answer to the first attempt of batch 1 counts for nothing.
+    assert!(deliver(&p, PRODUCER, &s, 2, produce_response(1, 1, 0, Ok(1))).is_noop());
+    let step = deliver(&p, PRODUCER, &s, 3, produce_response(0, 2, 1, Ok(0)));
+    assert_eq!(sent_batches(&step, 3), vec![(1, 2, 1)]);
+    // An out-of-sequence answer to the first unanswered batch is fatal (R40), as before.
+    let s = after(&s, &step);
+    let step = deliver(
+        &p,
+        PRODUCER,
+        &s,
+        3,
+        produce_response(1, 2, 1, Err(ErrorCode::OutOfOrderSequence)),
+    );
+    assert_eq!(step.state().as_producer().unwrap().failed, 1);
 }
