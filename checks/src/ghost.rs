@@ -41,6 +41,9 @@ pub mod event {
     /// ... and the leader took it: it recorded the follower's progress or held the fetch, where
     /// KIP-320 refuses it (M8, R23). Observed only when the matrix asks for it.
     pub const FETCH_FROM_OTHER_EPOCH_TAKEN: u16 = 1 << 8;
+    /// A leader appended an acks=all batch while its ISR was exactly min.insync.replicas (M9):
+    /// the smallest ISR that may take it (R18). Observed only when the matrix asks for it.
+    pub const APPEND_AT_MIN_ISR: u16 = 1 << 9;
 }
 
 /// Invariants that are about transitions, latched once broken (bit flags).
@@ -296,6 +299,9 @@ pub fn observe(
             if model.observe_lookup_divergence && lookup_left_divergence(next, msg, before, after) {
                 ghost.events |= event::LOOKUP_LEFT_DIVERGENCE;
             }
+            if model.observe_min_isr_appends {
+                ghost.events |= append_at_min_isr(msg, before, after);
+            }
             if model.observe_fetch_fencing {
                 ghost.events |= fetch_from_other_epoch(msg, before, after);
             }
@@ -398,6 +404,27 @@ fn observe_delivery(
             }
         }
         _ => {}
+    }
+}
+
+/// M9: an acks=all batch appended by a leader whose ISR is exactly min.insync.replicas.
+fn append_at_min_isr(msg: &Msg, before: &BrokerState, after: &BrokerState) -> u16 {
+    let Msg::Produce(request) = msg else {
+        return 0;
+    };
+    let tp = &request.topic_partition;
+    let Some(r) = before.replicas.get(tp).filter(|r| r.is_leader()) else {
+        return 0;
+    };
+    let appended = after
+        .replicas
+        .get(tp)
+        .is_some_and(|now| now.log_end_offset() > r.log_end_offset());
+    let at_min = r.partition.isr.len() as u32 == r.partition.min_insync_replicas;
+    if appended && request.acks == Acks::All && at_min {
+        event::APPEND_AT_MIN_ISR
+    } else {
+        0
     }
 }
 

@@ -196,6 +196,18 @@ pub fn scenarios() -> Vec<Scenario> {
             "NoAppendUnderMinIsr",
             Holds,
         ),
+        // ... and an ISR of exactly min.insync.replicas takes it: the bound is not off by one.
+        row(
+            "acks-all-at-min-isr",
+            HISTORY,
+            None,
+            Knobs {
+                min_insync_replicas: 2,
+                ..pair()
+            },
+            "AppendAtMinIsr",
+            Reachable,
+        ),
         row(
             "rf-1-offline",
             SEED_RF_1,
@@ -568,6 +580,9 @@ pub fn matrix_properties() -> Vec<PropertyDef> {
         p("M8", "FetchFromOtherEpochTaken",
           "A leader takes a follower fetch naming another current leader epoch (records its progress or holds it) instead of refusing it (KIP-320).",
           fetch_from_other_epoch_taken),
+        p("M9", "AppendAtMinIsr",
+          "A leader appends an acks=all batch while its ISR is exactly min.insync.replicas, the smallest ISR that may take it (R18).",
+          append_at_min_isr),
     ]
 }
 
@@ -657,6 +672,13 @@ fn fetch_from_other_epoch(_: &WatermarkModel, state: &State) -> bool {
     state
         .history
         .has_event(crate::ghost::event::FETCH_FROM_OTHER_EPOCH)
+}
+
+/// M9.
+fn append_at_min_isr(_: &WatermarkModel, state: &State) -> bool {
+    state
+        .history
+        .has_event(crate::ghost::event::APPEND_AT_MIN_ISR)
 }
 
 /// M8.

@@ -37,6 +37,9 @@ pub struct WatermarkModel {
     /// Whether the ghost records M7's and M8's events (fetches from another leader epoch); the
     /// matrix only.
     pub observe_fetch_fencing: bool,
+    /// Whether the ghost records M9's event (an acks=all append at exactly min.insync.replicas);
+    /// the matrix only.
+    pub observe_min_isr_appends: bool,
 }
 
 pub const CONTROLLER_INDEX: usize = 0;
@@ -183,6 +186,7 @@ impl WatermarkModel {
             observe_lookup_divergence: false,
             observe_stale_checkpoints: false,
             observe_fetch_fencing: false,
+            observe_min_isr_appends: false,
             knobs,
             inner,
             topic,
@@ -225,6 +229,7 @@ impl WatermarkModel {
         self.observe_stale_checkpoints = self.checks("StaleHwmCheckpoint");
         self.observe_fetch_fencing =
             self.checks("FetchFromOtherEpoch") || self.checks("FetchFromOtherEpochTaken");
+        self.observe_min_isr_appends = self.checks("AppendAtMinIsr");
         self
     }
 
