@@ -943,8 +943,17 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
         report.acknowledged as f64 / secs
     );
     if args.acks != Acks::None && report.acknowledged < report.records {
+        let why = report
+            .last_error
+            .map(|e| {
+                format!(
+                    "; the last error from a leader was {}",
+                    client::error_name(e)
+                )
+            })
+            .unwrap_or_default();
         eprintln!(
-            "error: {} records were not acknowledged within delivery.timeout.ms={}",
+            "error: {} records were not acknowledged within delivery.timeout.ms={}{why}",
             report.records - report.acknowledged,
             args.delivery_timeout_ms
         );

@@ -1434,7 +1434,9 @@ fn topic_configs_are_set_altered_applied_by_the_leader_and_enabling_unclean_elec
         "acks=all under min.insync.replicas"
     );
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("1 records were not acknowledged"),
+        String::from_utf8_lossy(&refused.stderr).contains(
+            "1 records were not acknowledged within delivery.timeout.ms=1500; the last error from a leader was NOT_ENOUGH_REPLICAS"
+        ),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );

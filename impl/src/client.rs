@@ -5,7 +5,7 @@
 
 use crate::cluster::{TimingMs, BATCH_BYTES_MAX};
 use crate::codec;
-use crate::host::{bind, Host};
+use crate::host::{bind, Host, Observer};
 use crate::incarnation;
 use crate::store::NoStore;
 use crate::transport::{Received, Transport, TransportConfig, DATAGRAM_BYTES_MAX};
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use watermark_model::producer::Ack;
 use watermark_model::*;
@@ -424,6 +424,22 @@ pub struct ProduceReport {
     pub records: usize,
     pub acknowledged: usize,
     pub elapsed: Duration,
+    /// The last error a leader answered a produce request with, if any: why records that were
+    /// not acknowledged were not (NOT_ENOUGH_REPLICAS, NOT_LEADER_OR_FOLLOWER, ...).
+    pub last_error: Option<ErrorCode>,
+}
+
+/// Watches a producer's host for error answers, so that the tool can say why records failed.
+struct LastProduceError(Arc<Mutex<Option<ErrorCode>>>);
+
+impl Observer<Node> for LastProduceError {
+    fn delivered(&mut self, _src: Id, msg: &Msg, _state: &NodeState) {
+        if let Msg::ProduceResponse(ProduceResponse { result: Err(e), .. }) = msg {
+            if let Ok(mut last) = self.0.lock() {
+                *last = Some(*e);
+            }
+        }
+    }
 }
 
 /// Produces `values` with the model's Producer actor. Records go to `--partition`, or to the
@@ -468,6 +484,7 @@ pub fn produce(
             records: 0,
             acknowledged: 0,
             elapsed: start.elapsed(),
+            last_error: None,
         });
     }
     let producer_id = (std::process::id() as u64) << 32
@@ -489,6 +506,7 @@ pub fn produce(
     let bootstrap_ids = bootstrap_list(bootstrap, &metadata);
     let deadline = start + options.delivery_timeout;
     let done = Arc::new(AtomicBool::new(false));
+    let last_error = Arc::new(Mutex::new(None));
     let (tx, rx) = mpsc::channel::<Result<(usize, Ack), String>>();
     let mut threads = Vec::new();
     for (partition, (indexes, records)) in by_partition {
@@ -507,6 +525,7 @@ pub fn produce(
         };
         let tx = tx.clone();
         let done = done.clone();
+        let last_error = last_error.clone();
         threads.push(std::thread::spawn(move || {
             let total = indexes.len();
             let run = || -> Result<(), String> {
@@ -522,6 +541,7 @@ pub fn produce(
                     None,
                 )
                 .map_err(|e| e.to_string())?;
+                host.observe(Box::new(LastProduceError(last_error.clone())));
                 let mut seen = 0usize;
                 loop {
                     let Some(state) = host.state().as_producer() else {
@@ -585,10 +605,12 @@ pub fn produce(
     if let Some(e) = error {
         return Err(e);
     }
+    let last_error = *last_error.lock().map_err(|_| "a producer panicked")?;
     Ok(ProduceReport {
         records: total,
         acknowledged: count,
         elapsed: start.elapsed(),
+        last_error,
     })
 }
 
