@@ -743,10 +743,7 @@ fn configs(args: ConfigsArgs) -> Result<ExitCode, String> {
         if !seen.insert(p.topic.as_str()) {
             continue;
         }
-        let configs = TopicConfigs {
-            min_insync_replicas: p.min_insync_replicas,
-            unclean_leader_election: p.unclean_leader_election,
-        };
+        let configs = p.topic_configs();
         if args.json {
             out += &format!("{}\n", configs_json(&p.topic, configs));
         } else {
@@ -845,10 +842,7 @@ fn describe(args: DescribeArgs) -> Result<ExitCode, String> {
             "Topic: {topic}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}\n",
             ps.len(),
             ps[0].replicas.len(),
-            non_default_configs(TopicConfigs {
-                min_insync_replicas: ps[0].min_insync_replicas,
-                unclean_leader_election: ps[0].unclean_leader_election,
-            })
+            non_default_configs(ps[0].topic_configs())
         );
         for p in ps {
             let leader = p

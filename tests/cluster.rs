@@ -31,6 +31,18 @@ fn watermark() -> Command {
 }
 
 /// Options for a three-broker cluster with a 1 s session timeout.
+/// A 1 s session timeout, and no periodic preferred election: only the test moves leaders.
+fn failover_options() -> LocalOptions {
+    LocalOptions {
+        timing_ms: TimingMs {
+            session_timeout: 1000,
+            preferred_leader_election_interval: 3_600_000,
+            ..TimingMs::default()
+        },
+        ..LocalOptions::default()
+    }
+}
+
 fn options() -> LocalOptions {
     LocalOptions {
         timing_ms: TimingMs {
@@ -133,6 +145,37 @@ impl Cluster {
             p["leader"].is_u64() && p["isr"].as_array().is_some_and(|i| i.len() == 3)
         })["partitions"][0]
             .clone()
+    }
+
+    /// Partition 0's (leader, follower) from its description `p`, for RF=2 on 3 brokers; the
+    /// tools go to the third broker from now on, which no failure of the two touches.
+    fn bootstrap_beside(&mut self, p: &Json) -> (BrokerId, BrokerId) {
+        let replicas = u32_list(&p["replicas"]);
+        let third = (1..=3).find(|b| !replicas.contains(b)).unwrap();
+        self.bootstrap = self.local.address(Role::Broker(third)).unwrap().to_string();
+        (replicas[0], replicas[1])
+    }
+
+    /// kill -9 of `follower`; waits until partition 0's ISR is `leader` alone.
+    fn kill_follower(&mut self, topic: &str, leader: BrokerId, follower: BrokerId) {
+        self.local.kill(Role::Broker(follower)).unwrap();
+        self.await_describe(topic, 50, |d| {
+            u32_list(&d["partitions"][0]["isr"]) == vec![leader]
+        });
+    }
+
+    /// kill -9 of `leader`, the last ISR member, and a restart of `follower`: waits until
+    /// partition 0 is offline with `follower` live (unclean election off keeps it so).
+    fn take_offline(&mut self, topic: &str, leader: BrokerId, follower: BrokerId) {
+        self.local.kill(Role::Broker(leader)).unwrap();
+        self.local.start(Role::Broker(follower)).unwrap();
+        self.await_describe(topic, 50, |d| {
+            d["partitions"][0]["leader"].is_null()
+                && d["brokers"].as_array().is_some_and(|bs| {
+                    bs.iter()
+                        .any(|b| b["id"].as_u64() == Some(u64::from(follower)) && b["live"] == true)
+                })
+        });
     }
 
     /// Stops a node cleanly and returns the counters of its stop line.
@@ -1210,15 +1253,7 @@ fn leader_election_on_demand_moves_leadership_back_and_elects_uncleanly_when_ask
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     // No automatic preferred election during the test: the command is what moves the leader.
-    let options = LocalOptions {
-        timing_ms: TimingMs {
-            session_timeout: 1000,
-            preferred_leader_election_interval: 3_600_000,
-            ..TimingMs::default()
-        },
-        ..LocalOptions::default()
-    };
-    let mut cluster = Cluster::up(dir.path(), &options);
+    let mut cluster = Cluster::up(dir.path(), &failover_options());
     cluster.create_topic("pref", 1, Some(2));
     let p = cluster.await_full_isr("pref");
     let preferred = u32_list(&p["replicas"])[0];
@@ -1283,27 +1318,9 @@ fn leader_election_on_demand_moves_leadership_back_and_elects_uncleanly_when_ask
             .is_some_and(|i| i.len() == 2)
     })["partitions"][0]
         .clone();
-    let replicas = u32_list(&p["replicas"]);
-    let (leader, follower) = (replicas[0], replicas[1]);
-    let third = (1..=3).find(|b| !replicas.contains(b)).unwrap();
-    cluster.bootstrap = cluster
-        .local
-        .address(Role::Broker(third))
-        .unwrap()
-        .to_string();
-    cluster.local.kill(Role::Broker(follower)).unwrap();
-    cluster.await_describe("dirty", 50, |d| {
-        u32_list(&d["partitions"][0]["isr"]) == vec![leader]
-    });
-    cluster.local.kill(Role::Broker(leader)).unwrap();
-    cluster.local.start(Role::Broker(follower)).unwrap();
-    cluster.await_describe("dirty", 50, |d| {
-        d["partitions"][0]["leader"].is_null()
-            && d["brokers"].as_array().is_some_and(|bs| {
-                bs.iter()
-                    .any(|b| b["id"].as_u64() == Some(u64::from(follower)) && b["live"] == true)
-            })
-    });
+    let (leader, follower) = cluster.bootstrap_beside(&p);
+    cluster.kill_follower("dirty", leader, follower);
+    cluster.take_offline("dirty", leader, follower);
     // A preferred election cannot help: the preferred replica is dead.
     let refused = cluster.run(
         &[
@@ -1362,15 +1379,7 @@ fn leader_election_on_demand_moves_leadership_back_and_elects_uncleanly_when_ask
 fn topic_configs_are_set_altered_applied_by_the_leader_and_enabling_unclean_election_elects() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let options = LocalOptions {
-        timing_ms: TimingMs {
-            session_timeout: 1000,
-            preferred_leader_election_interval: 3_600_000,
-            ..TimingMs::default()
-        },
-        ..LocalOptions::default()
-    };
-    let mut cluster = Cluster::up(dir.path(), &options);
+    let mut cluster = Cluster::up(dir.path(), &failover_options());
     cluster.ok(
         &[
             "topic",
@@ -1406,18 +1415,8 @@ fn topic_configs_are_set_altered_applied_by_the_leader_and_enabling_unclean_elec
 
     // The follower dies: the ISR is the leader alone, under min.insync.replicas=2, so an
     // acks=all write is refused (R18) until the config is lowered.
-    let replicas = u32_list(&p["replicas"]);
-    let (leader, follower) = (replicas[0], replicas[1]);
-    let third = (1..=3).find(|b| !replicas.contains(b)).unwrap();
-    cluster.bootstrap = cluster
-        .local
-        .address(Role::Broker(third))
-        .unwrap()
-        .to_string();
-    cluster.local.kill(Role::Broker(follower)).unwrap();
-    cluster.await_describe("cfg", 50, |d| {
-        u32_list(&d["partitions"][0]["isr"]) == vec![leader]
-    });
+    let (leader, follower) = cluster.bootstrap_beside(&p);
+    cluster.kill_follower("cfg", leader, follower);
     let refused = cluster.run(
         &[
             "produce",
@@ -1478,15 +1477,7 @@ fn topic_configs_are_set_altered_applied_by_the_leader_and_enabling_unclean_elec
 
     // Then the leader, the last ISR member, dies and the follower returns: offline, until
     // unclean.leader.election.enable is turned on, which elects the follower at once.
-    cluster.local.kill(Role::Broker(leader)).unwrap();
-    cluster.local.start(Role::Broker(follower)).unwrap();
-    cluster.await_describe("cfg", 50, |d| {
-        d["partitions"][0]["leader"].is_null()
-            && d["brokers"].as_array().is_some_and(|bs| {
-                bs.iter()
-                    .any(|b| b["id"].as_u64() == Some(u64::from(follower)) && b["live"] == true)
-            })
-    });
+    cluster.take_offline("cfg", leader, follower);
     cluster.ok(
         &[
             "configs",

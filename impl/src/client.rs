@@ -241,11 +241,19 @@ pub fn create_topic(
             _ => None,
         },
     )?;
-    // The controller says what was wrong (R46); Kafka's tools print the error name and its
-    // message.
+    admin_result(result, message, || format!("cannot create topic '{topic}'"))
+}
+
+/// An admin answer as the tools report it: the controller says what was wrong (R46, R56), and
+/// Kafka's tools print the error name and its message; without a message, `what` failed.
+fn admin_result<T>(
+    result: Result<T, ErrorCode>,
+    message: Option<Arc<str>>,
+    what: impl FnOnce() -> String,
+) -> Result<T, String> {
     result.map_err(|e| match message {
         Some(m) => format!("{}: {m}", error_name(e)),
-        None => format!("cannot create topic '{topic}': {}", error_name(e)),
+        None => format!("{}: {}", what(), error_name(e)),
     })
 }
 
@@ -272,9 +280,8 @@ pub fn alter_configs(
             _ => None,
         },
     )?;
-    result.map_err(|e| match message {
-        Some(m) => format!("{}: {m}", error_name(e)),
-        None => format!("cannot alter the configs of '{topic}': {}", error_name(e)),
+    admin_result(result, message, || {
+        format!("cannot alter the configs of '{topic}'")
     })
 }
 
@@ -294,6 +301,16 @@ pub struct PartitionDescription {
     pub log_end_offset: Option<Offset>,
     pub high_watermark: Option<Offset>,
     pub under_replicated: bool,
+}
+
+impl PartitionDescription {
+    /// The topic configs this partition carries.
+    pub fn topic_configs(&self) -> TopicConfigs {
+        TopicConfigs {
+            min_insync_replicas: self.min_insync_replicas,
+            unclean_leader_election: self.unclean_leader_election,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

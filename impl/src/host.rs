@@ -405,7 +405,7 @@ where
                 }
                 sampled = Some(Instant::now());
             }
-            self.step(Duration::from_millis(100).min(SAMPLE_INTERVAL))?;
+            self.step(Duration::from_millis(100))?;
         }
         Ok(())
     }

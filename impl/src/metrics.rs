@@ -85,9 +85,8 @@ impl Default for NodeMetrics {
 
 impl NodeMetrics {
     pub fn new() -> Self {
-        let mut r = Registry::default();
-        let m = NodeMetrics {
-            registry: Arc::new(Registry::default()),
+        let mut m = NodeMetrics {
+            registry: Arc::default(),
             under_replicated: Gauge::default(),
             leaders: Gauge::default(),
             partitions: Gauge::default(),
@@ -106,6 +105,7 @@ impl NodeMetrics {
             dropped_seen: HashMap::new(),
             pending: HashMap::new(),
         };
+        let r = Arc::get_mut(&mut m.registry).expect("not shared yet");
         r.register(
             "kafka_server_replicamanager_underreplicatedpartitions",
             "Partitions this broker leads whose ISR is smaller than their replicas",
@@ -181,10 +181,7 @@ impl NodeMetrics {
             "Datagrams and messages dropped, by reason",
             m.dropped.clone(),
         );
-        NodeMetrics {
-            registry: Arc::new(r),
-            ..m
-        }
+        m
     }
 
     /// The registry to serve; it reads the same metrics this observer updates.

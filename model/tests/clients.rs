@@ -4,19 +4,36 @@ mod support;
 use support::*;
 use watermark_model::*;
 
-fn producer(acks: Acks, idempotence: Option<ProducerId>, attempts_max: u32) -> Node {
-    Node::Producer(Producer::new(ProducerConfig {
+/// A producer of `records` (partition, value) to topic `t`, one record a batch, with request
+/// timeouts and one batch in flight.
+fn producer_config(
+    acks: Acks,
+    idempotence: Option<ProducerId>,
+    attempts_max: u32,
+    records: Vec<(u32, Value)>,
+) -> ProducerConfig {
+    ProducerConfig {
         bootstrap: vec![id(1), id(2)],
         topic: topic(),
         acks,
         idempotence,
-        records: vec![(0, Value::from("a")), (0, Value::from("b"))],
+        records,
         attempts_max,
         batch_bytes_max: 1,
         request_timeout: true,
         max_in_flight_requests: 1,
         timing: Timing::model(),
-    }))
+    }
+}
+
+fn producer(acks: Acks, idempotence: Option<ProducerId>, attempts_max: u32) -> Node {
+    let records = vec![(0, Value::from("a")), (0, Value::from("b"))];
+    Node::Producer(Producer::new(producer_config(
+        acks,
+        idempotence,
+        attempts_max,
+        records,
+    )))
 }
 
 fn metadata(leader: Option<BrokerId>, epoch: LeaderEpoch) -> Msg {
@@ -233,22 +250,12 @@ fn r41_r42_r43_the_consumer_reads_from_its_position_and_follows_the_leader() {
 
 #[test]
 fn r37_sequences_count_per_partition_and_survive_a_round_trip_through_serde() {
-    let p = Producer::new(ProducerConfig {
-        bootstrap: vec![id(1)],
-        topic: topic(),
-        acks: Acks::All,
-        idempotence: Some(9),
-        records: ["a", "b", "c", "d"]
-            .iter()
-            .zip([0, 1, 0, 0])
-            .map(|(v, p)| (p, Value::from(*v)))
-            .collect(),
-        attempts_max: 3,
-        batch_bytes_max: 1,
-        request_timeout: true,
-        max_in_flight_requests: 1,
-        timing: Timing::model(),
-    });
+    let records = ["a", "b", "c", "d"]
+        .iter()
+        .zip([0, 1, 0, 0])
+        .map(|(v, p)| (p, Value::from(*v)))
+        .collect();
+    let p = Producer::new(producer_config(Acks::All, Some(9), 3, records));
     // The producer a trace replays is the one it recorded: same config, same sequences.
     let json = postcard::to_stdvec(&p).unwrap();
     let back: Producer = postcard::from_bytes(&json).unwrap();
@@ -266,17 +273,10 @@ fn r37_sequences_count_per_partition_and_survive_a_round_trip_through_serde() {
 }
 
 fn pipelined(records: &[&str], max_in_flight_requests: u32) -> Node {
+    let records = records.iter().map(|v| (0, Value::from(*v))).collect();
     Node::Producer(Producer::new(ProducerConfig {
-        bootstrap: vec![id(1)],
-        topic: topic(),
-        acks: Acks::All,
-        idempotence: Some(9),
-        records: records.iter().map(|v| (0, Value::from(*v))).collect(),
-        attempts_max: 5,
-        batch_bytes_max: 1,
-        request_timeout: true,
         max_in_flight_requests,
-        timing: Timing::model(),
+        ..producer_config(Acks::All, Some(9), 5, records)
     }))
 }
 

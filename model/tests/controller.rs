@@ -460,23 +460,36 @@ fn create(topic: &str, partitions: u32, replication_factor: u32, min_isr: u32) -
     }
 }
 
-fn create_result(step: &Step) -> (Result<(), ErrorCode>, Option<String>) {
-    let answers: Vec<_> = step
-        .sends_to(1)
+/// The one answer `to` got in `step` that `pick` takes.
+fn the_answer<T: Clone + std::fmt::Debug>(
+    step: &Step,
+    to: usize,
+    pick: impl Fn(Msg) -> Option<T>,
+) -> T {
+    match step
+        .sends_to(to)
         .into_iter()
-        .filter_map(|m| match m {
-            Msg::CreateTopicsResponse {
-                result,
-                error_message,
-                ..
-            } => Some((result, error_message.map(|m| m.to_string()))),
-            _ => None,
-        })
-        .collect();
-    match answers.as_slice() {
+        .filter_map(pick)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [answer] => answer.clone(),
-        other => panic!("expected one CreateTopicsResponse, got {other:?}"),
+        other => panic!(
+            "expected one answer to {to}, got {other:?}: {:?}",
+            step.sends()
+        ),
     }
+}
+
+fn create_result(step: &Step) -> (Result<(), ErrorCode>, Option<String>) {
+    the_answer(step, 1, |m| match m {
+        Msg::CreateTopicsResponse {
+            result,
+            error_message,
+            ..
+        } => Some((result, error_message.map(|m| m.to_string()))),
+        _ => None,
+    })
 }
 
 #[test]
@@ -767,20 +780,14 @@ fn alter_configs(topic: &str, min_isr: Option<u32>, unclean: Option<bool>) -> Ms
 }
 
 fn configs_result(step: &Step) -> (Result<TopicConfigs, ErrorCode>, Option<String>) {
-    let answers: Vec<_> = step
-        .sends_to(2)
-        .into_iter()
-        .filter_map(|m| match m {
-            Msg::IncrementalAlterConfigsResponse {
-                result,
-                error_message,
-                ..
-            } => Some((result, error_message.map(|m| m.to_string()))),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(answers.len(), 1, "one answer: {:?}", step.sends());
-    answers[0].clone()
+    the_answer(step, 2, |m| match m {
+        Msg::IncrementalAlterConfigsResponse {
+            result,
+            error_message,
+            ..
+        } => Some((result, error_message.map(|m| m.to_string()))),
+        _ => None,
+    })
 }
 
 #[test]
