@@ -1,5 +1,9 @@
 //! `watermark`: check Kafka's partition replication protocol.
 
+// The checker allocates and frees states by the million: mimalloc does that faster than glibc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod explore;
 mod net;
