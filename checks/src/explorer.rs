@@ -265,9 +265,19 @@ impl fmt::Debug for ExplorerState {
                     writeln!(f, "  {r:?}")?;
                 }
             } else if let Some(p) = actor.as_producer() {
-                writeln!(f, "{name}{crashed}: {}", without_role(&format!("{p:?}")))?;
+                let acked = s.history.describe_deliveries(i);
+                writeln!(
+                    f,
+                    "{name}{crashed}: {}{acked}",
+                    without_role(&format!("{p:?}"))
+                )?;
             } else if let Some(c) = actor.as_consumer() {
-                writeln!(f, "{name}{crashed}: {}", without_role(&format!("{c:?}")))?;
+                let read = s.history.describe_deliveries(i);
+                writeln!(
+                    f,
+                    "{name}{crashed}: {}{read}",
+                    without_role(&format!("{c:?}"))
+                )?;
             }
             if s.crashed[i] {
                 match &s.actor_storages[i] {

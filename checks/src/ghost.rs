@@ -7,10 +7,12 @@
 //! violations) and the events of the last step, which are cleared on the next.
 
 use crate::model::{alive_in, controller, State, WatermarkModel};
-use stateright::actor::ActorModelAction;
+use stateright::actor::{ActorModelAction, Envelope};
 use std::fmt;
 use std::sync::Arc;
 use watermark_model::broker::FollowerState;
+use watermark_model::consumer::Consumed;
+use watermark_model::producer::Ack;
 use watermark_model::*;
 
 /// Things that happened in the last step (bit flags).
@@ -87,15 +89,85 @@ pub struct Ghost {
     /// Brokers (bit = broker id) to whose running incarnation the network lost a LeaderAndIsr or
     /// UpdateMetadata (S16). Kept only when S16 is checked.
     pub pushes_lost: u16,
+    /// Per producer (index = actor index; none past the last producer that has one): the
+    /// acknowledgements it handed its application (R38), in order.
+    pub acked: Vec<Arc<Vec<Ack>>>,
+    /// Per consumer (index = actor index), likewise: the records it read (R42), in order.
+    pub consumed: Vec<Arc<Vec<Consumed>>>,
 }
 
 impl Ghost {
+    /// The acknowledgements actor `index` handed its application.
+    pub fn acked(&self, index: usize) -> &[Ack] {
+        self.acked.get(index).map_or(&[], |a| a.as_slice())
+    }
+
+    /// The records actor `index` handed its application.
+    pub fn consumed(&self, index: usize) -> &[Consumed] {
+        self.consumed.get(index).map_or(&[], |c| c.as_slice())
+    }
+
+    /// Folds in what a client sent its application (`msg`, from actor `index`): the ghost is
+    /// where a client's history lives, not its state.
+    pub fn record_delivery(&mut self, index: usize, msg: &Msg) {
+        fn push<T: Clone>(lists: &mut Vec<Arc<Vec<T>>>, index: usize, item: T) {
+            if lists.len() <= index {
+                lists.resize_with(index + 1, Default::default);
+            }
+            Arc::make_mut(&mut lists[index]).push(item);
+        }
+        match msg {
+            Msg::RecordAcknowledged(ack) => push(&mut self.acked, index, ack.clone()),
+            Msg::RecordConsumed(record) => push(&mut self.consumed, index, record.clone()),
+            _ => {}
+        }
+    }
+
+    /// What client `index` handed its application, as its state used to show it: ` | acked
+    /// t-0@0:a …` for a producer, ` | read 0@0:a …` (offset, leader epoch, value) for a consumer.
+    pub fn describe_deliveries(&self, index: usize) -> String {
+        let mut s = String::new();
+        let acked = self.acked(index);
+        if !acked.is_empty() {
+            s.push_str(" | acked");
+            for a in acked {
+                s.push_str(&format!(
+                    " {:?}@{}:{:?}",
+                    a.topic_partition, a.offset, a.value
+                ));
+            }
+        }
+        let consumed = self.consumed(index);
+        if !consumed.is_empty() {
+            s.push_str(" | read");
+            for c in consumed {
+                let e = &c.entry;
+                s.push_str(&format!(
+                    " {}@{}:{:?}",
+                    c.offset, e.leader_epoch, e.record.value
+                ));
+            }
+        }
+        s
+    }
+
     pub fn has_event(&self, e: u16) -> bool {
         self.events & e != 0
     }
     pub fn has_violation(&self, v: u16) -> bool {
         self.violations & v != 0
     }
+}
+
+/// `ActorModel::record_msg_out`: a message to the application is a delivery, folded into the
+/// ghost in the order it was sent. (The model then takes it off the network.)
+pub fn record_msg_out(_: &(), ghost: &Ghost, envelope: Envelope<&Msg>) -> Option<Ghost> {
+    if envelope.dst != application() {
+        return None;
+    }
+    let mut ghost = ghost.clone();
+    ghost.record_delivery(usize::from(envelope.src), envelope.msg);
+    Some(ghost)
 }
 
 impl fmt::Debug for Ghost {
@@ -135,9 +207,10 @@ pub fn observe(
     next: &State,
 ) -> Ghost {
     let mut ghost = match last {
-        Some(last) => Ghost {
+        // `next` holds the history of `last` and what the step delivered to the application.
+        Some(_) => Ghost {
             events: 0,
-            ..last.history.clone()
+            ..next.history.clone()
         },
         None => Ghost {
             committed: (0..model.knobs.partitions)

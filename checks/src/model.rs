@@ -112,6 +112,7 @@ impl WatermarkModel {
             }],
         });
         let mut inner = ActorModel::new((), Ghost::default())
+            .record_msg_out(ghost::record_msg_out)
             .actor(Node::Controller(Controller::new(ControllerConfig {
                 cluster: cluster.clone(),
                 preferred_leader_election: knobs.preferred_leader_election,
@@ -199,6 +200,7 @@ impl WatermarkModel {
     /// `topic` is the topic whose committed records the ghost follows.
     pub fn hosting(knobs: Knobs, topic: Topic, actors: Vec<Node>) -> Self {
         let inner = ActorModel::new((), Ghost::default())
+            .record_msg_out(ghost::record_msg_out)
             .actors(actors)
             .init_network(SrNetwork::new_ordered([]))
             .lossy_network(LossyNetwork::Yes);
@@ -231,6 +233,20 @@ impl WatermarkModel {
             self.checks("FetchFromOtherEpoch") || self.checks("FetchFromOtherEpochTaken");
         self.observe_min_isr_appends = self.checks("AppendAtMinIsr");
         self
+    }
+
+    /// Whether actor `index` is a producer or a consumer.
+    pub fn is_client(&self, index: usize) -> bool {
+        index >= self.producer_indices().start
+    }
+
+    /// Whether `action` runs a producer's or a consumer's handler.
+    fn runs_client(&self, action: &Action) -> bool {
+        match action {
+            ActorModelAction::Deliver { dst, .. } => self.is_client(usize::from(*dst)),
+            ActorModelAction::Timeout(id, _) => self.is_client(usize::from(*id)),
+            _ => false,
+        }
     }
 
     pub fn broker_indices(&self) -> std::ops::RangeInclusive<usize> {
@@ -391,6 +407,17 @@ pub fn alive_in(state: &State, broker: BrokerId, broker_epoch: BrokerEpoch) -> b
             .is_some_and(|s| s.broker_epoch == broker_epoch)
 }
 
+/// Removes the messages to [`application`] that `ActorModel` put on the network: the ghost has
+/// them already (`ghost::record_msg_out`).
+fn take_deliveries_off(network: &mut SrNetwork<Msg>) {
+    let app = application();
+    match network {
+        SrNetwork::Ordered(channels) => channels.retain(|(_, dst), _| *dst != app),
+        SrNetwork::UnorderedNonDuplicating(multiset) => multiset.retain(|e, _| e.dst != app),
+        SrNetwork::UnorderedDuplicating(set, _) => set.retain(|e| e.dst != app),
+    }
+}
+
 pub fn controller(state: &State) -> Option<&ControllerState> {
     state.actor_states[CONTROLLER_INDEX].as_controller()
 }
@@ -465,6 +492,10 @@ impl Model for WatermarkModel {
             }
             _ => self.inner.next_state(last, action.clone())?,
         };
+        if self.runs_client(&action) {
+            // The ghost holds what a client handed its application; it is not a message in flight.
+            take_deliveries_off(&mut next.network);
+        }
         next.history = ghost::observe(self, Some(last), Some(&action), &next);
         Some(next)
     }

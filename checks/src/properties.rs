@@ -498,8 +498,7 @@ fn newer_leader_holds(
 fn acks(model: &WatermarkModel, state: &State) -> Vec<watermark_model::producer::Ack> {
     model
         .producer_indices()
-        .filter_map(|i| state.actor_states[i].as_producer())
-        .flat_map(|p| p.acked.iter().cloned())
+        .flat_map(|i| state.history.acked(i).iter().cloned())
         .collect()
 }
 
@@ -616,8 +615,8 @@ fn consumed(model: &WatermarkModel, state: &State) -> Vec<(TopicPartition, Consu
                 Node::Consumer(c) => c.config.topic_partition.clone(),
                 _ => return None,
             };
-            let c = state.actor_states[i].as_consumer()?;
-            Some(c.consumed.iter().map(move |r| (tp.clone(), r.clone())))
+            let consumed = state.history.consumed(i).iter();
+            Some(consumed.map(move |r| (tp.clone(), r.clone())))
         })
         .flatten()
         .collect()

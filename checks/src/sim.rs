@@ -782,6 +782,11 @@ impl<'o> World<'o> {
         // the state before the step only if the handler changed something.
         let before = self.state.actor_states[index].clone();
         let stored_before = self.state.actor_storages[index].clone();
+        // A client's step may hand records to its application, which the ghost keeps.
+        let history_before = self
+            .model
+            .is_client(index)
+            .then(|| self.state.history.clone());
         let actor = &self.model.inner.actors[index];
         let id = Id::from(index);
         let mut cow = Cow::Borrowed(&*before);
@@ -802,6 +807,9 @@ impl<'o> World<'o> {
             let mut last = self.state.clone();
             last.actor_states[index] = before;
             last.actor_storages[index] = stored_before;
+            if let Some(history) = history_before {
+                last.history = history;
+            }
             self.after_step(&last, &action);
         } else if self.options.trace_steps > 0 && matches!(action, ActorModelAction::Deliver { .. })
         {
@@ -857,6 +865,11 @@ impl<'o> World<'o> {
     fn run_commands(&mut self, index: usize, out: Out<Node>) {
         for command in out {
             match command {
+                // The application's (a client's acknowledgements and records): the ghost keeps
+                // them, as in the checker.
+                Command::Send(to, msg) if to == application() => {
+                    self.state.history.record_delivery(index, &msg)
+                }
                 Command::Send(to, msg) => self.send(index, usize::from(to), &msg),
                 Command::SetTimer(timer, range) => {
                     self.timer_generation += 1;
@@ -1065,18 +1078,15 @@ impl<'o> World<'o> {
             ));
         }
         let mut unread = 0;
+        let history = &self.state.history;
         for p in self.model.producer_indices() {
-            let Some(producer) = self.state.actor_states[p].as_producer() else {
-                continue;
-            };
-            for ack in producer.acked.iter() {
+            for ack in history.acked(p) {
                 let read = self.model.consumer_indices().any(|ci| {
-                    self.state.actor_states[ci].as_consumer().is_some_and(|cs| {
-                        cs.consumed
-                            .iter()
-                            .any(|r| r.offset == ack.offset && r.entry.record.value == ack.value)
-                            && consumer_partition(&self.model, ci) == Some(&ack.topic_partition)
-                    })
+                    history
+                        .consumed(ci)
+                        .iter()
+                        .any(|r| r.offset == ack.offset && r.entry.record.value == ack.value)
+                        && consumer_partition(&self.model, ci) == Some(&ack.topic_partition)
                 });
                 if !read {
                     unread += 1;

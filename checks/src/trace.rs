@@ -123,37 +123,34 @@ pub fn state_table(model: &WatermarkModel, state: &State) -> Vec<String> {
             ));
         }
     }
+    // What the clients handed their applications (the ghost keeps it, not their states).
     for i in model.producer_indices() {
-        if let Some(p) = state.actor_states[i].as_producer() {
-            if !p.acked.is_empty() {
-                let acked: Vec<String> = p
-                    .acked
-                    .iter()
-                    .map(|a| format!("{:?}@{}:{:?}", a.topic_partition, a.offset, a.value))
-                    .collect();
-                lines.push(format!(
-                    "{}: acked {}",
-                    model.actor_name(i),
-                    acked.join(" ")
-                ));
-            }
+        let acked = state.history.acked(i);
+        if !acked.is_empty() {
+            let acked: Vec<String> = acked
+                .iter()
+                .map(|a| format!("{:?}@{}:{:?}", a.topic_partition, a.offset, a.value))
+                .collect();
+            lines.push(format!(
+                "{}: acked {}",
+                model.actor_name(i),
+                acked.join(" ")
+            ));
         }
     }
     for i in model.consumer_indices() {
-        if let Some(c) = state.actor_states[i].as_consumer() {
-            if !c.consumed.is_empty() {
-                let read: Vec<String> = c
-                    .consumed
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "{}@{}:{:?}",
-                            r.offset, r.entry.leader_epoch, r.entry.record.value
-                        )
-                    })
-                    .collect();
-                lines.push(format!("{}: read {}", model.actor_name(i), read.join(" ")));
-            }
+        let consumed = state.history.consumed(i);
+        if !consumed.is_empty() {
+            let read: Vec<String> = consumed
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}@{}:{:?}",
+                        r.offset, r.entry.leader_epoch, r.entry.record.value
+                    )
+                })
+                .collect();
+            lines.push(format!("{}: read {}", model.actor_name(i), read.join(" ")));
         }
     }
     lines
@@ -251,13 +248,8 @@ pub fn effects(model: &WatermarkModel, last: &State, next: &State) -> Vec<String
         }
     }
     for i in model.producer_indices() {
-        let (Some(before), Some(after)) = (
-            last.actor_states[i].as_producer(),
-            next.actor_states[i].as_producer(),
-        ) else {
-            continue;
-        };
-        for a in after.acked.iter().skip(before.acked.len()) {
+        let before = last.history.acked(i).len();
+        for a in next.history.acked(i).iter().skip(before) {
             out.push(format!(
                 "{} is told {:?} is written at offset {} (epoch {})",
                 model.actor_name(i),

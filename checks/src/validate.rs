@@ -763,6 +763,9 @@ impl Validation {
         let (address, incarnation) = (self.procs[p].address, self.procs[p].incarnation);
         for e in &record.effects {
             if let Effect::Send { to, digest } = e {
+                if *to == application() {
+                    continue; // A client's output to its application, not traffic.
+                }
                 let key = (address, incarnation, address_of(*to));
                 self.channels.entry(key).or_default().push_back(*digest);
                 if let Some(waiters) = self.waiting.remove(&key) {
@@ -774,8 +777,10 @@ impl Validation {
             }
         }
         let mut saved_in_step = None;
+        let mut deliveries = Vec::new();
         for c in &commands {
             match c {
+                Command::Send(to, m) if *to == application() => deliveries.push(m),
                 Command::SetTimer(t, _) => {
                     self.procs[p].timers.insert(t.clone());
                 }
@@ -814,6 +819,10 @@ impl Validation {
         let last = self.state.clone();
         self.state.actor_states[index] = next_state;
         self.state.crashed[index] = false;
+        // What a client handed its application: the ghost keeps it, as in the checker.
+        for m in &deliveries {
+            self.state.history.record_delivery(index, m);
+        }
         if changed {
             self.after_step(p, cursor, &last, &action, heading, record.at_us);
         }
@@ -1002,19 +1011,10 @@ fn footprint(state: &State) -> u64 {
                 }
             }
             NodeState::Controller(c) => c.hash(&mut h),
-            NodeState::Producer(p) => (
-                Arc::as_ptr(&p.acked) as usize,
-                p.acked.len(),
-                p.acked.last(),
-            )
-                .hash(&mut h),
-            NodeState::Consumer(c) => (
-                Arc::as_ptr(&c.consumed) as usize,
-                c.consumed.len(),
-                c.consumed.last(),
-            )
-                .hash(&mut h),
+            NodeState::Producer(_) | NodeState::Consumer(_) => {}
         }
+        let (acked, consumed) = (state.history.acked(i), state.history.consumed(i));
+        (acked.len(), acked.last(), consumed.len(), consumed.last()).hash(&mut h);
     }
     state.history.violations.hash(&mut h);
     for c in &state.history.committed {

@@ -559,15 +559,18 @@ pub fn produce(
                 )
                 .map_err(|e| e.to_string())?;
                 host.observe(Box::new(LastProduceError(last_error.clone())));
-                let mut seen = 0usize;
+                // The producer acknowledges this host's records in their order (R38).
+                let mut acked = 0usize;
                 loop {
+                    for msg in host.take_delivered() {
+                        if let Msg::RecordAcknowledged(ack) = msg {
+                            let _ = tx.send(Ok((indexes[acked], ack)));
+                            acked += 1;
+                        }
+                    }
                     let Some(state) = host.state().as_producer() else {
                         unreachable!("a producer host")
                     };
-                    for (k, ack) in state.acked.iter().enumerate().skip(seen) {
-                        let _ = tx.send(Ok((indexes[k], ack.clone())));
-                    }
-                    seen = state.acked.len();
                     let finished =
                         state.next_record as usize >= total && state.in_flight.is_empty();
                     if finished || done.load(Ordering::Relaxed) || Instant::now() >= deadline {
@@ -735,14 +738,15 @@ pub fn consume(
                     trace,
                 )
                 .map_err(|e| e.to_string())?;
-                let mut seen = 0usize;
                 while !done.load(Ordering::Relaxed) {
                     host.step(Duration::from_millis(50))
                         .map_err(|e| e.to_string())?;
-                    let Some(state) = host.state().as_consumer() else {
-                        unreachable!("a consumer host")
-                    };
-                    for c in &state.consumed[seen..] {
+                    // Records are handed on and forgotten: memory stays flat however long this
+                    // runs.
+                    for msg in host.take_delivered() {
+                        let Msg::RecordConsumed(c) = msg else {
+                            continue;
+                        };
                         if c.offset < skip_below {
                             continue;
                         }
@@ -755,7 +759,6 @@ pub fn consume(
                             return Ok(());
                         }
                     }
-                    seen = state.consumed.len();
                 }
                 Ok(())
             };

@@ -292,7 +292,9 @@ pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
             | Msg::AlterPartition { .. }
             | Msg::MetadataResponse { .. }
             | Msg::ProduceResponse(_)
-            | Msg::ListOffsetsResponse { .. } => false,
+            | Msg::ListOffsetsResponse { .. }
+            | Msg::RecordAcknowledged(_)
+            | Msg::RecordConsumed(_) => false,
         }
     })
 }

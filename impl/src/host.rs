@@ -38,6 +38,7 @@ use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use watermark_model::application;
 
 /// The most datagrams the fault layer may hold back at once; beyond, a delayed copy is dropped
 /// (and counted in `fault_dropped`).
@@ -185,6 +186,8 @@ where
     trace: Option<TraceWriter>,
     breakage: Option<Breakage>,
     observer: Option<Box<dyn Observer<A>>>,
+    /// What the actor sent to [`application`] since the program last took it.
+    delivered: Vec<A::Msg>,
 }
 
 impl<A, D> Host<A, D>
@@ -248,12 +251,20 @@ where
             trace,
             breakage: None,
             observer: None,
+            delivered: Vec::new(),
         };
         host.finish_step(start, out)?;
         Ok(host)
     }
 
     /// Breaks this host on purpose from the next step on (see [`Breakage`]).
+    /// What the actor handed the program that hosts it (a client's acknowledgements and
+    /// consumed records, sent to [`application`]) since the last call, in order. The host keeps
+    /// nothing once it is taken.
+    pub fn take_delivered(&mut self) -> Vec<A::Msg> {
+        std::mem::take(&mut self.delivered)
+    }
+
     /// Shows every step's traffic, and the state every [`SAMPLE_INTERVAL`], to `observer`.
     pub fn observe(&mut self, observer: Box<dyn Observer<A>>) {
         self.observer = Some(observer);
@@ -469,6 +480,10 @@ where
                 Command::Save(storage) => {
                     self.store.save(storage)?;
                     self.stats.saves += 1;
+                }
+                // Not a datagram: the hosting program's, to take.
+                Command::Send(to, msg) if *to == application() => {
+                    self.delivered.push(msg.clone());
                 }
                 Command::Send(to, msg) => {
                     if let Some(o) = &mut self.observer {

@@ -870,25 +870,27 @@ fn run_producer(
         )
         .map_err(|e| format!("producer {}: {e}", plan.index))?;
         let deadline = round_start + ROUND_TIMEOUT;
-        let mut seen = 0usize;
         loop {
-            let Some(state) = host.state().as_producer() else {
-                return Err("a producer host runs something else".into());
-            };
-            if state.acked.len() > seen {
+            let delivered = host.take_delivered();
+            if !delivered.is_empty() {
                 let at_s = start.elapsed().as_secs_f64();
                 let mut h = history.lock().map_err(|_| "a producer panicked")?;
-                for ack in &state.acked[seen..] {
+                for msg in delivered {
+                    let Msg::RecordAcknowledged(ack) = msg else {
+                        continue;
+                    };
                     h.acked.push(Acked {
                         partition: ack.topic_partition.partition,
                         offset: ack.offset,
-                        value: ack.value.clone(),
+                        value: ack.value,
                         leader_epoch: ack.leader_epoch,
                         at_s,
                     });
                 }
-                seen = state.acked.len();
             }
+            let Some(state) = host.state().as_producer() else {
+                return Err("a producer host runs something else".into());
+            };
             let finished = state.next_record as usize >= total && state.in_flight.is_empty();
             if finished || stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
                 break;

@@ -516,7 +516,9 @@ impl Broker {
             | Msg::ElectLeadersResponse { .. }
             | Msg::IncrementalAlterConfigs { .. }
             | Msg::IncrementalAlterConfigsResponse { .. }
-            | Msg::ListOffsetsResponse { .. } => {}
+            | Msg::ListOffsetsResponse { .. }
+            | Msg::RecordAcknowledged(_)
+            | Msg::RecordConsumed(_) => {}
         }
         outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));
     }

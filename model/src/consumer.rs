@@ -4,7 +4,7 @@
 //! records what it reads. The leader returns only records below the high watermark.
 
 use crate::config::ConsumerConfig;
-use crate::msg::{FetchRequest, FetchResponse, FetchResult, Msg};
+use crate::msg::{application, FetchRequest, FetchResponse, FetchResult, Msg};
 use crate::node::{Node, Timer};
 use crate::outbox::Outbox;
 use crate::rules::*;
@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A record as a consumer read it.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Consumed {
     pub offset: Offset,
     pub entry: LogEntry,
@@ -34,7 +34,6 @@ pub struct ConsumerState {
     pub position: Offset,
     /// Whether a fetch at `position` is in flight.
     pub fetching: bool,
-    pub consumed: Arc<Vec<Consumed>>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -62,7 +61,6 @@ impl Consumer {
             bootstrap_index: 0,
             position: 0,
             fetching: false,
-            consumed: Arc::new(Vec::new()),
         };
         let mut outbox = Outbox::new();
         self.request_metadata(&mut state, &mut outbox);
@@ -150,13 +148,14 @@ impl Consumer {
                     FetchResult::Records { records, .. } => {
                         // R42: take what was returned and fetch on.
                         fired(R42);
-                        let consumed = Arc::make_mut(&mut s.consumed);
                         for entry in records.iter() {
-                            consumed.push(Consumed {
+                            let record = Consumed {
                                 offset: s.position,
                                 entry: entry.clone(),
                                 leader_epoch,
-                            });
+                            };
+                            // R42: poll returns it: the record leaves the consumer.
+                            outbox.send(application(), Msg::RecordConsumed(record));
                             s.position += 1;
                         }
                         self.send_fetch(s, &mut outbox);
@@ -221,16 +220,6 @@ impl fmt::Debug for ConsumerState {
         write!(f, "consumer | position {}", self.position)?;
         if self.fetching {
             f.write_str(" (fetching)")?;
-        }
-        if !self.consumed.is_empty() {
-            f.write_str(" | read")?;
-            for c in self.consumed.iter() {
-                write!(
-                    f,
-                    " {}@{}:{:?}",
-                    c.offset, c.entry.leader_epoch, c.entry.record.value
-                )?;
-            }
         }
         Ok(())
     }

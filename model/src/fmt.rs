@@ -315,6 +315,16 @@ impl fmt::Debug for Msg {
                 topic_partition,
                 result,
             } => write!(f, "ListOffsetsResponse({topic_partition:?}: {result:?})"),
+            Msg::RecordAcknowledged(a) => write!(
+                f,
+                "RecordAcknowledged({:?}@{} epoch {}: {:?})",
+                a.topic_partition, a.offset, a.leader_epoch, a.value
+            ),
+            Msg::RecordConsumed(c) => write!(
+                f,
+                "RecordConsumed({}@{}:{:?}, from leader epoch {})",
+                c.offset, c.entry.leader_epoch, c.entry.record.value, c.leader_epoch
+            ),
         }
     }
 }

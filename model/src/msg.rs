@@ -6,6 +6,8 @@
 //! one record.
 
 use crate::collections::BrokerIds;
+use crate::consumer::Consumed;
+use crate::producer::Ack;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
@@ -411,6 +413,19 @@ pub enum Msg {
         topic_partition: TopicPartition,
         result: Result<ReplicaOffsets, ErrorCode>,
     },
+
+    // --- Clients to their application (to [`application`], never on the wire) ---
+    /// A record its leader acknowledged: the producer's send callback (R38).
+    RecordAcknowledged(Ack),
+    /// A record the consumer read: one of `poll`'s records (R42).
+    RecordConsumed(Consumed),
+}
+
+/// Where a client's acknowledgements and consumed records go: the program that embeds it.
+/// The runtime hands what is sent here to that program and forgets it; the checker folds it
+/// into the ghost history. No actor has this id, and no datagram is ever sent to it.
+pub fn application() -> Id {
+    Id::from(usize::MAX)
 }
 
 /// What ListOffsets returns about one replica.
@@ -450,6 +465,8 @@ impl Msg {
             Msg::IncrementalAlterConfigsResponse { .. } => "IncrementalAlterConfigsResponse",
             Msg::ListOffsets { .. } => "ListOffsets",
             Msg::ListOffsetsResponse { .. } => "ListOffsetsResponse",
+            Msg::RecordAcknowledged(_) => "RecordAcknowledged",
+            Msg::RecordConsumed(_) => "RecordConsumed",
         }
     }
 }

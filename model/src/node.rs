@@ -191,7 +191,6 @@ fn placeholder() -> &'static NodeState {
             bootstrap_index: 0,
             position: 0,
             fetching: false,
-            consumed: Arc::new(Vec::new()),
         })
     })
 }

@@ -9,7 +9,7 @@
 //! already holds, and refuses a batch that would leave a gap.
 
 use crate::config::ProducerConfig;
-use crate::msg::{Msg, ProduceRequest, ProduceResponse};
+use crate::msg::{application, Msg, ProduceRequest, ProduceResponse};
 use crate::node::{Node, Timer};
 use crate::outbox::Outbox;
 use crate::rules::*;
@@ -21,7 +21,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A record the producer was told is written (its callback fired).
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Ack {
     pub topic_partition: TopicPartition,
     pub offset: Offset,
@@ -55,7 +55,6 @@ pub struct ProducerState {
     /// The unanswered batches, in record order, the first starting at `next_record`: at most
     /// `max_in_flight_requests` of them.
     pub in_flight: Vec<InFlight>,
-    pub acked: Arc<Vec<Ack>>,
     /// Batches given up after `attempts_max` attempts or a fatal error.
     pub failed: u32,
 }
@@ -116,7 +115,6 @@ impl Producer {
             bootstrap_index: 0,
             next_record: 0,
             in_flight: Vec::new(),
-            acked: Arc::new(Vec::new()),
             failed: 0,
         };
         let mut outbox = Outbox::new();
@@ -350,14 +348,15 @@ impl Producer {
                     Ok(base_offset) => {
                         fired(R38);
                         let range = self.batch(batch).1;
-                        let acked = Arc::make_mut(&mut s.acked);
                         for (i, index) in range.clone().enumerate() {
-                            acked.push(Ack {
+                            let ack = Ack {
                                 topic_partition: topic_partition.clone(),
                                 offset: base_offset + i as Offset,
                                 leader_epoch,
                                 value: self.config.records[index as usize].1.clone(),
-                            });
+                            };
+                            // R38: the send callback: the acknowledgement leaves the producer.
+                            outbox.send(application(), Msg::RecordAcknowledged(ack));
                         }
                         s.in_flight.remove(0);
                         s.next_record = range.end;
@@ -438,12 +437,6 @@ impl fmt::Debug for ProducerState {
         {
             let how = if *sent { "in flight" } else { "to resend" };
             write!(f, " | batch {batch} attempt {attempt} {how}")?;
-        }
-        if !self.acked.is_empty() {
-            f.write_str(" | acked")?;
-            for a in self.acked.iter() {
-                write!(f, " {:?}@{}:{:?}", a.topic_partition, a.offset, a.value)?;
-            }
         }
         if self.failed > 0 {
             write!(f, " | failed {}", self.failed)?;

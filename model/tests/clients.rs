@@ -93,8 +93,10 @@ fn r37_r38_the_producer_learns_the_leader_and_sends_one_batch_at_a_time() {
     assert_eq!(request.records[0].value, Value::from("a"));
     let s = after(&s, &step);
     let step = deliver(&p, PRODUCER, &s, 2, produce_response(0, 1, 3, Ok(5)));
-    let acked = &step.state().as_producer().unwrap().acked;
+    let acked = step.acked();
+    assert_eq!(acked.len(), 1);
     assert_eq!((acked[0].offset, acked[0].leader_epoch), (5, 3));
+    assert_eq!(acked[0].value, Value::from("a"));
     assert_eq!(sent_produce(&step, 2).batch, 1, "the next record goes out");
 }
 
@@ -182,7 +184,7 @@ fn r38_acks_0_sends_everything_and_waits_for_nothing() {
     let step = deliver(&p, PRODUCER, &s, 1, metadata(Some(2), 0));
     assert_eq!(step.sends_to(2).len(), 2);
     let ps = step.state().as_producer().unwrap();
-    assert_eq!((ps.next_record, ps.acked.len()), (2, 0));
+    assert_eq!((ps.next_record, step.acked().len()), (2, 0));
 }
 
 #[test]
@@ -229,7 +231,12 @@ fn r41_r42_r43_the_consumer_reads_from_its_position_and_follows_the_leader() {
     });
     let step = deliver(&c, C, &s, 1, records);
     let cs = step.state().as_consumer().unwrap();
-    assert_eq!((cs.position, cs.consumed.len()), (1, 1));
+    let consumed = step.consumed();
+    assert_eq!((cs.position, consumed.len()), (1, 1));
+    assert_eq!(
+        (consumed[0].offset, &consumed[0].entry),
+        (0, &entry(0, "a"))
+    );
     assert!(matches!(step.sends_to(1).as_slice(), [Msg::Fetch(f)] if f.fetch_offset == 1));
     let s = after(&s, &step);
     let moved = Msg::FetchResponse(FetchResponse {
@@ -303,7 +310,7 @@ fn r38_up_to_max_in_flight_batches_go_out_and_complete_in_order() {
     // The first's: acknowledged, and the window takes the third.
     let step = deliver(&p, PRODUCER, &s, 2, produce_response(0, 1, 0, Ok(0)));
     let ps = step.state().as_producer().unwrap();
-    assert_eq!((ps.acked.len(), ps.next_record), (1, 1));
+    assert_eq!((step.acked().len(), ps.next_record), (1, 1));
     assert_eq!(sent_batches(&step, 2), vec![(2, 1, 2)]);
 }
 

@@ -106,6 +106,26 @@ impl Step {
             .map(|(_, m)| m)
             .collect()
     }
+    /// The acknowledgements a producer handed its application in this step (R38).
+    pub fn acked(&self) -> Vec<producer::Ack> {
+        self.sends_to(usize::from(application()))
+            .into_iter()
+            .filter_map(|m| match m {
+                Msg::RecordAcknowledged(a) => Some(a),
+                _ => None,
+            })
+            .collect()
+    }
+    /// The records a consumer handed its application in this step (R42).
+    pub fn consumed(&self) -> Vec<consumer::Consumed> {
+        self.sends_to(usize::from(application()))
+            .into_iter()
+            .filter_map(|m| match m {
+                Msg::RecordConsumed(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
     pub fn saved(&self) -> bool {
         self.commands.iter().any(|c| matches!(c, Command::Save(_)))
     }
