@@ -376,7 +376,7 @@ impl Broker {
             } => self.on_alter_partition_response(
                 state,
                 controller_epoch,
-                result.ok().or(current),
+                result.ok().or(current).map(Arc::unwrap_or_clone),
                 (base_metadata_offset, metadata_offset),
                 &mut outbox,
             ),

@@ -257,8 +257,13 @@ impl Controller {
                 }
                 let current = match result {
                     Ok(_) => None,
-                    Err(_) => state.partitions.get(&topic_partition).cloned(),
+                    Err(_) => state
+                        .partitions
+                        .get(&topic_partition)
+                        .cloned()
+                        .map(Arc::new),
                 };
+                let result = result.map(Arc::new);
                 // R7, R8: the leader learns the change from the answer; the other brokers pull
                 // it with their next heartbeat (R49), as Kafka propagated ISR changes lazily.
                 outbox.send(

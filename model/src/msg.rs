@@ -289,10 +289,11 @@ pub enum Msg {
     AlterPartitionResponse {
         controller_epoch: ControllerEpoch,
         topic_partition: TopicPartition,
-        result: Result<PartitionState, ErrorCode>,
+        /// Shared, as `current`: every model state that holds this message in flight clones it.
+        result: Result<Arc<PartitionState>, ErrorCode>,
         /// On a rejection, the partition's current state, so that a leader whose view is stale
         /// (its accepted change's answer was lost) catches up.
-        current: Option<PartitionState>,
+        current: Option<Arc<PartitionState>>,
         /// The metadata offsets the answer spans (R50): the leader is not pushed the change it
         /// asked for, it learns it here.
         base_metadata_offset: Option<MetadataOffset>,

@@ -101,7 +101,7 @@ fn r11_an_alter_partition_answer_for_an_earlier_incarnation_is_not_taken_before_
         controller_epoch: 1,
         topic_partition: tp(),
         result: Err(ErrorCode::IneligibleReplica),
-        current: Some(partition(Some(1), 0, 2, &[1])),
+        current: Some(std::sync::Arc::new(partition(Some(1), 0, 2, &[1]))),
         base_metadata_offset: Some(0),
         metadata_offset: 2,
     };
@@ -921,10 +921,10 @@ fn r30_an_accepted_isr_change_is_applied() {
     let accepted = Msg::AlterPartitionResponse {
         controller_epoch: 1,
         topic_partition: tp(),
-        result: Ok(PartitionState {
+        result: Ok(std::sync::Arc::new(PartitionState {
             min_insync_replicas: 1,
             ..partition(Some(1), 0, 1, &[1])
-        }),
+        })),
         current: None,
         base_metadata_offset: Some(0),
         metadata_offset: 1,
@@ -947,7 +947,7 @@ fn rejection(error: ErrorCode, current: Option<PartitionState>) -> Msg {
         controller_epoch: 1,
         topic_partition: tp(),
         result: Err(error),
-        current,
+        current: current.map(std::sync::Arc::new),
         base_metadata_offset: Some(0),
         metadata_offset,
     }

@@ -314,7 +314,7 @@ fn alter_result(step: &Step) -> Result<PartitionState, ErrorCode> {
         })
         .collect();
     match answers.as_slice() {
-        [result] => result.clone(),
+        [result] => result.clone().map(std::sync::Arc::unwrap_or_clone),
         other => panic!("expected one AlterPartitionResponse, got {other:?}"),
     }
 }
