@@ -475,6 +475,7 @@ fn failover_once(cluster: &mut BenchCluster) -> Result<Duration, String> {
     // another broker.
     let d = client::describe(cluster.bootstrap(), Some(TOPIC))?;
     let leader = d.partitions[0].leader.ok_or("partition 0 has no leader")?;
+    let killed_epoch = d.partitions[0].leader_epoch;
     let other = (1..=3).find(|b| *b != leader).expect("3 brokers");
     let bootstrap = cluster
         .local
@@ -482,20 +483,21 @@ fn failover_once(cluster: &mut BenchCluster) -> Result<Duration, String> {
         .ok_or("no such broker")?;
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(AtomicU64::new(0));
-    // Acknowledgements past this count are after the kill; the first of them is what is timed.
-    let threshold = Arc::new(AtomicU64::new(u64::MAX));
+    // The first acknowledgement from a leader epoch after the killed leader's is the new
+    // leader's: that is what is timed. One the dead leader sent before the kill does not count,
+    // however late it is handed on.
     let first_after = Arc::new(Mutex::new(None::<Instant>));
     let producer = {
         let (stop, acks) = (stop.clone(), acks.clone());
-        let (threshold, first_after) = (threshold.clone(), first_after.clone());
+        let first_after = first_after.clone();
         std::thread::spawn(move || {
             let options = ProduceOptions {
                 partition: Some(0),
                 ..produce_options(Acks::All, true)
             };
-            client::produce(bootstrap, &options, values(200_000, 16), &stop, |_| {
-                let n = acks.fetch_add(1, Ordering::Relaxed) + 1;
-                if n > threshold.load(Ordering::Relaxed) {
+            client::produce(bootstrap, &options, values(200_000, 16), &stop, |ack| {
+                acks.fetch_add(1, Ordering::Relaxed);
+                if ack.leader_epoch > killed_epoch {
                     first_after.lock().unwrap().get_or_insert_with(Instant::now);
                 }
             })
@@ -517,9 +519,6 @@ fn failover_once(cluster: &mut BenchCluster) -> Result<Duration, String> {
         }
         cluster.local.kill(Role::Broker(leader))?;
         let killed = Instant::now();
-        // Acknowledgements already on their way when the leader died do not count.
-        std::thread::sleep(Duration::from_millis(5));
-        threshold.store(acks.load(Ordering::Relaxed), Ordering::Relaxed);
         if !wait(&|| first_after.lock().unwrap().is_some()) {
             return Err(format!(
                 "no acknowledgement within {} s of the kill",
@@ -527,7 +526,9 @@ fn failover_once(cluster: &mut BenchCluster) -> Result<Duration, String> {
             ));
         }
         let first = first_after.lock().unwrap().expect("waited for it");
-        Ok(first.duration_since(killed))
+        first
+            .checked_duration_since(killed)
+            .ok_or_else(|| "partition 0's leadership moved before the kill".to_string())
     })();
     stop.store(true, Ordering::Relaxed);
     let _ = producer.join();
