@@ -10,7 +10,7 @@ use crate::model::{alive_in, controller, State, WatermarkModel};
 use stateright::actor::{ActorModelAction, Envelope};
 use std::fmt;
 use std::sync::Arc;
-use watermark_model::broker::FollowerState;
+use watermark_model::broker::{FollowerState, Role};
 use watermark_model::consumer::Consumed;
 use watermark_model::producer::Ack;
 use watermark_model::*;
@@ -46,6 +46,10 @@ pub mod event {
     /// A leader appended an acks=all batch while its ISR was exactly min.insync.replicas (M9):
     /// the smallest ISR that may take it (R18). Observed only when the matrix asks for it.
     pub const APPEND_AT_MIN_ISR: u16 = 1 << 9;
+    /// A leader applying an ISR change from the controller (R13) asked, in the same step, to add
+    /// a follower that had caught up while the change was in flight (R26's sweep over the
+    /// followers at its log end, M10). Observed only when the matrix asks for it.
+    pub const ISR_REJOIN_ON_ISR_CHANGE: u16 = 1 << 10;
 }
 
 /// Invariants that are about transitions, latched once broken (bit flags).
@@ -375,6 +379,9 @@ pub fn observe(
             if model.observe_min_isr_appends {
                 ghost.events |= append_at_min_isr(msg, before, after);
             }
+            if model.observe_isr_rejoins {
+                ghost.events |= isr_rejoin_on_isr_change(msg, before, after);
+            }
             if model.observe_fetch_fencing {
                 ghost.events |= fetch_from_other_epoch(msg, before, after);
             }
@@ -496,6 +503,41 @@ fn append_at_min_isr(msg: &Msg, before: &BrokerState, after: &BrokerState) -> u1
     let at_min = r.partition.isr.len() as u32 == r.partition.min_insync_replicas;
     if appended && request.acks == Acks::All && at_min {
         event::APPEND_AT_MIN_ISR
+    } else {
+        0
+    }
+}
+
+/// M10: a controller message (no fetch) left a leader of the same epoch asking for a larger ISR
+/// than the one it now holds, which only the sweep of R26 over caught-up followers asks for.
+fn isr_rejoin_on_isr_change(msg: &Msg, before: &BrokerState, after: &BrokerState) -> u16 {
+    if controller_epoch_of(msg).is_none() {
+        return 0;
+    }
+    let asked = after.replicas.values().any(|r| {
+        let Role::Leader(l) = &r.role else {
+            return false;
+        };
+        let expands = l
+            .pending_isr
+            .as_ref()
+            .is_some_and(|p| p.len() > r.partition.isr.len());
+        let was_leader = before
+            .replicas
+            .get(&r.partition.topic_partition)
+            .is_some_and(|b| b.is_leader() && b.leader_epoch() == r.leader_epoch());
+        let newly_asked = before
+            .replicas
+            .get(&r.partition.topic_partition)
+            .and_then(|b| match &b.role {
+                Role::Leader(bl) => Some(bl.pending_isr != l.pending_isr),
+                _ => None,
+            })
+            .unwrap_or(false);
+        expands && was_leader && newly_asked
+    });
+    if asked {
+        event::ISR_REJOIN_ON_ISR_CHANGE
     } else {
         0
     }

@@ -487,6 +487,19 @@ pub fn scenarios() -> Vec<Scenario> {
         "FetchFromOtherEpochTaken",
         Unreachable,
     ));
+    // R26's sweep: a follower that caught up while the leader's ISR shrink was in flight is
+    // proposed again when the controller's answer arrives, not only on a later record.
+    rows.push(row(
+        "isr-rejoin-on-isr-change",
+        HISTORY,
+        None,
+        Knobs {
+            isr_shrinks: 1,
+            ..pair()
+        },
+        "IsrRejoinOnIsrChange",
+        Reachable,
+    ));
     rows
 }
 
@@ -583,6 +596,9 @@ pub fn matrix_properties() -> Vec<PropertyDef> {
         p("M9", "AppendAtMinIsr",
           "A leader appends an acks=all batch while its ISR is exactly min.insync.replicas, the smallest ISR that may take it (R18).",
           append_at_min_isr),
+        p("M10", "IsrRejoinOnIsrChange",
+          "A leader applying an ISR change from the controller asks, in the same step, to add a follower that caught up while the change was in flight (R26).",
+          isr_rejoin_on_isr_change),
     ]
 }
 
@@ -679,6 +695,13 @@ fn append_at_min_isr(_: &WatermarkModel, state: &State) -> bool {
     state
         .history
         .has_event(crate::ghost::event::APPEND_AT_MIN_ISR)
+}
+
+/// M10.
+fn isr_rejoin_on_isr_change(_: &WatermarkModel, state: &State) -> bool {
+    state
+        .history
+        .has_event(crate::ghost::event::ISR_REJOIN_ON_ISR_CHANGE)
 }
 
 /// M8.

@@ -40,6 +40,9 @@ pub struct WatermarkModel {
     /// Whether the ghost records M9's event (an acks=all append at exactly min.insync.replicas);
     /// the matrix only.
     pub observe_min_isr_appends: bool,
+    /// Whether the ghost records M10's event (a caught-up follower proposed on an ISR change);
+    /// the matrix only.
+    pub observe_isr_rejoins: bool,
 }
 
 pub const CONTROLLER_INDEX: usize = 0;
@@ -188,6 +191,7 @@ impl WatermarkModel {
             observe_stale_checkpoints: false,
             observe_fetch_fencing: false,
             observe_min_isr_appends: false,
+            observe_isr_rejoins: false,
             knobs,
             inner,
             topic,
@@ -232,6 +236,7 @@ impl WatermarkModel {
         self.observe_fetch_fencing =
             self.checks("FetchFromOtherEpoch") || self.checks("FetchFromOtherEpochTaken");
         self.observe_min_isr_appends = self.checks("AppendAtMinIsr");
+        self.observe_isr_rejoins = self.checks("IsrRejoinOnIsrChange");
         self
     }
 
