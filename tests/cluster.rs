@@ -494,9 +494,53 @@ fn ten_thousand_records_with_acks_all_read_back_identical_and_gapless() {
     let read = consume_all(&cluster, "orders", 10_000);
     assert_read_back(&values, &acked, &read);
     let d = cluster.describe("orders");
+    let mut ends = BTreeMap::new();
     for p in d["partitions"].as_array().unwrap() {
         assert_eq!(p["isr"].as_array().unwrap().len(), 3);
         assert_eq!(p["high_watermark"], p["log_end_offset"]);
+        ends.insert(
+            p["partition"].as_u64().unwrap() as u32,
+            p["high_watermark"].as_u64().unwrap(),
+        );
+    }
+
+    // Without --from-beginning, a consumer starts at each partition's high watermark
+    // (auto.offset.reset=latest): it reads what is written after it started, from there.
+    let bootstrap = cluster.bootstrap.clone();
+    let latest = std::thread::spawn(move || {
+        watermark()
+            .args(["consume", "orders", "--json", "--max", "300"])
+            .args(["--timeout-ms", "10000", "--bootstrap-server", &bootstrap])
+            .output()
+            .unwrap()
+    });
+    // Time for it to look its start offsets up; one that looked late would miss records and
+    // stop short of 300 at its timeout.
+    std::thread::sleep(Duration::from_secs(2));
+    let more = lines(300, "later");
+    let acked_more = acks(&cluster.ok(&["produce", "orders", "--acks", "all"], &more));
+    let out = latest.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = consumed(&String::from_utf8(out.stdout).unwrap());
+    let expected: BTreeMap<(u32, u64), String> = acked_more
+        .iter()
+        .zip(more.lines())
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect();
+    assert_eq!(
+        read, expected,
+        "exactly the records written after it started"
+    );
+    for (p, o) in read.keys() {
+        assert!(
+            *o >= ends[p],
+            "partition {p}: offset {o} is below the start {}",
+            ends[p]
+        );
     }
 }
 

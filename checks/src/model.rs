@@ -158,6 +158,7 @@ impl WatermarkModel {
                 fetch_bytes_max: settings.fetch_bytes_max,
                 request_timeout: settings.client_request_timeout,
                 timing: settings.client_timing.clone(),
+                start_offset: 0,
             })));
         }
         let network = if knobs.network.ordered {

@@ -657,8 +657,9 @@ pub struct ConsumedRecord {
 }
 
 /// Reads partitions with the model's Consumer actor, one host per partition, each on its own
-/// thread; records arrive in offset order per partition. Without `from_beginning`, records below
-/// each partition's high watermark at start are skipped (Kafka's `auto.offset.reset=latest`).
+/// thread; records arrive in offset order per partition. Without `from_beginning`, each
+/// partition's consumer starts at the high watermark it had at start (Kafka's
+/// `auto.offset.reset=latest`); with it, at offset 0.
 /// Returns how many records were handed to `on_record`.
 pub fn consume(
     bootstrap: SocketAddrV4,
@@ -709,8 +710,9 @@ pub fn consume(
             fetch_bytes_max: BATCH_BYTES_MAX,
             request_timeout: true,
             timing: options.timing.timing(),
+            // auto.offset.reset: the consumer reads from here, not from 0.
+            start_offset: start_offsets[&p],
         };
-        let skip_below = start_offsets[&p];
         let tx = tx.clone();
         let done = done.clone();
         let trace_path = options
@@ -747,9 +749,6 @@ pub fn consume(
                         let Msg::RecordConsumed(c) = msg else {
                             continue;
                         };
-                        if c.offset < skip_below {
-                            continue;
-                        }
                         let record = ConsumedRecord {
                             partition: p,
                             offset: c.offset,

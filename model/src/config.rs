@@ -185,6 +185,11 @@ pub struct ConsumerConfig {
     /// Whether the consumer times requests out and retries.
     pub request_timeout: bool,
     pub timing: Timing,
+    /// Where it starts reading (R41): 0 for `auto.offset.reset=earliest`, or the partition's high
+    /// watermark as the hosting program found it for `latest`. The checker's consumers start
+    /// at 0.
+    #[serde(default)]
+    pub start_offset: Offset,
 }
 
 /// Kafka's broker order for rack-aware assignment: brokers grouped by rack (racks in name order,

@@ -59,7 +59,7 @@ impl Consumer {
             leader: None,
             metadata_in_flight: false,
             bootstrap_index: 0,
-            position: 0,
+            position: self.config.start_offset,
             fetching: false,
         };
         let mut outbox = Outbox::new();

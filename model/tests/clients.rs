@@ -207,6 +207,7 @@ fn consumer() -> Node {
         fetch_bytes_max: 1,
         request_timeout: false,
         timing: Timing::model(),
+        start_offset: 0,
     }))
 }
 
