@@ -509,7 +509,8 @@ fn append_at_min_isr(msg: &Msg, before: &BrokerState, after: &BrokerState) -> u1
 }
 
 /// M10: a controller message (no fetch) left a leader of the same epoch asking for a larger ISR
-/// than the one it now holds, which only the sweep of R26 over caught-up followers asks for.
+/// than the one it now holds, every member it adds being at its log end offset: what only the
+/// sweep of R26 over caught-up followers asks for.
 fn isr_rejoin_on_isr_change(msg: &Msg, before: &BrokerState, after: &BrokerState) -> u16 {
     if controller_epoch_of(msg).is_none() {
         return 0;
@@ -518,10 +519,18 @@ fn isr_rejoin_on_isr_change(msg: &Msg, before: &BrokerState, after: &BrokerState
         let Role::Leader(l) = &r.role else {
             return false;
         };
-        let expands = l
-            .pending_isr
-            .as_ref()
-            .is_some_and(|p| p.len() > r.partition.isr.len());
+        let log_end_offset = r.log_end_offset();
+        let at_log_end = |b: &BrokerId| {
+            l.followers
+                .iter()
+                .any(|f| f.broker_id == *b && f.log_end_offset == Some(log_end_offset))
+        };
+        let expands = l.pending_isr.as_ref().is_some_and(|p| {
+            p.len() > r.partition.isr.len()
+                && p.iter()
+                    .filter(|b| !r.partition.isr.contains(b))
+                    .all(at_log_end)
+        });
         let was_leader = before
             .replicas
             .get(&r.partition.topic_partition)
