@@ -531,19 +531,17 @@ fn isr_rejoin_on_isr_change(msg: &Msg, before: &BrokerState, after: &BrokerState
                     .filter(|b| !r.partition.isr.contains(b))
                     .all(at_log_end)
         });
-        let was_leader = before
-            .replicas
-            .get(&r.partition.topic_partition)
-            .is_some_and(|b| b.is_leader() && b.leader_epoch() == r.leader_epoch());
+        // The same leader in the same epoch, which had not asked for this before the step.
         let newly_asked = before
             .replicas
             .get(&r.partition.topic_partition)
-            .and_then(|b| match &b.role {
-                Role::Leader(bl) => Some(bl.pending_isr != l.pending_isr),
-                _ => None,
-            })
-            .unwrap_or(false);
-        expands && was_leader && newly_asked
+            .is_some_and(|b| match &b.role {
+                Role::Leader(bl) => {
+                    b.leader_epoch() == r.leader_epoch() && bl.pending_isr != l.pending_isr
+                }
+                _ => false,
+            });
+        expands && newly_asked
     });
     if asked {
         event::ISR_REJOIN_ON_ISR_CHANGE

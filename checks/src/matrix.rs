@@ -5,6 +5,7 @@
 //! a leader fails; a row whose verdict contradicts its claim says so (`refuted`), and README.md's
 //! matrix section explains why.
 
+use crate::ghost::event;
 use crate::knobs::Knobs;
 use crate::model::{controller, record_values, State, WatermarkModel};
 use crate::properties::{self, PropertyDef};
@@ -580,26 +581,31 @@ pub fn matrix_properties() -> Vec<PropertyDef> {
           record_duplicated),
         p("M4", "DivergentTailTruncated",
           "A replica truncates a tail the current leader does not hold (e.g. a returning old leader's).",
-          divergent_tail_truncated),
+          has_event::<{ event::DIVERGENT_TAIL_TRUNCATED}>),
         p("M5", "EpochLookupLeftDivergence",
           "A follower finished its epoch lookup (KIP-101, KIP-279) and fetches on, holding an entry other than the one its leader holds at that offset.",
-          epoch_lookup_left_divergence),
+          has_event::<{ event::LOOKUP_LEFT_DIVERGENCE}>),
         p("M6", "StaleHwmCheckpoint",
           "A broker crashed with a HWM checkpoint older than the HWM it had.",
-          stale_hwm_checkpoint),
+          has_event::<{ event::HWM_CHECKPOINT_LAGGED}>),
         p("M7", "FetchFromOtherEpoch",
           "A follower fetch naming a current leader epoch other than the leader's reaches the leader.",
-          fetch_from_other_epoch),
+          has_event::<{ event::FETCH_FROM_OTHER_EPOCH}>),
         p("M8", "FetchFromOtherEpochTaken",
           "A leader takes a follower fetch naming another current leader epoch (records its progress or holds it) instead of refusing it (KIP-320).",
-          fetch_from_other_epoch_taken),
+          has_event::<{ event::FETCH_FROM_OTHER_EPOCH_TAKEN}>),
         p("M9", "AppendAtMinIsr",
           "A leader appends an acks=all batch while its ISR is exactly min.insync.replicas, the smallest ISR that may take it (R18).",
-          append_at_min_isr),
+          has_event::<{ event::APPEND_AT_MIN_ISR}>),
         p("M10", "IsrRejoinOnIsrChange",
           "A leader applying an ISR change from the controller asks, in the same step, to add a follower that caught up while the change was in flight (R26).",
-          isr_rejoin_on_isr_change),
+          has_event::<{ event::ISR_REJOIN_ON_ISR_CHANGE}>),
     ]
+}
+
+/// M4–M10: the ghost recorded event `E` in the last step.
+fn has_event<const E: u16>(_: &WatermarkModel, state: &State) -> bool {
+    state.history.has_event(E)
 }
 
 /// A property by name: spec.md's or the matrix's.
@@ -660,55 +666,6 @@ fn record_duplicated(model: &WatermarkModel, state: &State) -> bool {
             })
         })
     })
-}
-
-/// M4: the last step truncated a divergent tail (see the ghost).
-fn divergent_tail_truncated(_: &WatermarkModel, state: &State) -> bool {
-    state
-        .history
-        .has_event(crate::ghost::event::DIVERGENT_TAIL_TRUNCATED)
-}
-
-/// M5.
-fn epoch_lookup_left_divergence(_: &WatermarkModel, state: &State) -> bool {
-    state
-        .history
-        .has_event(crate::ghost::event::LOOKUP_LEFT_DIVERGENCE)
-}
-
-/// M6.
-fn stale_hwm_checkpoint(_: &WatermarkModel, state: &State) -> bool {
-    state
-        .history
-        .has_event(crate::ghost::event::HWM_CHECKPOINT_LAGGED)
-}
-
-/// M7.
-fn fetch_from_other_epoch(_: &WatermarkModel, state: &State) -> bool {
-    state
-        .history
-        .has_event(crate::ghost::event::FETCH_FROM_OTHER_EPOCH)
-}
-
-/// M9.
-fn append_at_min_isr(_: &WatermarkModel, state: &State) -> bool {
-    state
-        .history
-        .has_event(crate::ghost::event::APPEND_AT_MIN_ISR)
-}
-
-/// M10.
-fn isr_rejoin_on_isr_change(_: &WatermarkModel, state: &State) -> bool {
-    state
-        .history
-        .has_event(crate::ghost::event::ISR_REJOIN_ON_ISR_CHANGE)
-}
-
-/// M8.
-fn fetch_from_other_epoch_taken(_: &WatermarkModel, state: &State) -> bool {
-    state
-        .history
-        .has_event(crate::ghost::event::FETCH_FROM_OTHER_EPOCH_TAKEN)
 }
 
 /// One row of the matrix, after checking.
