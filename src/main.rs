@@ -156,18 +156,18 @@ pub struct KnobArgs {
     /// Controller crashes in a run. In `simulate`, 1 or more lets the controller crash too.
     #[arg(long)]
     controller_crashes: Option<u32>,
-    /// No leader epoch goes past this bound.
-    #[arg(long)]
-    max_leader_epoch: Option<u32>,
+    /// No leader epoch goes past this bound (B1).
+    #[arg(long, alias = "max-leader-epoch")]
+    leader_epoch_max: Option<u32>,
     /// Comma-separated: unordered, ordered, duplicating, lossy.
     #[arg(long, value_parser = parse::<Network>)]
     network: Option<Network>,
     /// hwm-truncation, kip-101, kip-279 or kip-320.
     #[arg(long, value_parser = parse::<Protocol>)]
     protocol: Option<Protocol>,
-    /// Attempts per produce batch (retries + 1).
-    #[arg(long)]
-    producer_attempts: Option<u32>,
+    /// Attempts per produce batch (retries + 1), at most.
+    #[arg(long, alias = "producer-attempts")]
+    producer_attempts_max: Option<u32>,
     /// max.in.flight.requests.per.connection: each producer's unanswered batches, at most
     /// (default 1; the pipelined preset has 2).
     #[arg(long, value_name = "N")]
@@ -238,10 +238,10 @@ impl KnobArgs {
             records => records,
             broker_crashes => broker_crashes,
             controller_crashes => controller_crashes,
-            max_leader_epoch => leader_epoch_max,
+            leader_epoch_max => leader_epoch_max,
             network => network,
             protocol => protocol,
-            producer_attempts => producer_attempts_max,
+            producer_attempts_max => producer_attempts_max,
             max_in_flight_requests => max_in_flight_requests,
             client_request_timeout => client_request_timeout,
             preferred_leader_election => preferred_leader_election,

@@ -106,21 +106,35 @@ pub fn canonical_order(model: &WatermarkModel, actions: &mut [Action]) {
 /// The Explorer's action indices for a path of [`WatermarkModel`], e.g. `0/4/1/7`: append it to
 /// `http://ADDR/#/steps/` while `watermark explore` runs with the same knobs. `None` if the path
 /// does not start at an initial state or takes an action the model does not offer.
+///
+/// The path is replayed on the Explorer's model, which checks every property, so its ghost may
+/// keep more than the model that found the path (a matrix row checks one property): states are
+/// matched without their ghosts, which never decide what can happen next.
 pub fn steps_path(knobs: &Knobs, path: &Path<State, Action>) -> Option<String> {
     let model = WatermarkModel::new(knobs.clone());
     let pairs = path.clone().into_vec();
     let (init, _) = pairs.first()?;
-    let init_index = model.init_states().iter().position(|s| s == init)?;
+    let inits = model.init_states();
+    let init_index = inits.iter().position(|s| same_but_ghost(s, init))?;
+    let mut state = inits[init_index].clone();
     let mut indices = vec![init_index.to_string()];
     let mut actions = Vec::new();
-    for (state, action) in &pairs {
+    for (_, action) in &pairs {
         let Some(action) = action else { continue };
         actions.clear();
-        model.actions(state, &mut actions);
+        model.actions(&state, &mut actions);
         canonical_order(&model, &mut actions);
         indices.push(actions.iter().position(|a| a == action)?.to_string());
+        state = model.next_state(&state, action.clone())?;
     }
     Some(indices.join("/"))
+}
+
+/// Whether two states are the same but for what the ghost observed.
+fn same_but_ghost(a: &State, b: &State) -> bool {
+    let mut a = a.clone();
+    a.history = b.history.clone();
+    a == *b
 }
 
 /// How to open a counterexample in the Explorer: the `explore` command with the same knobs and

@@ -6,7 +6,7 @@
 //! holds only what properties read: facts that are monotone (committed records, sticky
 //! violations) and the events of the last step, which are cleared on the next.
 
-use crate::model::{alive_in, controller, State, WatermarkModel};
+use crate::model::{alive_in, controller, State, WatermarkModel, CONTROLLER_INDEX, POWER_LOSS};
 use stateright::actor::{ActorModelAction, Envelope};
 use std::fmt;
 use std::sync::Arc;
@@ -86,6 +86,11 @@ pub struct Ghost {
     pub false_suspicions: u8,
     /// Heartbeats registered brokers sent: metadata pulls (bound B7).
     pub metadata_pulls: u8,
+    /// Crashes of brokers, in all, and of the controller (bound B2). Counted here, not read
+    /// from the epochs a recovery bumps, so that a protocol that forgot to bump one is still
+    /// bounded (and its forgetting caught, not left to run forever).
+    pub broker_crashes: u8,
+    pub controller_crashes: u8,
     /// Per broker (index = broker id), the newest controller epoch of any controller message
     /// delivered to it, in any incarnation (I6). Kept only when I6 is checked, so that other
     /// checks keep their state counts.
@@ -340,6 +345,22 @@ pub fn observe(
         if lagged {
             ghost.events |= event::HWM_CHECKPOINT_LAGGED;
         }
+    }
+
+    // A crash, or a power loss (B2).
+    let crashed = match action {
+        Some(ActorModelAction::Crash(id)) => Some(usize::from(*id)),
+        Some(ActorModelAction::SelectRandom { actor, key, .. }) if key == POWER_LOSS => {
+            Some(usize::from(*actor))
+        }
+        _ => None,
+    };
+    match crashed {
+        Some(CONTROLLER_INDEX) => {
+            ghost.controller_crashes = ghost.controller_crashes.saturating_add(1)
+        }
+        Some(_) => ghost.broker_crashes = ghost.broker_crashes.saturating_add(1),
+        None => {}
     }
 
     // A leader asking to drop lagging followers from the ISR.

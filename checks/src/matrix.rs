@@ -6,7 +6,7 @@
 //! matrix section explains why.
 
 use crate::ghost::event;
-use crate::knobs::Knobs;
+use crate::knobs::{Knobs, Network};
 use crate::model::{controller, record_values, State, WatermarkModel};
 use crate::properties::{self, PropertyDef};
 use crate::runner::{run_properties, Outcome, RunOptions, Strategy, Verdict};
@@ -462,6 +462,22 @@ pub fn scenarios() -> Vec<Scenario> {
         "StrongIsr",
         Holds,
     ));
+    // R24's first comparison: a follower holds a record of an epoch its new leader skipped (it
+    // led that epoch by preferred election and crashed before the other replica fetched), at an
+    // offset the leader's log reaches. Only the epoch comparison finds that divergence; the end
+    // offset comparison alone lets the follower rejoin the ISR with the wrong record.
+    rows.push(row(
+        "kip-320-skipped-epoch",
+        HISTORY,
+        None,
+        Knobs {
+            leader_epoch_max: 3,
+            preferred_leader_election: true,
+            ..kip101_bug()
+        },
+        "StrongIsr",
+        Holds,
+    ));
     rows.push(row(
         "kip-320-stale-fetch",
         HISTORY,
@@ -499,6 +515,20 @@ pub fn scenarios() -> Vec<Scenario> {
             ..pair()
         },
         "IsrRejoinOnIsrChange",
+        Reachable,
+    ));
+    // R1: a restarted controller bumps its controller epoch, so a request its earlier
+    // incarnation sent, delivered late, is one brokers can tell is stale (R2 fences it).
+    rows.push(row(
+        "controller-restart-new-epoch",
+        HISTORY,
+        None,
+        Knobs {
+            controller_crashes: 1,
+            network: Network::UNORDERED,
+            ..pair()
+        },
+        "StaleControllerRequestInFlight",
         Reachable,
     ));
     rows
@@ -721,6 +751,12 @@ pub fn short_config(k: &Knobs) -> String {
             if k.broker_crashes == 1 { "" } else { "es" }
         ));
     }
+    if k.controller_crashes > 0 {
+        parts.push(format!("{} controller crash", k.controller_crashes));
+    }
+    if !k.network.ordered {
+        parts.push("unordered".into());
+    }
     if k.unclean_leader_election {
         parts.push("unclean".into());
     }
@@ -741,6 +777,11 @@ pub fn short_config(k: &Knobs) -> String {
     }
     if k.leader_epoch_max == 0 {
         parts.push("no leader change".into());
+    } else if k.leader_epoch_max > 1 {
+        parts.push(format!("leader epoch <= {}", k.leader_epoch_max));
+    }
+    if k.preferred_leader_election {
+        parts.push("preferred election".into());
     }
     if k.hwm_under_min_isr {
         parts.push("HWM under min ISR (before 3.7)".into());

@@ -299,24 +299,12 @@ impl WatermarkModel {
             {
                 return false;
             }
-            // B2: the controller restarts at most `controller_crashes` times.
-            let restarts = controller.controller_epoch - 1 + state.crashed[CONTROLLER_INDEX] as u32;
-            if restarts > self.knobs.controller_crashes {
-                return false;
-            }
         }
-        // B2: brokers crash at most `broker_crashes` times in all; each recovery is a new
-        // broker epoch.
-        let broker_crashes: u32 = self
-            .broker_indices()
-            .map(|i| {
-                let epoch = state.actor_states[i]
-                    .as_broker()
-                    .map_or(0, |b| b.broker_epoch);
-                epoch + state.crashed[i] as u32
-            })
-            .sum();
-        if broker_crashes > self.knobs.broker_crashes {
+        // B2: brokers crash at most `broker_crashes` times in all, the controller at most
+        // `controller_crashes` times (the ghost counts them).
+        if u32::from(state.history.broker_crashes) > self.knobs.broker_crashes
+            || u32::from(state.history.controller_crashes) > self.knobs.controller_crashes
+        {
             return false;
         }
         // B3: with false suspicions allowed, the controller fences a live incarnation at most

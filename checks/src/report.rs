@@ -70,7 +70,7 @@ pub fn text(preset: &str, outcome: &Outcome) -> String {
         if !properties::leader_can_change(&outcome.knobs) {
             s.push_str(
                 "  (no leader change is possible within these bounds: leader-change properties \
-                 need --max-leader-epoch >= 1 and --broker-crashes >= 1)\n",
+                 need --leader-epoch-max >= 1 and --broker-crashes >= 1)\n",
             );
         }
     }
@@ -147,7 +147,7 @@ pub fn knobs_json(knobs: &Knobs) -> Value {
         "records": knobs.records,
         "broker_crashes": knobs.broker_crashes,
         "controller_crashes": knobs.controller_crashes,
-        "max_leader_epoch": knobs.leader_epoch_max,
+        "leader_epoch_max": knobs.leader_epoch_max,
         "network": knobs.network.to_string(),
         "protocol": knobs.protocol.name(),
         "producer_attempts_max": knobs.producer_attempts_max,
