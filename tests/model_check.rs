@@ -68,7 +68,7 @@ fn canonical_preset_holds_exhaustively_with_every_twin_found() {
 
 /// The unique states of the canonical preset. A change here is a change to the protocol or the
 /// bounds: update it deliberately, with BENCHMARKS.md.
-const CANONICAL_UNIQUE_STATES: usize = 903_142;
+const CANONICAL_UNIQUE_STATES: usize = 1_081_805;
 
 fn first_violation(knobs: &Knobs, property: &'static str) -> Outcome {
     run(
@@ -109,17 +109,17 @@ fn small_presets_hold_with_pinned_state_counts() {
     }
 }
 
-const IDEMPOTENT_UNIQUE: usize = 10_998;
-const SLOW_FOLLOWER_UNIQUE: usize = 69_178;
-const CONSUMER_UNIQUE: usize = 199_599;
-const TWO_PARTITIONS_UNIQUE: usize = 445_135;
-const CONTROLLER_CRASH_UNIQUE: usize = 559_320;
-const LOSSY_METADATA_UNIQUE: usize = 1_187_303;
-const LOSSY_UNIQUE: usize = 2_430_294;
+const IDEMPOTENT_UNIQUE: usize = 11_774;
+const SLOW_FOLLOWER_UNIQUE: usize = 74_548;
+const CONSUMER_UNIQUE: usize = 220_959;
+const TWO_PARTITIONS_UNIQUE: usize = 633_166;
+const CONTROLLER_CRASH_UNIQUE: usize = 771_712;
+const LOSSY_METADATA_UNIQUE: usize = 1_241_422;
+const LOSSY_UNIQUE: usize = 3_385_350;
 
 const SMALL_PRESETS: &[(&str, usize)] = &[
     ("idempotent", IDEMPOTENT_UNIQUE),
-    ("pipelined", 47_855),
+    ("pipelined", 54_953),
     ("lossy-duplicating", 49_188),
     ("slow-follower", SLOW_FOLLOWER_UNIQUE),
     ("consumer", CONSUMER_UNIQUE),

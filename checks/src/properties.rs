@@ -7,8 +7,9 @@
 use crate::ghost::{event, violation, Ghost};
 use crate::knobs::Knobs;
 use crate::model::{controller, State, WatermarkModel};
-use stateright::actor::Network;
+use stateright::actor::{Id, Network};
 use stateright::Expectation;
+use watermark_model::broker::{DelayedFetch, FollowerState};
 use watermark_model::*;
 
 pub type Condition = fn(&WatermarkModel, &State) -> bool;
@@ -69,6 +70,10 @@ fn with_leader_change_and_consumers(k: &Knobs) -> bool {
 /// may pull (B7).
 fn with_lossy_network_and_leader_change(k: &Knobs) -> bool {
     k.network.lossy && leader_can_change(k) && k.metadata_pulls >= 1
+}
+/// Nothing is lost on the way: a request not answered is somewhere (brokers do not retransmit).
+fn without_loss(k: &Knobs) -> bool {
+    !k.network.lossy
 }
 /// An ISR member can be dropped: by its leader (B6), or by the controller when it dies.
 fn with_isr_change(k: &Knobs) -> bool {
@@ -197,6 +202,18 @@ pub fn all() -> Vec<PropertyDef> {
         p("S18", "PipelinedBatchesUnanswered", Sometimes, Some("ProducerOrderKept"),
           "An idempotent producer has two batches sent and unanswered at once.",
           pipelined_batches_unanswered, with_pipelining),
+        p("I16", "FollowerFetchNotForgotten", Always, None,
+          "On a network that loses nothing, a follower waiting for a fetch answer from the live leader of its epoch has its fetch in flight, held by that leader, or its answer in flight.",
+          follower_fetch_not_forgotten, without_loss),
+        p("S19", "FollowerFetchHeld", Sometimes, Some("FollowerFetchNotForgotten"),
+          "A leader holds a follower's fetch that has nothing to return yet.",
+          follower_fetch_held, without_loss),
+        p("I17", "HeldFetchWaitsForData", Always, None,
+          "A leader holds a fetch only while it has nothing to return: a follower's until the log end or the HWM passes what the fetch knows (R26), a consumer's until the HWM passes its offset (R27).",
+          held_fetch_waits_for_data, always_applies),
+        p("S20", "ConsumerFetchHeld", Sometimes, Some("HeldFetchWaitsForData"),
+          "A leader holds a consumer's fetch at its HWM.",
+          consumer_fetch_held, with_consumers),
     ]
 }
 
@@ -372,6 +389,118 @@ fn produce_under_min_isr(_: &WatermarkModel, state: &State) -> bool {
                         && r.leader_epoch() == request.leader_epoch
                         && crate::ghost::under_min_isr(r)
                 })
+    })
+}
+
+/// I16: every follower fetch awaiting its answer from the live leader of the follower's epoch is
+/// in flight to it, held by it (R26) or answered in flight. Without retransmission (a lossless
+/// network), a fetch forgotten anywhere stops the follower for good.
+fn follower_fetch_not_forgotten(model: &WatermarkModel, state: &State) -> bool {
+    let messages = in_flight(state);
+    model.broker_indices().all(|i| {
+        let Some(b) = state.actor_states[i]
+            .as_broker()
+            .filter(|_| !state.crashed[i])
+        else {
+            return true;
+        };
+        b.replicas.iter().all(|(tp, r)| {
+            let awaiting = matches!(
+                r.role,
+                Role::Follower(FollowerState::Fetching {
+                    in_flight: true,
+                    ..
+                })
+            );
+            let Some(leader) = r.partition.leader.filter(|_| awaiting) else {
+                return true;
+            };
+            let Some(held) = leading_replica(state, leader, tp, r.leader_epoch()) else {
+                return true;
+            };
+            let fetcher = Id::from(i);
+            held.leader_state().is_some_and(|l| {
+                l.delayed_fetches
+                    .iter()
+                    .any(|f| f.client == fetcher && f.request.topic_partition == *tp)
+            }) || messages.iter().any(|(dst, msg)| match msg {
+                Msg::Fetch(f) => {
+                    *dst == leader as usize
+                        && f.replica_id == Some(i as BrokerId)
+                        && f.broker_epoch == b.broker_epoch
+                        && f.topic_partition == *tp
+                }
+                Msg::FetchResponse(f) => *dst == i && f.topic_partition == *tp,
+                _ => false,
+            })
+        })
+    })
+}
+
+/// Broker `leader`'s replica of `tp`, if that broker is running and leads it in `epoch`.
+fn leading_replica<'a>(
+    state: &'a State,
+    leader: BrokerId,
+    tp: &TopicPartition,
+    epoch: LeaderEpoch,
+) -> Option<&'a Replica> {
+    let i = leader as usize;
+    if state.crashed[i] {
+        return None;
+    }
+    state.actor_states[i]
+        .as_broker()?
+        .replicas
+        .get(tp)
+        .filter(|r| r.is_leader() && r.leader_epoch() == epoch)
+}
+
+/// The fetches held by running leaders, with the replica holding each.
+fn held_fetches(state: &State) -> impl Iterator<Item = (&Replica, &DelayedFetch)> {
+    state
+        .actor_states
+        .iter()
+        .zip(state.crashed.iter())
+        .filter(|(_, crashed)| !**crashed)
+        .filter_map(|(a, _)| a.as_broker())
+        .flat_map(|b| b.replicas.values())
+        .filter_map(|r| r.leader_state().map(|l| (r, l)))
+        .flat_map(|(r, l)| l.delayed_fetches.iter().map(move |f| (r, f)))
+}
+
+/// I17: Kafka's DelayedFetch completes as soon as it can; a fetch held with something to return
+/// waits for nothing (and, without a timeout, for ever).
+fn held_fetch_waits_for_data(_: &WatermarkModel, state: &State) -> bool {
+    held_fetches(state).all(|(r, f)| {
+        let request = &f.request;
+        match request.replica_id {
+            Some(_) => {
+                request.fetch_offset >= r.log_end_offset()
+                    && r.high_watermark <= request.high_watermark
+            }
+            None => request.fetch_offset >= r.high_watermark,
+        }
+    })
+}
+
+/// S20.
+fn consumer_fetch_held(_: &WatermarkModel, state: &State) -> bool {
+    held_fetches(state).any(|(_, f)| f.request.replica_id.is_none())
+}
+
+/// S19.
+fn follower_fetch_held(model: &WatermarkModel, state: &State) -> bool {
+    model.broker_indices().any(|i| {
+        !state.crashed[i]
+            && state.actor_states[i].as_broker().is_some_and(|b| {
+                b.replicas.values().any(|r| {
+                    r.leader_state().is_some_and(|l| {
+                        l.delayed_fetches
+                            .iter()
+                            .any(|f| f.request.replica_id.is_some())
+                    })
+                })
+            })
     })
 }
 

@@ -1191,6 +1191,38 @@ fn r31_a_response_from_an_older_leader_epoch_is_dropped_only_under_kip_320() {
 }
 
 #[test]
+fn r31_an_error_from_an_older_leader_epoch_backs_off_but_out_of_range_is_dropped() {
+    // Broker 1 answers the fetch of epoch 1 before it has heard that it leads epoch 1: its
+    // `NotLeaderOrFollower` carries epoch 0, and it is the only answer that fetch gets. Dropping
+    // it left the follower waiting for good on a network that never loses it (I16).
+    let (b, s) = follower_with(Protocol::Kip320, &[(0, "a")], 0, 1);
+    let not_leader = FetchResult::Error {
+        error: ErrorCode::NotLeaderOrFollower,
+        log_end_offset: 1,
+    };
+    let step = deliver(&b, 2, &s, 1, response(1, 0, not_leader));
+    assert!(matches!(
+        replica(step.state()).role,
+        Role::Follower(broker::FollowerState::Fetching {
+            fetch_offset: 1,
+            in_flight: false
+        })
+    ));
+    let s = after(&s, &step);
+    let step = fire(&b, 2, &s, Timer::FetchBackoff);
+    assert!(
+        matches!(step.sends_to(1).as_slice(), [Msg::Fetch(f)] if f.fetch_offset == 1 && f.current_leader_epoch == Some(1))
+    );
+    // OffsetOutOfRange truncates: from another epoch it is data, and dropped.
+    let (b, s) = follower_with(Protocol::Kip320, &[(0, "a")], 0, 1);
+    let out_of_range = FetchResult::Error {
+        error: ErrorCode::OffsetOutOfRange,
+        log_end_offset: 0,
+    };
+    assert!(deliver(&b, 2, &s, 1, response(1, 0, out_of_range)).is_noop());
+}
+
+#[test]
 fn r32_a_diverging_follower_truncates_and_fetches_on() {
     // Follower [0@0 1@1 2@1]; the leader says epoch 1 is unknown to it, epoch 0 ends at 1.
     let (b, s) = follower_with(Protocol::Kip320, &[(0, "a"), (1, "b"), (1, "c")], 1, 2);

@@ -128,8 +128,9 @@ impl Broker {
         };
         if self.revision().fences_current_leader_epoch()
             && response.leader_epoch != r.leader_epoch()
+            && !backs_off(&response.result)
         {
-            return; // R31: KIP-320, a response from another leader epoch.
+            return; // R31: KIP-320, data from another leader epoch.
         }
         let broker_epoch = state.broker_epoch;
         let mut r = r.clone();
@@ -294,4 +295,11 @@ impl Broker {
             }
         }
     }
+}
+
+/// R31, R33: an error that only makes the follower back off and fetch again. It is taken from
+/// any leader epoch: it applies nothing, and it may be the only answer the current fetch gets (a
+/// broker that has not yet heard it leads answers `NotLeaderOrFollower` from its older epoch).
+fn backs_off(result: &FetchResult) -> bool {
+    matches!(result, FetchResult::Error { error, .. } if *error != ErrorCode::OffsetOutOfRange)
 }
