@@ -5,9 +5,9 @@
 # what is left out and why, is in .cargo/mutants.toml). Each mutant is judged in stages, each on
 # what the stage before missed:
 #
-#   checks  the exhaustive checks alone: model/tests/mutation.rs runs the cheap presets and
-#           controller-crash without records (every applicable property, every twin) and the
-#           matrix without its five slowest rows;
+#   checks  the exhaustive checks alone: model/tests/mutation.rs runs the cheap presets,
+#           controller-crash without records and an isolated leader (every applicable property,
+#           every twin) and the matrix without its five slowest rows;
 #   heavy   the matrix's five slowest rows (.cargo/mutants-heavy.toml);
 #   sim     the simulator's sweep, safety and liveness L1–L5 (.cargo/mutants-sim.toml);
 #   unit    the model's unit tests, model/src and model/tests (.cargo/mutants-unit.toml).

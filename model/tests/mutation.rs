@@ -43,13 +43,31 @@ fn controller_restarts() -> (&'static str, Knobs) {
     ("controller-crash without records", knobs)
 }
 
+/// The matrix's isolated leader: `pair` with one false suspicion instead of a crash (1,933
+/// states). The only configuration of the pass in which a live broker is fenced and asks to be
+/// unfenced (R5).
+fn isolated_leader() -> (&'static str, Knobs) {
+    let knobs = Knobs {
+        brokers: 2,
+        replication_factor: 2,
+        min_insync_replicas: 1,
+        records: 1,
+        broker_crashes: 0,
+        leader_epoch_max: 1,
+        preferred_leader_election: false,
+        false_suspicions: true,
+        ..Knobs::canonical()
+    };
+    ("isolated leader", knobs)
+}
+
 #[test]
 #[ignore = "the mutation pass's harness: scripts/mutants.sh"]
 fn cheap_presets_hold_with_every_twin_found() {
     let configs = PRESETS
         .iter()
         .map(|name| (*name, preset(name).unwrap().knobs))
-        .chain([controller_restarts()]);
+        .chain([controller_restarts(), isolated_leader()]);
     for (name, knobs) in configs {
         let outcome = run(
             &knobs,
