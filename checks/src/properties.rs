@@ -214,6 +214,9 @@ pub fn all() -> Vec<PropertyDef> {
         p("S20", "ConsumerFetchHeld", Sometimes, Some("HeldFetchWaitsForData"),
           "A leader holds a consumer's fetch at its HWM.",
           consumer_fetch_held, with_consumers),
+        p("S21", "RestartedControllerObeyed", Sometimes, Some("NoStaleControllerRequest"),
+          "A running broker has taken the controller epoch of a restarted controller: fencing older epochs does not fence the new one.",
+          restarted_controller_obeyed, with_controller_crashes),
     ]
 }
 
@@ -572,6 +575,17 @@ fn stale_fetch_response_in_flight(_: &WatermarkModel, state: &State) -> bool {
 /// I6.
 fn no_stale_controller_request(_: &WatermarkModel, state: &State) -> bool {
     !ghost(state).has_violation(violation::STALE_CONTROLLER_REQUEST_APPLIED)
+}
+
+/// S21: I6's other side. A restarted controller must be obeyed, or I6 holds because brokers
+/// fence everything.
+fn restarted_controller_obeyed(model: &WatermarkModel, state: &State) -> bool {
+    model.broker_indices().any(|i| {
+        !state.crashed[i]
+            && state.actor_states[i]
+                .as_broker()
+                .is_some_and(|b| b.controller_epoch >= 2)
+    })
 }
 
 /// S6.
