@@ -459,22 +459,19 @@ fn leading_replica<'a>(
 }
 
 /// The fetches held by running leaders, with the replica holding each.
-fn held_fetches(state: &State) -> impl Iterator<Item = (&Replica, &DelayedFetch)> {
-    state
-        .actor_states
-        .iter()
-        .zip(state.crashed.iter())
-        .filter(|(_, crashed)| !**crashed)
-        .filter_map(|(a, _)| a.as_broker())
-        .flat_map(|b| b.replicas.values())
+fn held_fetches<'a>(
+    model: &'a WatermarkModel,
+    state: &'a State,
+) -> impl Iterator<Item = (&'a Replica, &'a DelayedFetch)> + 'a {
+    leaders(model, state)
         .filter_map(|r| r.leader_state().map(|l| (r, l)))
         .flat_map(|(r, l)| l.delayed_fetches.iter().map(move |f| (r, f)))
 }
 
 /// I17: Kafka's DelayedFetch completes as soon as it can; a fetch held with something to return
 /// waits for nothing (and, without a timeout, for ever).
-fn held_fetch_waits_for_data(_: &WatermarkModel, state: &State) -> bool {
-    held_fetches(state).all(|(r, f)| {
+fn held_fetch_waits_for_data(model: &WatermarkModel, state: &State) -> bool {
+    held_fetches(model, state).all(|(r, f)| {
         let request = &f.request;
         match request.replica_id {
             Some(_) => {
@@ -487,24 +484,13 @@ fn held_fetch_waits_for_data(_: &WatermarkModel, state: &State) -> bool {
 }
 
 /// S20.
-fn consumer_fetch_held(_: &WatermarkModel, state: &State) -> bool {
-    held_fetches(state).any(|(_, f)| f.request.replica_id.is_none())
+fn consumer_fetch_held(model: &WatermarkModel, state: &State) -> bool {
+    held_fetches(model, state).any(|(_, f)| f.request.replica_id.is_none())
 }
 
 /// S19.
 fn follower_fetch_held(model: &WatermarkModel, state: &State) -> bool {
-    model.broker_indices().any(|i| {
-        !state.crashed[i]
-            && state.actor_states[i].as_broker().is_some_and(|b| {
-                b.replicas.values().any(|r| {
-                    r.leader_state().is_some_and(|l| {
-                        l.delayed_fetches
-                            .iter()
-                            .any(|f| f.request.replica_id.is_some())
-                    })
-                })
-            })
-    })
+    held_fetches(model, state).any(|(_, f)| f.request.replica_id.is_some())
 }
 
 /// I15: in offset order, each producer id's sequences in a log are 0, 1, 2, ...
@@ -580,12 +566,7 @@ fn no_stale_controller_request(_: &WatermarkModel, state: &State) -> bool {
 /// S21: I6's other side. A restarted controller must be obeyed, or I6 holds because brokers
 /// fence everything.
 fn restarted_controller_obeyed(model: &WatermarkModel, state: &State) -> bool {
-    model.broker_indices().any(|i| {
-        !state.crashed[i]
-            && state.actor_states[i]
-                .as_broker()
-                .is_some_and(|b| b.controller_epoch >= 2)
-    })
+    brokers(model, state).any(|(b, crashed)| !crashed && b.controller_epoch >= 2)
 }
 
 /// S6.

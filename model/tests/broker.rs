@@ -1200,19 +1200,7 @@ fn r31_an_error_from_an_older_leader_epoch_backs_off_but_out_of_range_is_dropped
         error: ErrorCode::NotLeaderOrFollower,
         log_end_offset: 1,
     };
-    let step = deliver(&b, 2, &s, 1, response(1, 0, not_leader));
-    assert!(matches!(
-        replica(step.state()).role,
-        Role::Follower(broker::FollowerState::Fetching {
-            fetch_offset: 1,
-            in_flight: false
-        })
-    ));
-    let s = after(&s, &step);
-    let step = fire(&b, 2, &s, Timer::FetchBackoff);
-    assert!(
-        matches!(step.sends_to(1).as_slice(), [Msg::Fetch(f)] if f.fetch_offset == 1 && f.current_leader_epoch == Some(1))
-    );
+    assert_backs_off_and_fetches_again(&b, &s, response(1, 0, not_leader), 1);
     // OffsetOutOfRange truncates: from another epoch it is data, and dropped.
     let (b, s) = follower_with(Protocol::Kip320, &[(0, "a")], 0, 1);
     let out_of_range = FetchResult::Error {
@@ -1258,7 +1246,13 @@ fn r33_out_of_range_truncates_to_the_leader_log_end_and_a_fence_backs_off() {
     // simulator's seed 102: a delayed fetch, answered after the follower moved on). Waiting for
     // a LeaderAndIsr that never comes left the replica out of the ISR for good; it backs off and
     // fetches again instead.
-    let step = deliver(&b, 2, &s, 1, response(1, 0, fenced));
+    assert_backs_off_and_fetches_again(&b, &s, response(1, 0, fenced), 0);
+}
+
+/// Broker 2, fetching at offset 1 from broker 1, takes `answer`: it stops fetching (R33), and
+/// on FetchBackoff fetches at 1 again in leader epoch `epoch` (R44).
+fn assert_backs_off_and_fetches_again(b: &Node, s: &NodeState, answer: Msg, epoch: LeaderEpoch) {
+    let step = deliver(b, 2, s, 1, answer);
     assert!(matches!(
         replica(step.state()).role,
         Role::Follower(broker::FollowerState::Fetching {
@@ -1266,10 +1260,10 @@ fn r33_out_of_range_truncates_to_the_leader_log_end_and_a_fence_backs_off() {
             in_flight: false
         })
     ));
-    let s = after(&s, &step);
-    let step = fire(&b, 2, &s, Timer::FetchBackoff);
+    let s = after(s, &step);
+    let step = fire(b, 2, &s, Timer::FetchBackoff);
     assert!(
-        matches!(step.sends_to(1).as_slice(), [Msg::Fetch(f)] if f.fetch_offset == 1 && f.current_leader_epoch == Some(0))
+        matches!(step.sends_to(1).as_slice(), [Msg::Fetch(f)] if f.fetch_offset == 1 && f.current_leader_epoch == Some(epoch))
     );
 }
 
