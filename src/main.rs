@@ -208,6 +208,22 @@ pub struct KnobArgs {
     /// and ELR.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     eligible_leader_replicas: Option<bool>,
+    /// Consumers are members of a group (group.id), which commits its offsets to
+    /// __consumer_offsets.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    group: Option<bool>,
+    /// offsets.topic.replication.factor (capped at the number of brokers).
+    #[arg(long)]
+    offsets_replication_factor: Option<u32>,
+    /// auto.offset.reset of the group's members: earliest or latest.
+    #[arg(long, value_parser = parse::<watermark_model::OffsetReset>)]
+    auto_offset_reset: Option<watermark_model::OffsetReset>,
+    /// enable.auto.commit: members commit on a timer rather than after each poll.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    enable_auto_commit: Option<bool>,
+    /// Consumer crashes in a run (each restarts with nothing but its group's commits).
+    #[arg(long)]
+    consumer_crashes: Option<u32>,
 }
 
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
@@ -253,6 +269,11 @@ impl KnobArgs {
             hwm_under_min_isr => hwm_under_min_isr,
             stale_hwm_checkpoints => stale_hwm_checkpoints,
             eligible_leader_replicas => eligible_leader_replicas,
+            group => group,
+            offsets_replication_factor => offsets_replication_factor,
+            auto_offset_reset => offset_reset,
+            enable_auto_commit => auto_commit,
+            consumer_crashes => consumer_crashes,
         );
     }
 }

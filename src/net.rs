@@ -1,6 +1,6 @@
 //! The real cluster's commands, shaped like Kafka's tools: `cluster up`, `controller`, `broker`,
-//! `topic create`, `describe`, `produce`, `consume`; and `nemesis`, which runs a cluster under
-//! faults. The runtime lives in `watermark-net`.
+//! `topic create`, `describe`, `produce`, `consume` (`--group`), `groups`; and `nemesis`, which
+//! runs a cluster under faults. The runtime lives in `watermark-net`.
 
 use clap::{Args, Subcommand};
 use std::io::{BufRead, Write};
@@ -10,8 +10,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use watermark_model::group::GroupEvent;
+use watermark_model::OffsetReset;
 use watermark_model::{Acks, ElectionType, Msg, Topic, TopicConfigChanges, TopicConfigs, Value};
-use watermark_net::client::{self, ConsumeOptions, ProduceOptions};
+use watermark_net::client::{self, ConsumeOptions, GroupOptions, ProduceOptions};
 use watermark_net::cluster::{
     default_node_dir, run_node, ClusterFile, NodeRun, Role, TimingMs, VALUE_BYTES_MAX,
 };
@@ -36,8 +38,11 @@ pub enum NetCommand {
     Describe(DescribeArgs),
     /// Produce stdin's lines as records, like kafka-console-producer.
     Produce(ProduceArgs),
-    /// Print records, like kafka-console-consumer.
+    /// Print records, like kafka-console-consumer; with --group, as a member of a consumer group
+    /// that resumes at the group's committed offsets and commits what it printed.
     Consume(ConsumeArgs),
+    /// Describe a consumer group's committed offsets and lag, like kafka-consumer-groups.
+    Groups(GroupsArgs),
     /// Describe or change topic configs, like kafka-configs --entity-type topics.
     Configs(ConfigsArgs),
     /// Elect leaders now, like kafka-leader-election: the preferred replica where it is live and
@@ -382,7 +387,8 @@ pub struct ConsumeArgs {
     /// Read only this partition (default: all of them).
     #[arg(long)]
     partition: Option<u32>,
-    /// Start at offset 0 (default: at the high watermark, only new records).
+    /// Start at offset 0 (default: at the high watermark, only new records). With --group:
+    /// where the group has committed nothing (auto.offset.reset=earliest).
     #[arg(long)]
     from_beginning: bool,
     /// Exit after this many records.
@@ -394,6 +400,49 @@ pub struct ConsumeArgs {
     /// Print JSON lines {"partition", "offset", "value"}.
     #[arg(long)]
     json: bool,
+    /// group.id: read as a member of this consumer group, from its committed offsets, and commit
+    /// what was printed (to __consumer_offsets, created if need be). Each partition has one
+    /// member; a newer member of the group fences this one.
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// auto.offset.reset with --group: where a partition the group has committed nothing for is
+    /// read from: earliest or latest (default: latest, as Kafka; earliest with
+    /// --from-beginning).
+    #[arg(long, value_name = "earliest|latest", requires = "group", value_parser = parse::<OffsetReset>)]
+    auto_offset_reset: Option<OffsetReset>,
+    /// enable.auto.commit with --group: commit every --auto-commit-interval-ms (true, the
+    /// default) or after each fetched batch (false). Either way, on exit the group's offset is
+    /// the one after the last record printed, with --max too.
+    #[arg(long, value_name = "BOOL", requires = "group", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    enable_auto_commit: Option<bool>,
+    /// auto.commit.interval.ms with --group (default 5000, as Kafka).
+    #[arg(long, value_name = "MS", requires = "group", value_parser = clap::value_parser!(u64).range(1..))]
+    auto_commit_interval_ms: Option<u64>,
+    /// The brokers to bootstrap from, HOST:PORT[,HOST:PORT...]; the first that answers serves.
+    #[arg(long, value_name = "HOST:PORT[,...]")]
+    bootstrap_server: String,
+}
+
+/// Kafka's `auto.commit.interval.ms` default.
+const AUTO_COMMIT_INTERVAL_MS: u64 = 5000;
+
+#[derive(Args)]
+pub struct GroupsArgs {
+    /// Show the group's committed offset, the log end offset (the leader's high watermark) and
+    /// the lag of every partition it has committed an offset for.
+    #[arg(long, required = true)]
+    describe: bool,
+    /// The group (group.id).
+    #[arg(long, value_name = "GROUP")]
+    group: String,
+    /// Print one JSON object: {"group", "coordinator": {"id", "address"}, "offsets": [{"topic",
+    /// "partition", "current_offset", "log_end_offset", "lag"}]}.
+    #[arg(long)]
+    json: bool,
+    /// Give up when the group's coordinator has not answered for this long (it may be moving or
+    /// loading after a broker failure).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    timeout_ms: u64,
     /// The brokers to bootstrap from, HOST:PORT[,HOST:PORT...]; the first that answers serves.
     #[arg(long, value_name = "HOST:PORT[,...]")]
     bootstrap_server: String,
@@ -501,6 +550,7 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
         NetCommand::LeaderElection(args) => leader_election(args),
         NetCommand::Produce(args) => produce(args),
         NetCommand::Consume(args) => consume(args),
+        NetCommand::Groups(args) => groups(args),
         NetCommand::Nemesis(args) => run_nemesis(args),
     }
 }
@@ -960,8 +1010,36 @@ fn json_string(bytes: &[u8]) -> String {
     serde_json::to_string(&String::from_utf8_lossy(bytes)).expect("strings serialize")
 }
 
+/// The group settings of `consume --group`, as kafka-console-consumer reads them:
+/// `--from-beginning` is auto.offset.reset=earliest, and contradicting it is an error.
+fn group_options(args: &ConsumeArgs) -> Result<Option<GroupOptions>, String> {
+    let Some(group) = &args.group else {
+        return Ok(None);
+    };
+    client::group::validate_group(group).map_err(|e| format!("bad --group: {e}"))?;
+    let offset_reset = match (args.from_beginning, args.auto_offset_reset) {
+        (true, Some(OffsetReset::Latest)) => {
+            return Err(
+                "--from-beginning and --auto-offset-reset latest contradict each other".into(),
+            )
+        }
+        (true, _) => OffsetReset::Earliest,
+        (false, reset) => reset.unwrap_or(OffsetReset::Latest),
+    };
+    Ok(Some(GroupOptions {
+        group: group.clone(),
+        offset_reset,
+        auto_commit: args.enable_auto_commit.unwrap_or(true),
+        auto_commit_interval: Duration::from_millis(
+            args.auto_commit_interval_ms
+                .unwrap_or(AUTO_COMMIT_INTERVAL_MS),
+        ),
+    }))
+}
+
 fn consume(args: ConsumeArgs) -> Result<ExitCode, String> {
     validate_topic(&args.topic)?;
+    let group = group_options(&args)?;
     let server = bootstrap(&args.bootstrap_server)?;
     let stop = stop_flag()?;
     let options = ConsumeOptions {
@@ -975,7 +1053,7 @@ fn consume(args: ConsumeArgs) -> Result<ExitCode, String> {
     };
     // Line-buffered: each record shows as it arrives.
     let mut out = std::io::stdout().lock();
-    let count = client::consume(server, &options, &stop, |r| {
+    let on_record = |r: &client::ConsumedRecord| {
         let _ = if args.json {
             writeln!(
                 out,
@@ -987,9 +1065,94 @@ fn consume(args: ConsumeArgs) -> Result<ExitCode, String> {
         } else {
             out.write_all(&r.value.0).and_then(|_| out.write_all(b"\n"))
         };
-    })?;
-    let _ = out.flush();
-    eprintln!("Processed a total of {count} messages");
+    };
+    let reset = group.as_ref().map(|g| g.offset_reset);
+    let on_group_event = |event: &GroupEvent| {
+        if let GroupEvent::Resumed {
+            topic_partition,
+            committed,
+            position,
+            ..
+        } = event
+        {
+            let why = match (committed, reset) {
+                (Some(_), _) => "committed".to_string(),
+                (None, Some(reset)) => {
+                    format!("no committed offset: auto.offset.reset={reset}")
+                }
+                (None, None) => "no committed offset".to_string(),
+            };
+            eprintln!("Resuming {topic_partition} at offset {position} ({why})");
+        }
+    };
+    let report = client::consume_in_group(
+        server,
+        &options,
+        group.as_ref(),
+        &stop,
+        on_record,
+        on_group_event,
+    )?;
+    let _ = std::io::stdout().lock().flush();
+    eprintln!("Processed a total of {} messages", report.records);
+    if let Some(e) = &report.commit_error {
+        // Kafka's consumer logs a failed commit on close and exits: the records are read again.
+        eprintln!("warning: the group's offsets were not all committed: {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// kafka-consumer-groups `--describe`: a row per partition the group has committed an offset
+/// for.
+fn groups(args: GroupsArgs) -> Result<ExitCode, String> {
+    debug_assert!(args.describe, "clap requires --describe");
+    client::group::validate_group(&args.group).map_err(|e| format!("bad --group: {e}"))?;
+    let server = bootstrap(&args.bootstrap_server)?;
+    let d =
+        client::group::describe_group(server, &args.group, Duration::from_millis(args.timeout_ms))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&d).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if d.offsets.is_empty() {
+        println!("Consumer group '{}' has no committed offsets.", d.group);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let header = [
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+    ]
+    .map(String::from);
+    let mut rows = vec![header];
+    for o in &d.offsets {
+        rows.push([
+            d.group.clone(),
+            o.topic.clone(),
+            o.partition.to_string(),
+            o.current_offset.to_string(),
+            o.log_end_offset
+                .map_or_else(|| "-".into(), |e| e.to_string()),
+            o.lag.map_or_else(|| "-".into(), |l| l.to_string()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out += cells.join(" ").trim_end();
+        out += "\n";
+    }
+    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 

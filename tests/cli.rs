@@ -270,6 +270,82 @@ fn bad_topic_configs_are_refused_before_anything_is_sent() {
     assert!(stderr(&o).contains("--alter"), "{}", stderr(&o));
 }
 
+/// `consume --group` and `groups` refuse bad group settings with one clear line and status 2,
+/// before they contact any broker or create anything.
+#[test]
+fn bad_group_arguments_are_refused_before_anything_is_sent() {
+    // Port 1 on loopback: nothing listens, so an error here comes from the parsing alone.
+    let server = "127.0.0.1:1";
+    let consume = |extra: &[&str]| -> Vec<String> {
+        let mut args = ["consume", "t", "--bootstrap-server", server]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let long_group = "g".repeat(250);
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            consume(&["--group", ""]),
+            "bad --group: a group id must not be empty",
+        ),
+        (
+            consume(&["--group", &long_group]),
+            "bad --group: a group id holds at most 249 bytes, not 250",
+        ),
+        (
+            consume(&["--group", "g", "--auto-offset-reset", "foo"]),
+            "auto.offset.reset must be earliest or latest, not 'foo'",
+        ),
+        (
+            consume(&["--group", "g", "--enable-auto-commit", "maybe"]),
+            "invalid value 'maybe' for '--enable-auto-commit",
+        ),
+        (
+            consume(&["--group", "g", "--auto-commit-interval-ms", "0"]),
+            "invalid value '0' for '--auto-commit-interval-ms",
+        ),
+        (
+            consume(&[
+                "--group",
+                "g",
+                "--from-beginning",
+                "--auto-offset-reset",
+                "latest",
+            ]),
+            "--from-beginning and --auto-offset-reset latest contradict each other",
+        ),
+        (consume(&["--auto-offset-reset", "earliest"]), "--group"),
+        (consume(&["--enable-auto-commit", "false"]), "--group"),
+        (
+            [
+                "groups",
+                "--describe",
+                "--group",
+                "",
+                "--bootstrap-server",
+                server,
+            ]
+            .map(String::from)
+            .to_vec(),
+            "bad --group: a group id must not be empty",
+        ),
+        (
+            ["groups", "--group", "g", "--bootstrap-server", server]
+                .map(String::from)
+                .to_vec(),
+            "--describe",
+        ),
+    ];
+    for (args, message) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = watermark(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+}
+
 #[test]
 fn check_can_stop_at_the_first_violation_and_says_the_rest_is_unknown() {
     let o = watermark(&[

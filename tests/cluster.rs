@@ -1694,3 +1694,238 @@ fn metrics_show_under_replicated_partitions_rise_on_kill_9_and_fall_after_the_re
         |v| v >= 1.0,
     );
 }
+
+/// `groups --describe --json`: each partition's committed offset, by partition, and the
+/// coordinator's broker id.
+fn group_offsets(cluster: &Cluster, group: &str) -> (BTreeMap<u32, u64>, Option<BrokerId>, Json) {
+    let d: Json = serde_json::from_str(
+        &cluster.ok(&["groups", "--describe", "--group", group, "--json"], ""),
+    )
+    .unwrap();
+    let offsets = d["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["partition"].as_u64().unwrap() as u32,
+                o["current_offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let coordinator = d["coordinator"]["id"].as_u64().map(|b| b as BrokerId);
+    (offsets, coordinator, d)
+}
+
+/// Checks that `read` is, per partition, exactly offsets `from[p]..to[p]` of `values[p]`; the
+/// offset after the last record read of each partition.
+fn assert_read_range(
+    read: &BTreeMap<(u32, u64), String>,
+    values: &[Vec<String>],
+    from: &BTreeMap<u32, u64>,
+    total: usize,
+) -> BTreeMap<u32, u64> {
+    assert_eq!(
+        read.len(),
+        total,
+        "exactly {total} records printed: {read:?}"
+    );
+    let mut ends = BTreeMap::new();
+    for p in 0..values.len() as u32 {
+        let start = from.get(&p).copied().unwrap_or(0);
+        let offsets: Vec<u64> = read.keys().filter(|(q, _)| *q == p).map(|k| k.1).collect();
+        let end = start + offsets.len() as u64;
+        assert_eq!(
+            offsets,
+            (start..end).collect::<Vec<_>>(),
+            "partition {p} read from {start}, gapless"
+        );
+        for o in start..end {
+            assert_eq!(read[&(p, o)], values[p as usize][o as usize]);
+        }
+        ends.insert(p, end);
+    }
+    ends
+}
+
+/// R57–R62 on the real cluster: a group's member commits exactly what it printed (not the rest
+/// of its last fetch), kill -9 of the group's coordinator loses no acknowledged commit (the new
+/// coordinator answers only once it has loaded them, R60), and the group's next members resume
+/// exactly there and read nothing twice.
+#[test]
+fn a_group_resumes_at_its_committed_offset_after_its_coordinator_is_killed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Per partition: more than the first member reads in all, so each has some left.
+    const RECORDS: u64 = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::up(dir.path(), &failover_options());
+    cluster.create_topic("g", 2, Some(2));
+    cluster.await_full_isr("g");
+    let values: Vec<Vec<String>> = (0..2)
+        .map(|p| (0..RECORDS).map(|i| format!("p{p}-{i:03}")).collect())
+        .collect();
+    for (p, vs) in values.iter().enumerate() {
+        let input: String = vs.iter().map(|v| format!("{v}\n")).collect();
+        let partition = p.to_string();
+        let acked = acks(&cluster.ok(
+            &["produce", "g", "--acks", "all", "--partition", &partition],
+            &input,
+        ));
+        assert_eq!(
+            acked,
+            (0..RECORDS).map(|o| (p as u32, o)).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(
+        cluster.ok(&["groups", "--describe", "--group", "G"], ""),
+        "Consumer group 'G' has no committed offsets.\n"
+    );
+
+    // The first member of each partition reads from the start: 120 records in all, fewer than
+    // their fetches returned, and only those are committed.
+    let out = cluster.run(
+        &[
+            "consume",
+            "g",
+            "--group",
+            "G",
+            "--from-beginning",
+            "--max",
+            "120",
+            "--enable-auto-commit",
+            "false",
+            "--json",
+            "--timeout-ms",
+            "20000",
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let read = consumed(&String::from_utf8(out.stdout).unwrap());
+    let printed = assert_read_range(&read, &values, &BTreeMap::new(), 120);
+    for (p, end) in &printed {
+        // A member may not have resumed yet when the other one reached 120.
+        let resumed =
+            format!("Resuming g-{p} at offset 0 (no committed offset: auto.offset.reset=earliest)");
+        assert!(*end == 0 || stderr.contains(&resumed), "{stderr}");
+    }
+    // A member that printed nothing commits nothing (manual commit).
+    let expected: BTreeMap<u32, u64> = printed
+        .iter()
+        .filter(|(_, end)| **end > 0)
+        .map(|(p, end)| (*p, *end))
+        .collect();
+    let (committed, coordinator, d) = group_offsets(&cluster, "G");
+    assert_eq!(committed, expected, "the group holds what was printed: {d}");
+    for o in d["offsets"].as_array().unwrap() {
+        assert_eq!(o["log_end_offset"], RECORDS, "{d}");
+        assert_eq!(
+            o["lag"].as_u64(),
+            Some(RECORDS - o["current_offset"].as_u64().unwrap()),
+            "{d}"
+        );
+    }
+    let text = cluster.ok(&["groups", "--describe", "--group", "G"], "");
+    let header = text.lines().next().unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "LOG-END-OFFSET",
+            "LAG"
+        ]
+    );
+    assert_eq!(text.lines().count(), 1 + expected.len(), "{text}");
+
+    // kill -9 of the coordinator; the tools go to a broker that survives.
+    let coordinator = coordinator.expect("the coordinator is named");
+    let survivor = (1..=3).find(|b| *b != coordinator).unwrap();
+    cluster.bootstrap = cluster
+        .local
+        .address(Role::Broker(survivor))
+        .unwrap()
+        .to_string();
+    cluster.local.kill(Role::Broker(coordinator)).unwrap();
+    let killed_at = Instant::now();
+    let mut after = None;
+    for _ in 0..10 {
+        let out = cluster.run(&["groups", "--describe", "--group", "G", "--json"], "");
+        if out.status.success() {
+            let d: Json = serde_json::from_slice(&out.stdout).unwrap();
+            if d["coordinator"]["id"]
+                .as_u64()
+                .is_some_and(|b| b != u64::from(coordinator))
+            {
+                after = Some(group_offsets(&cluster, "G"));
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (after, new_coordinator, d) = after.expect("a new coordinator serves the group");
+    assert_ne!(new_coordinator, Some(coordinator), "{d}");
+    assert_eq!(after, expected, "no acknowledged commit lost: {d}");
+    let recovered_in = killed_at.elapsed();
+
+    // The group's next members, one partition each, auto commit on 0 and manual on 1, each
+    // reading about half of what is left, then the rest: each resumes at the group's offset (or,
+    // where it has none, at the start), reads exactly the next records, and commits exactly
+    // those, not the rest of its last fetch.
+    let mut position = printed.clone();
+    for (p, auto) in [(0u32, "true"), (1, "false")] {
+        let rest = RECORDS - printed[&p];
+        for take in [rest / 2, rest - rest / 2] {
+            let from = position[&p];
+            let partition = p.to_string();
+            let max = take.to_string();
+            let out = cluster.run(
+                &[
+                    "consume",
+                    "g",
+                    "--group",
+                    "G",
+                    "--partition",
+                    &partition,
+                    "--max",
+                    &max,
+                    "--enable-auto-commit",
+                    auto,
+                    "--from-beginning",
+                    "--json",
+                    "--timeout-ms",
+                    "20000",
+                ],
+                "",
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{stderr}");
+            assert!(!stderr.contains("warning"), "{stderr}");
+            let why = if from > 0 {
+                "committed"
+            } else {
+                "no committed offset: auto.offset.reset=earliest"
+            };
+            assert!(
+                stderr.contains(&format!("Resuming g-{p} at offset {from} ({why})")),
+                "{stderr}"
+            );
+            let read = consumed(&String::from_utf8(out.stdout).unwrap());
+            let mut only = values.clone();
+            only[1 - p as usize].clear();
+            let starts = BTreeMap::from([(p, from), (1 - p, 0)]);
+            let ends = assert_read_range(&read, &only, &starts, take as usize);
+            assert_eq!(ends[&p], from + take);
+            position.insert(p, from + take);
+            let (committed, _, d) = group_offsets(&cluster, "G");
+            assert_eq!(committed.get(&p), Some(&(from + take)), "{d}");
+        }
+    }
+    let (last, _, d) = group_offsets(&cluster, "G");
+    assert_eq!(last, BTreeMap::from([(0, RECORDS), (1, RECORDS)]), "{d}");
+    eprintln!("the new coordinator served within {recovered_in:?}");
+}

@@ -116,6 +116,7 @@ const TWO_PARTITIONS_UNIQUE: usize = 633_166;
 const CONTROLLER_CRASH_UNIQUE: usize = 771_712;
 const LOSSY_METADATA_UNIQUE: usize = 1_241_422;
 const LOSSY_UNIQUE: usize = 3_385_350;
+const CONSUMER_GROUP_UNIQUE: usize = 632_024;
 
 const SMALL_PRESETS: &[(&str, usize)] = &[
     ("idempotent", IDEMPOTENT_UNIQUE),
@@ -127,6 +128,7 @@ const SMALL_PRESETS: &[(&str, usize)] = &[
     ("controller-crash", CONTROLLER_CRASH_UNIQUE),
     ("lossy-metadata", LOSSY_METADATA_UNIQUE),
     ("lossy", LOSSY_UNIQUE),
+    ("consumer-group", CONSUMER_GROUP_UNIQUE),
 ];
 
 #[test]

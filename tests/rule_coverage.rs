@@ -89,6 +89,8 @@ fn every_rule_fires_somewhere_but_the_named_exceptions() {
     check("idempotent", |k| k.protocol = Protocol::Kip101);
     check("idempotent", |k| k.protocol = Protocol::Kip279);
     check("consumer", |_| {});
+    // R57–R62: a group member, its coordinator, a consumer crash.
+    check("consumer-group", |k| k.broker_crashes = 0);
     check("lossy-duplicating", |_| {});
     check("slow-follower", |_| {});
     // R25: a follower fetching past a leader that truncated to its high watermark.

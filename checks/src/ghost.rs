@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use watermark_model::broker::{FollowerState, Role};
 use watermark_model::consumer::Consumed;
+use watermark_model::group::GroupEvent;
 use watermark_model::producer::Ack;
 use watermark_model::*;
 
@@ -91,6 +92,8 @@ pub struct Ghost {
     /// bounded (and its forgetting caught, not left to run forever).
     pub broker_crashes: u8,
     pub controller_crashes: u8,
+    /// Crashes of consumers, in all (bound B4).
+    pub consumer_crashes: u8,
     /// Per broker (index = broker id), the newest controller epoch of any controller message
     /// delivered to it, in any incarnation (I6). Kept only when I6 is checked, so that other
     /// checks keep their state counts.
@@ -103,6 +106,9 @@ pub struct Ghost {
     pub acked: Vec<Arc<Vec<Ack>>>,
     /// Per consumer (index = actor index), likewise: the records it read (R42), in order.
     pub consumed: Vec<Arc<Vec<Consumed>>>,
+    /// Per consumer (index = actor index), likewise: where it resumed and which commits were
+    /// acknowledged to it (R61, R62), in order, across its incarnations.
+    pub group_events: Vec<Arc<Vec<GroupEvent>>>,
 }
 
 impl Ghost {
@@ -114,6 +120,11 @@ impl Ghost {
     /// The records actor `index` handed its application.
     pub fn consumed(&self, index: usize) -> &[Consumed] {
         self.consumed.get(index).map_or(&[], |c| c.as_slice())
+    }
+
+    /// The group events actor `index` handed its application.
+    pub fn group_events(&self, index: usize) -> &[GroupEvent] {
+        self.group_events.get(index).map_or(&[], |c| c.as_slice())
     }
 
     /// Folds in what a client sent its application (`msg`, from actor `index`): the ghost is
@@ -128,6 +139,7 @@ impl Ghost {
         match msg {
             Msg::RecordAcknowledged(ack) => push(&mut self.acked, index, ack.clone()),
             Msg::RecordConsumed(record) => push(&mut self.consumed, index, record.clone()),
+            Msg::Group(event) => push(&mut self.group_events, index, event.clone()),
             _ => {}
         }
     }
@@ -144,6 +156,21 @@ impl Ghost {
                     " {:?}@{}:{:?}",
                     a.topic_partition, a.offset, a.value
                 ));
+            }
+        }
+        for e in self.group_events(index) {
+            match e {
+                GroupEvent::Resumed {
+                    committed,
+                    position,
+                    ..
+                } => match committed {
+                    Some(c) => s.push_str(&format!(" | resumed at commit {c}")),
+                    None => s.push_str(&format!(" | nothing committed: reset to {position}")),
+                },
+                GroupEvent::Committed { offset, .. } => {
+                    s.push_str(&format!(" | commit {offset} acknowledged"))
+                }
             }
         }
         let consumed = self.consumed(index);
@@ -222,7 +249,9 @@ pub fn observe(
             ..next.history.clone()
         },
         None => Ghost {
-            committed: (0..model.knobs.partitions)
+            committed: model
+                .topic_partitions()
+                .iter()
                 .map(|_| Arc::new(Vec::new()))
                 .collect(),
             controller_epochs_seen: if model.observe_controller_epochs() {
@@ -249,12 +278,11 @@ pub fn observe(
         }
         let Some(b) = broker(next, i) else { continue };
         for r in b.replicas.values() {
-            // The model has one topic; a real cluster's traces may hold others.
-            let p = r.partition.topic_partition.partition as usize;
-            if !r.is_leader()
-                || r.partition.topic_partition.topic != model.topic
-                || p >= ghost.committed.len()
-            {
+            // The model's partitions; a real cluster's traces may hold others.
+            let Some(p) = model.partition_index(&r.partition.topic_partition) else {
+                continue;
+            };
+            if !r.is_leader() || p >= ghost.committed.len() {
                 continue;
             }
             for (offset, entry) in r.log.entries().take(r.high_watermark as usize).enumerate() {
@@ -358,6 +386,9 @@ pub fn observe(
     match crashed {
         Some(CONTROLLER_INDEX) => {
             ghost.controller_crashes = ghost.controller_crashes.saturating_add(1)
+        }
+        Some(i) if model.consumer_indices().contains(&i) => {
+            ghost.consumer_crashes = ghost.consumer_crashes.saturating_add(1)
         }
         Some(_) => ghost.broker_crashes = ghost.broker_crashes.saturating_add(1),
         None => {}

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use std::fmt;
-use watermark_model::{Acks, Protocol};
+use watermark_model::{Acks, OffsetReset, Protocol};
 
 /// What the network may do to a message in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -123,6 +123,19 @@ pub struct Knobs {
     /// KIP-966: eligible leader replicas, and brokers that restart uncleanly leave every ISR and
     /// ELR (R52–R54). Needs Kafka 3.7's HWM rule.
     pub eligible_leader_replicas: bool,
+    /// Whether the consumers are members of a group (`group.id`), with `__consumer_offsets`
+    /// (one partition) among the topics (R57–R62).
+    pub group: bool,
+    /// `offsets.topic.replication.factor`, capped at the number of brokers as Kafka caps it
+    /// when it creates the topic. Its replicas are the last brokers, the last one preferred, so
+    /// that the coordinator and the data partition's leader are different brokers.
+    pub offsets_replication_factor: u32,
+    /// `auto.offset.reset` of the group's members.
+    pub offset_reset: OffsetReset,
+    /// `enable.auto.commit`: members commit on a timer; otherwise after each poll's records.
+    pub auto_commit: bool,
+    /// Consumer crashes in a run (each followed, or not, by a restart with an empty state).
+    pub consumer_crashes: u32,
 }
 
 impl Knobs {
@@ -157,7 +170,18 @@ impl Knobs {
             hwm_under_min_isr: false,
             stale_hwm_checkpoints: false,
             eligible_leader_replicas: false,
+            group: false,
+            offsets_replication_factor: 3,
+            offset_reset: OffsetReset::Earliest,
+            auto_commit: false,
+            consumer_crashes: 0,
         }
+    }
+
+    /// The replication factor `__consumer_offsets` gets: `offsets_replication_factor`, capped
+    /// at the number of brokers.
+    pub fn offsets_rf(&self) -> u32 {
+        self.offsets_replication_factor.min(self.brokers)
     }
 
     /// Checks that the knobs describe a cluster that can exist.
@@ -193,6 +217,21 @@ impl Knobs {
         if self.brokers > 9 || self.partitions > 8 || self.producers + self.consumers > 8 {
             problems.push("these knobs are far beyond what a model check can explore".to_string());
         }
+        if self.group && self.consumers == 0 {
+            problems.push("--group needs at least one consumer (--consumers)".to_string());
+        }
+        if self.group && self.offsets_replication_factor == 0 {
+            problems.push("--offsets-replication-factor must be at least 1".to_string());
+        }
+        if self.consumers > self.partitions && self.group {
+            problems.push(format!(
+                "a group has one member per partition: at most --partitions ({}) consumers, not {}",
+                self.partitions, self.consumers
+            ));
+        }
+        if self.consumer_crashes > 0 && self.consumers == 0 {
+            problems.push("--consumer-crashes needs a consumer (--consumers)".to_string());
+        }
         if self.eligible_leader_replicas && self.hwm_under_min_isr {
             problems.push(
                 "--eligible-leader-replicas needs Kafka 3.7's HWM rule: an eligible leader replica holds every committed record only because the HWM does not advance under min.insync.replicas (drop --hwm-under-min-isr)".to_string(),
@@ -220,6 +259,13 @@ impl Knobs {
             self.broker_crashes,
             if self.broker_crashes == 1 { "" } else { "es" }
         ));
+        if self.consumer_crashes > 0 {
+            s.push_str(&format!(
+                ", {} consumer crash{}",
+                self.consumer_crashes,
+                if self.consumer_crashes == 1 { "" } else { "es" }
+            ));
+        }
         if self.controller_crashes > 0 {
             s.push_str(&format!(
                 ", {} controller crash{}",
@@ -260,6 +306,14 @@ impl Knobs {
                 ", {} consumer{}",
                 self.consumers,
                 plural(self.consumers)
+            ));
+        }
+        if self.group {
+            s.push_str(&format!(
+                ", group (offsets RF={}, auto.offset.reset={}, {} commit)",
+                self.offsets_rf(),
+                self.offset_reset,
+                if self.auto_commit { "auto" } else { "manual" }
             ));
         }
         if self.idempotence {
@@ -403,6 +457,21 @@ pub fn presets() -> Vec<Preset> {
             },
         },
         Preset {
+            name: "consumer-group",
+            description: "A group member auto-commits as it reads, crashes and resumes at its group's committed offset, while the coordinator (the leader of __consumer_offsets-0, RF=2) may fail over. The data partition has one replica, to keep the space small.",
+            knobs: Knobs {
+                replication_factor: 1,
+                consumers: 1,
+                records: 1,
+                group: true,
+                auto_commit: true,
+                consumer_crashes: 1,
+                leader_epoch_max: 1,
+                preferred_leader_election: false,
+                ..pair.clone()
+            },
+        },
+        Preset {
             name: "idempotent",
             description: "An idempotent producer whose retries after a leader change must not duplicate.",
             knobs: Knobs {
@@ -476,6 +545,9 @@ impl Knobs {
             max_in_flight_requests => "max-in-flight-requests",
             isr_shrinks => "isr-shrinks",
             metadata_pulls => "metadata-pulls",
+            offsets_replication_factor => "offsets-replication-factor",
+            offset_reset => "auto-offset-reset",
+            consumer_crashes => "consumer-crashes",
         );
         let mut toggle = |flag: &str, value: bool| flags.push(format!("--{flag}={value}"));
         macro_rules! diff_bool {
@@ -494,6 +566,8 @@ impl Knobs {
             hwm_under_min_isr => "hwm-under-min-isr",
             stale_hwm_checkpoints => "stale-hwm-checkpoints",
             eligible_leader_replicas => "eligible-leader-replicas",
+            group => "group",
+            auto_commit => "enable-auto-commit",
         );
         flags
     }

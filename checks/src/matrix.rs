@@ -87,6 +87,31 @@ fn pair() -> Knobs {
     }
 }
 
+/// A group whose member reads a topic of one replica (broker 1), commits after each poll and
+/// may crash once, while the broker that holds `__consumer_offsets-0` (broker 2, with
+/// `offsets_replication_factor` 1) or its leader (with 2) may lose power: Kafka's coordinator
+/// acknowledges a commit once it is below the HWM, not once it is on disk. With one replica the
+/// partition goes offline and comes back in two elections (leader epoch 2); with two, one
+/// election fails it over.
+fn group_under_power_loss(offsets_replication_factor: u32, offset_reset: OffsetReset) -> Knobs {
+    Knobs {
+        replication_factor: 1,
+        records: 2,
+        consumers: 1,
+        group: true,
+        consumer_crashes: 1,
+        offsets_replication_factor,
+        offset_reset,
+        unclean_shutdown: true,
+        leader_epoch_max: if offsets_replication_factor == 1 {
+            2
+        } else {
+            1
+        },
+        ..pair()
+    }
+}
+
 /// `pair`, but instead of crashing, a live broker may once be fenced by the controller (it is
 /// cut off from it): a leader that goes on believing it leads.
 fn isolated_leader() -> Knobs {
@@ -118,6 +143,9 @@ const SEED_IDEMPOTENCE: &str = "003 Configuration 5: leader fails mid-replicatio
 const SEED_SPLIT_BRAIN: &str = "003 Data Loss Scenario 5: Split Brain (Very Rare)";
 const SEED_OLD_LEADER: &str = "003 What Happens When Old Leader Returns?";
 const SEED_BOTH_FAIL: &str = "003 Data Loss Scenario 2: acks=all, Both Leader and Follower Fail";
+const SEED_OFFSETS_LOST: &str = "003 Data Loss Scenario 4: Committed Offsets Lost";
+const SEED_OFFSETS_SAFE: &str = "003 Consumer Committed Offsets Are Safe";
+const SEED_AUTO_COMMIT: &str = "003 Auto-commit Enabled (Default)";
 const HISTORY: &str = "-";
 
 /// The fixed list of scenarios, in the order the table prints them.
@@ -531,7 +559,95 @@ pub fn scenarios() -> Vec<Scenario> {
         "StaleControllerRequestInFlight",
         Reachable,
     ));
+    rows.extend(group_scenarios());
     rows
+}
+
+/// Consumer groups (R57–R62): where committed offsets live decides what a restarted member
+/// skips or reads again.
+fn group_scenarios() -> Vec<Scenario> {
+    use ClaimStatus::*;
+    use Expected::*;
+    let row = |name, claim, knobs, property, expected| Scenario {
+        name,
+        claim,
+        claim_status: Confirmed,
+        knobs,
+        property,
+        expected,
+    };
+    vec![
+        // The seed: offsets on one broker that fails, a new member finds nothing committed and
+        // `latest` skips what was written meanwhile. A broker that merely stops leaves the
+        // group without a coordinator (it waits, and skips nothing); one that loses power loses
+        // the commit its HWM had acknowledged.
+        row(
+            "offsets-rf-1-latest",
+            SEED_OFFSETS_LOST,
+            group_under_power_loss(1, OffsetReset::Latest),
+            "AtLeastOnce",
+            Violated,
+        ),
+        // The seed's mitigation: `earliest` reads everything again rather than skip.
+        row(
+            "offsets-rf-1-earliest",
+            SEED_OFFSETS_LOST,
+            group_under_power_loss(1, OffsetReset::Earliest),
+            "AtLeastOnce",
+            Holds,
+        ),
+        row(
+            "offsets-rf-1-earliest-reprocesses",
+            SEED_OFFSETS_LOST,
+            group_under_power_loss(1, OffsetReset::Earliest),
+            "Reprocessed",
+            Reachable,
+        ),
+        // The seed's other mitigation: replicated offsets survive the power loss. The one slow
+        // row (5.4 million states): `SLOW_SCENARIOS`.
+        row(
+            "offsets-replicated-latest",
+            SEED_OFFSETS_SAFE,
+            group_under_power_loss(3, OffsetReset::Latest),
+            "AtLeastOnce",
+            Holds,
+        ),
+        // Auto-commit: a member that crashes between reading and its next commit reads again
+        // what it had read, and loses nothing.
+        row(
+            "auto-commit-crash-duplicates",
+            SEED_AUTO_COMMIT,
+            auto_commit_crash(),
+            "Reprocessed",
+            Reachable,
+        ),
+        row(
+            "auto-commit-crash-no-loss",
+            SEED_AUTO_COMMIT,
+            auto_commit_crash(),
+            "AtLeastOnce",
+            Holds,
+        ),
+    ]
+}
+
+/// Rows too slow for every test run (minutes each on this machine): `watermark matrix` runs
+/// them, `tests/matrix.rs` leaves them to `scripts/matrix-slow.sh`, and BENCHMARKS.md records
+/// their verdicts.
+pub const SLOW_SCENARIOS: [&str; 1] = ["offsets-replicated-latest"];
+
+/// An auto-committing member that crashes once, its offsets replicated, no broker crash.
+fn auto_commit_crash() -> Knobs {
+    Knobs {
+        replication_factor: 1,
+        records: 2,
+        consumers: 1,
+        group: true,
+        auto_commit: true,
+        consumer_crashes: 1,
+        broker_crashes: 0,
+        ..pair()
+    }
 }
 
 /// KIP-101's bug: two replicas that both restart. The follower truncates to its HWM, which
@@ -768,6 +884,17 @@ pub fn short_config(k: &Knobs) -> String {
     }
     if k.unclean_shutdown {
         parts.push("power loss".into());
+    }
+    if k.group {
+        parts.push(format!(
+            "group offsets RF={} {} {} commit",
+            k.offsets_rf(),
+            k.offset_reset,
+            if k.auto_commit { "auto" } else { "manual" }
+        ));
+    }
+    if k.consumer_crashes > 0 {
+        parts.push(format!("{} consumer crash", k.consumer_crashes));
     }
     if k.records > 1 {
         parts.push(format!("{} records", k.records));

@@ -107,12 +107,15 @@ impl WatermarkModel {
             hwm_under_min_isr: knobs.hwm_under_min_isr,
             eligible_leader_replicas: knobs.eligible_leader_replicas,
             timing: settings.timing.clone(),
-            topics: vec![TopicConfig {
+            offsets_topic_num_partitions: 1,
+            topics: std::iter::once(TopicConfig {
                 topic: topic.clone(),
                 assignments: assignments(&knobs),
                 min_insync_replicas: knobs.min_insync_replicas,
                 unclean_leader_election: knobs.unclean_leader_election,
-            }],
+            })
+            .chain(knobs.group.then(|| offsets_topic(&knobs)))
+            .collect(),
         });
         let mut inner = ActorModel::new((), Ghost::default())
             .record_msg_out(ghost::record_msg_out)
@@ -159,6 +162,17 @@ impl WatermarkModel {
                 request_timeout: settings.client_request_timeout,
                 timing: settings.client_timing.clone(),
                 start_offset: 0,
+                group: knobs.group.then(|| GroupConfig {
+                    group: Group::new(GROUP),
+                    offset_reset: knobs.offset_reset,
+                    commit: if knobs.auto_commit {
+                        CommitMode::Auto
+                    } else {
+                        CommitMode::Manual
+                    },
+                    auto_commit_interval: settings.client_timing.retry_backoff.clone(),
+                }),
+                records_max: None,
             })));
         }
         let network = if knobs.network.ordered {
@@ -175,7 +189,9 @@ impl WatermarkModel {
             } else {
                 LossyNetwork::No
             })
-            .max_crashes((knobs.broker_crashes + knobs.controller_crashes) as usize);
+            .max_crashes(
+                (knobs.broker_crashes + knobs.controller_crashes + knobs.consumer_crashes) as usize,
+            );
         Self::checking_what_applies(knobs, inner, topic)
     }
 
@@ -269,10 +285,25 @@ impl WatermarkModel {
         start..start + self.knobs.consumers as usize
     }
 
+    /// Every partition of the model: the topic's, then `__consumer_offsets-0` with a group.
     pub fn topic_partitions(&self) -> Vec<TopicPartition> {
         (0..self.knobs.partitions)
             .map(|p| TopicPartition::new(&self.topic, p))
+            .chain(
+                self.knobs
+                    .group
+                    .then(|| TopicPartition::new(&Topic::new(OFFSETS_TOPIC), 0)),
+            )
             .collect()
+    }
+
+    /// Where `tp` stands in [`Self::topic_partitions`] (and in the ghost's committed records).
+    pub fn partition_index(&self, tp: &TopicPartition) -> Option<usize> {
+        if tp.topic == self.topic {
+            return (tp.partition < self.knobs.partitions).then_some(tp.partition as usize);
+        }
+        let offsets = self.knobs.group && &*tp.topic.0 == OFFSETS_TOPIC && tp.partition == 0;
+        offsets.then_some(self.knobs.partitions as usize)
     }
 
     /// The name of actor `index`, in Kafka's terms.
@@ -326,9 +357,10 @@ impl WatermarkModel {
                 }
             }
         }
-        // B4: clients do not crash.
-        let clients = self.producer_indices().start..self.consumer_indices().end;
-        if clients.into_iter().any(|i| state.crashed[i]) {
+        // B4: producers do not crash; consumers crash at most `consumer_crashes` times in all.
+        if self.producer_indices().any(|i| state.crashed[i])
+            || u32::from(state.history.consumer_crashes) > self.knobs.consumer_crashes
+        {
             return false;
         }
         // B6: leaders ask to shrink ISRs at most `isr_shrinks` times.
@@ -374,6 +406,22 @@ pub fn assignments(knobs: &Knobs) -> Vec<Vec<BrokerId>> {
                 .collect()
         })
         .collect()
+}
+
+/// The group of the model's consumers, when they have one.
+pub const GROUP: &str = "g";
+
+/// `__consumer_offsets` of the model: one partition on the last `offsets_rf` brokers, the last
+/// one preferred (so that, with two brokers or more, the coordinator is not the data
+/// partition's preferred leader), with the topic's min.insync.replicas capped at its RF.
+pub fn offsets_topic(knobs: &Knobs) -> TopicConfig {
+    let rf = knobs.offsets_rf();
+    TopicConfig {
+        topic: Topic::new(OFFSETS_TOPIC),
+        assignments: vec![(0..rf).map(|r| knobs.brokers - r).collect()],
+        min_insync_replicas: knobs.min_insync_replicas.min(rf),
+        unclean_leader_election: false,
+    }
 }
 
 /// Record values `a`, `b`, `c`… in the order producers write them.

@@ -40,6 +40,17 @@ fn with_controller_crashes(k: &Knobs) -> bool {
 fn with_consumers(k: &Knobs) -> bool {
     k.consumers > 0
 }
+fn with_group(k: &Knobs) -> bool {
+    k.group && k.consumers > 0
+}
+/// The group's coordinator can fail over: `__consumer_offsets` has a second replica.
+fn with_group_failover(k: &Knobs) -> bool {
+    with_group(k) && leader_can_change(k) && k.offsets_rf() >= 2
+}
+/// A member can come back: its group's history spans two incarnations.
+fn with_group_and_consumer_crashes(k: &Knobs) -> bool {
+    with_group(k) && k.consumer_crashes > 0
+}
 fn with_idempotence(k: &Knobs) -> bool {
     k.idempotence && with_producers(k)
 }
@@ -60,11 +71,13 @@ pub fn leader_can_change(k: &Knobs) -> bool {
 fn with_leader_change_and_producers(k: &Knobs) -> bool {
     leader_can_change(k) && with_producers(k)
 }
+/// The topic's leader can change and acknowledges records: it has a second replica to fail
+/// over to (with a group, `__consumer_offsets` may fail over while the topic cannot).
 fn with_leader_change_and_acks(k: &Knobs) -> bool {
-    leader_can_change(k) && with_acks(k)
+    leader_can_change(k) && with_acks(k) && k.replication_factor >= 2
 }
 fn with_leader_change_and_consumers(k: &Knobs) -> bool {
-    leader_can_change(k) && with_consumers(k)
+    leader_can_change(k) && with_consumers(k) && k.replication_factor >= 2
 }
 /// Controller messages can be lost, a leader change can be among them, and a registered broker
 /// may pull (B7).
@@ -217,6 +230,21 @@ pub fn all() -> Vec<PropertyDef> {
         p("S21", "RestartedControllerObeyed", Sometimes, Some("NoStaleControllerRequest"),
           "A running broker has taken the controller epoch of a restarted controller: fencing older epochs does not fence the new one.",
           restarted_controller_obeyed, with_controller_crashes),
+        p("I18", "CommittedOffsetSurvives", Always, None,
+          "A member resumes at its group's latest acknowledged commit or a newer one: OffsetFetch never returns less than a commit acknowledged before it, nor nothing once one was.",
+          committed_offset_survives, with_group),
+        p("S22", "ResumedAtCommit", Sometimes, Some("CommittedOffsetSurvives"),
+          "A restarted member resumes at an offset its group committed.",
+          resumed_at_commit, with_group_and_consumer_crashes),
+        p("I19", "AtLeastOnce", Always, None,
+          "A group skips nothing: from its first acknowledged commit on, wherever a member resumes, the group has read every offset from that commit up to there.",
+          at_least_once, with_group),
+        p("S23", "Reprocessed", Sometimes, Some("AtLeastOnce"),
+          "A group reads a record twice (at-least-once, not exactly-once).",
+          reprocessed, with_group_and_consumer_crashes),
+        p("S24", "CommitOnNewCoordinator", Sometimes, Some("CommittedOffsetSurvives"),
+          "A coordinator of a later leader epoch holds, below its HWM, a commit written in an earlier one.",
+          commit_on_new_coordinator, with_group_failover),
     ]
 }
 
@@ -493,6 +521,92 @@ fn follower_fetch_held(model: &WatermarkModel, state: &State) -> bool {
     held_fetches(model, state).any(|(_, f)| f.request.replica_id.is_some())
 }
 
+/// I18: along each member's history, every `Resumed` names a committed offset at least the
+/// latest one acknowledged before it.
+fn committed_offset_survives(model: &WatermarkModel, state: &State) -> bool {
+    model.consumer_indices().all(|i| {
+        let mut acknowledged: Option<Offset> = None;
+        state.history.group_events(i).iter().all(|e| match e {
+            GroupEvent::Committed { offset, .. } => {
+                acknowledged = acknowledged.max(Some(*offset));
+                true
+            }
+            GroupEvent::Resumed { committed, .. } => *committed >= acknowledged,
+        })
+    })
+}
+
+/// S22.
+fn resumed_at_commit(model: &WatermarkModel, state: &State) -> bool {
+    model.consumer_indices().any(|i| {
+        let events = state.history.group_events(i);
+        let resumes = events
+            .iter()
+            .filter(|e| matches!(e, GroupEvent::Resumed { .. }));
+        resumes.skip(1).any(|e| {
+            matches!(
+                e,
+                GroupEvent::Resumed {
+                    committed: Some(_),
+                    ..
+                }
+            )
+        })
+    })
+}
+
+/// S24.
+fn commit_on_new_coordinator(model: &WatermarkModel, state: &State) -> bool {
+    leaders(model, state)
+        .filter(|r| &*r.partition.topic_partition.topic.0 == OFFSETS_TOPIC)
+        .any(|r| {
+            r.log.entries().take(r.high_watermark as usize).any(|e| {
+                e.leader_epoch < r.leader_epoch()
+                    && matches!(
+                        GroupRecord::parse(&e.record),
+                        Some(GroupRecord::Offset { .. })
+                    )
+            })
+        })
+}
+
+/// I19: from the group's first acknowledged commit on, each resume lands where everything
+/// before it (from that commit) has been read. Checked in every state, so at the moment of each
+/// resume against what had been read by then. Before its first commit a group has no durable
+/// place to come back to, and `latest` starting a restarted member at the end is what `latest`
+/// means.
+fn at_least_once(model: &WatermarkModel, state: &State) -> bool {
+    model.consumer_indices().all(|i| {
+        let events = state.history.group_events(i);
+        let Some(first) = events
+            .iter()
+            .position(|e| matches!(e, GroupEvent::Committed { .. }))
+        else {
+            return true;
+        };
+        let GroupEvent::Committed { offset: from, .. } = events[first] else {
+            unreachable!("found above")
+        };
+        let read: std::collections::BTreeSet<Offset> =
+            state.history.consumed(i).iter().map(|c| c.offset).collect();
+        events[first..].iter().all(|e| match e {
+            GroupEvent::Resumed { position, .. } => (from..*position).all(|o| read.contains(&o)),
+            GroupEvent::Committed { .. } => true,
+        })
+    })
+}
+
+/// S23.
+fn reprocessed(model: &WatermarkModel, state: &State) -> bool {
+    model.consumer_indices().any(|i| {
+        let consumed = state.history.consumed(i);
+        consumed
+            .iter()
+            .enumerate()
+            .any(|(n, c)| consumed[..n].iter().any(|d| d.offset == c.offset))
+    })
+}
+
 /// I15: in offset order, each producer id's sequences in a log are 0, 1, 2, ...
 fn producer_order_kept(model: &WatermarkModel, state: &State) -> bool {
     replicas(model, state).all(|r| {
@@ -659,7 +773,7 @@ fn committed_records_survive(model: &WatermarkModel, state: &State) -> bool {
     let g = ghost(state);
     !g.has_violation(violation::COMMITTED_RECORD_CHANGED)
         && model.topic_partitions().iter().all(|tp| {
-            g.committed[tp.partition as usize]
+            g.committed[model.partition_index(tp).expect("a model partition")]
                 .iter()
                 .enumerate()
                 .all(|(o, c)| {
@@ -674,7 +788,7 @@ fn committed_records_survive(model: &WatermarkModel, state: &State) -> bool {
 fn committed_record_on_new_leader(model: &WatermarkModel, state: &State) -> bool {
     let g = ghost(state);
     model.topic_partitions().iter().any(|tp| {
-        g.committed[tp.partition as usize]
+        g.committed[model.partition_index(tp).expect("a model partition")]
             .iter()
             .enumerate()
             .any(|(o, c)| {
@@ -746,12 +860,13 @@ fn consumed(model: &WatermarkModel, state: &State) -> Vec<(TopicPartition, Consu
         .collect()
 }
 use watermark_model::consumer::Consumed;
+use watermark_model::group::{GroupEvent, GroupRecord};
 
 /// I10.
 fn consumer_reads_committed(model: &WatermarkModel, state: &State) -> bool {
     let g = ghost(state);
     consumed(model, state).iter().all(|(tp, c)| {
-        g.committed[tp.partition as usize]
+        g.committed[model.partition_index(tp).expect("a model partition")]
             .get(c.offset as usize)
             .is_some_and(|committed| committed.entry == c.entry)
     })

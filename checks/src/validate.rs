@@ -1163,6 +1163,7 @@ fn placeholder_cluster() -> ClusterConfig {
         hwm_under_min_isr: false,
         eligible_leader_replicas: false,
         timing: Timing::model(),
+        offsets_topic_num_partitions: 1,
         topics: Vec::new(),
     }
 }

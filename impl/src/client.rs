@@ -2,6 +2,9 @@
 //! an ephemeral socket, and the admin APIs (Metadata, CreateTopics, DescribeTopics, ListOffsets)
 //! as plain request and response. Clients speak the [`transport`](crate::transport) like nodes
 //! do, with an incarnation from the wall clock and no key (they need none: Kafka's PLAINTEXT).
+//! [`group`] holds the consumer-group requests.
+
+pub mod group;
 
 use crate::cluster::{TimingMs, BATCH_BYTES_MAX};
 use crate::codec;
@@ -17,6 +20,8 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+use watermark_model::consumer::MemberStep;
+use watermark_model::group::GroupEvent;
 use watermark_model::producer::Ack;
 use watermark_model::*;
 
@@ -185,6 +190,10 @@ pub fn error_name(e: ErrorCode) -> &'static str {
         ErrorCode::ElectionNotNeeded => "ELECTION_NOT_NEEDED",
         ErrorCode::PreferredLeaderNotAvailable => "PREFERRED_LEADER_NOT_AVAILABLE",
         ErrorCode::EligibleLeadersNotAvailable => "ELIGIBLE_LEADERS_NOT_AVAILABLE",
+        ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+        ErrorCode::NotCoordinator => "NOT_COORDINATOR",
+        ErrorCode::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
+        ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",
     }
 }
 
@@ -222,8 +231,24 @@ pub fn create_topic(
     replication_factor: u32,
     configs: TopicConfigs,
 ) -> Result<(), String> {
+    let (result, message) =
+        create_topic_answer(bootstrap, topic, partitions, replication_factor, configs)?;
+    admin_result(result, message, || format!("cannot create topic '{topic}'"))
+}
+
+/// The controller's answer to an admin request, and the message it gave with an error.
+pub type AdminAnswer = (Result<(), ErrorCode>, Option<Arc<str>>);
+
+/// CreateTopics (R46): the controller's answer as it is, and its message.
+pub(crate) fn create_topic_answer(
+    bootstrap: SocketAddrV4,
+    topic: &str,
+    partitions: u32,
+    replication_factor: u32,
+    configs: TopicConfigs,
+) -> Result<AdminAnswer, String> {
     let topic = Topic::new(topic);
-    let (result, message) = request(
+    request(
         bootstrap,
         &Msg::CreateTopics {
             topic: topic.clone(),
@@ -240,8 +265,7 @@ pub fn create_topic(
             } if t == topic => Some((result, error_message)),
             _ => None,
         },
-    )?;
-    admin_result(result, message, || format!("cannot create topic '{topic}'"))
+    )
 }
 
 /// An admin answer as the tools report it: the controller says what was wrong (R46, R56), and
@@ -329,8 +353,20 @@ pub struct Description {
     pub brokers: Vec<BrokerDescription>,
 }
 
-pub fn describe(bootstrap: SocketAddrV4, topic: Option<&str>) -> Result<Description, String> {
-    let (brokers, racks, partitions) = request(
+/// What DescribeTopics (R47) answers: every broker and whether it is live, the brokers' racks,
+/// and the partitions of `topic` (of every topic with `None`; none if it does not exist).
+pub type TopicsDescription = (
+    Vec<(BrokerId, bool)>,
+    Vec<(BrokerId, Arc<str>)>,
+    Vec<PartitionState>,
+);
+
+/// DescribeTopics (R47), answered from the controller's table.
+pub fn describe_topics(
+    bootstrap: SocketAddrV4,
+    topic: Option<&str>,
+) -> Result<TopicsDescription, String> {
+    request(
         bootstrap,
         &Msg::DescribeTopics {
             topic: topic.map(Topic::new),
@@ -344,7 +380,11 @@ pub fn describe(bootstrap: SocketAddrV4, topic: Option<&str>) -> Result<Descript
             } => Some((brokers.to_vec(), racks.to_vec(), partitions.to_vec())),
             _ => None,
         },
-    )?;
+    )
+}
+
+pub fn describe(bootstrap: SocketAddrV4, topic: Option<&str>) -> Result<Description, String> {
+    let (brokers, racks, partitions) = describe_topics(bootstrap, topic)?;
     if let Some(t) = topic {
         if partitions.is_empty() {
             return Err(format!("unknown topic '{t}'"));
@@ -395,13 +435,24 @@ pub fn describe(bootstrap: SocketAddrV4, topic: Option<&str>) -> Result<Descript
     })
 }
 
-/// ListOffsets against one broker, with a short wait: a dead leader should not hold `describe`.
+/// ListOffsets against one broker, waiting at most [`ADMIN_TIMEOUT`].
 pub fn list_offsets(broker: SocketAddrV4, tp: &TopicPartition) -> Result<ReplicaOffsets, String> {
-    let result = request(
+    list_offsets_within(broker, tp, ADMIN_TIMEOUT)
+}
+
+/// ListOffsets against one broker, waiting at most `timeout`: a dead leader should not hold a
+/// tool long.
+pub fn list_offsets_within(
+    broker: SocketAddrV4,
+    tp: &TopicPartition,
+    timeout: Duration,
+) -> Result<ReplicaOffsets, String> {
+    let result = request_within(
         broker,
         &Msg::ListOffsets {
             topic_partition: tp.clone(),
         },
+        timeout,
         |m| match m {
             Msg::ListOffsetsResponse {
                 topic_partition,
@@ -648,12 +699,160 @@ pub struct ConsumeOptions {
     pub trace_dir: Option<std::path::PathBuf>,
 }
 
+/// A consumer's group, as kafka-console-consumer's `--group` and consumer properties give it.
+#[derive(Clone, Debug)]
+pub struct GroupOptions {
+    /// `group.id`.
+    pub group: String,
+    /// `auto.offset.reset`: where a partition the group has committed nothing for is read from.
+    pub offset_reset: OffsetReset,
+    /// `enable.auto.commit`.
+    pub auto_commit: bool,
+    /// `auto.commit.interval.ms`.
+    pub auto_commit_interval: Duration,
+}
+
+/// What a [`consume_in_group`] run did.
+#[derive(Clone, Debug)]
+pub struct ConsumeReport {
+    /// Records handed to the caller.
+    pub records: u64,
+    /// Why the commit on exit failed, if it did; the group then resumes before records that
+    /// were handed on (they are read again: at least once).
+    pub commit_error: Option<String>,
+}
+
 /// A record as `consume` prints it.
 #[derive(Clone, Debug)]
 pub struct ConsumedRecord {
     pub partition: u32,
     pub offset: Offset,
     pub value: Value,
+}
+
+/// How long, at most, the commit on exit takes, over every partition (Kafka's consumer commits
+/// on close, within its `close()` timeout).
+pub const EXIT_COMMIT_WAIT: Duration = Duration::from_secs(2);
+/// How long one commit made while reading may take (Kafka's `commitSync` blocks up to
+/// `default.api.timeout.ms`); a failed one is made again with the next records.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(2);
+/// The auto-commit interval of a member whose commits the tool makes itself (see
+/// [`consume_in_group`]): its timer never fires within a run.
+const AUTO_COMMIT_NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// How long a stopping member is given to finish a commit of its own (R62).
+const MEMBER_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// A consumer host's generation and coordinator, once it has joined.
+type MemberSeen = Option<(Generation, Option<(BrokerId, SocketAddrV4)>)>;
+
+/// Hands what a consumer host's actor delivered to the tool's thread, and its generation and
+/// coordinator when either changed since `seen`. Records are handed on and forgotten: memory
+/// stays flat however long this runs. `false` once the tool's thread stopped listening.
+fn hand_over(
+    host: &mut Host<Node, NoStore>,
+    p: u32,
+    tx: &mpsc::SyncSender<Delivery>,
+    seen: &mut MemberSeen,
+) -> bool {
+    let member = host
+        .state()
+        .as_consumer()
+        .and_then(|s| s.member.as_ref())
+        .filter(|m| m.generation > 0)
+        .map(|m| {
+            let coordinator = m.coordinator.map(|(b, a)| (b, SocketAddrV4::from(a)));
+            (m.generation, coordinator)
+        });
+    if let Some((generation, coordinator)) = member.filter(|_| member != *seen) {
+        *seen = member;
+        if tx
+            .send(Delivery::Member(p, generation, coordinator))
+            .is_err()
+        {
+            return false;
+        }
+    }
+    for msg in host.take_delivered() {
+        let delivery = match msg {
+            Msg::RecordConsumed(c) => Delivery::Record(ConsumedRecord {
+                partition: p,
+                offset: c.offset,
+                value: c.entry.record.value.clone(),
+            }),
+            Msg::Group(event) => Delivery::Group(p, event),
+            _ => continue,
+        };
+        if tx.send(delivery).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether a consumer host's member has a commit of its own in flight, or one due because it
+/// stopped at `records_max` with its position uncommitted (R62).
+fn closing_commit_pending(host: &Host<Node, NoStore>) -> bool {
+    let Some(state) = host.state().as_consumer() else {
+        return false;
+    };
+    state.member.as_ref().is_some_and(|m| {
+        m.step == MemberStep::Consuming
+            && (m.committing.is_some()
+                || (state.records_left == Some(0) && m.committed < state.position))
+    })
+}
+
+/// What a consumer's thread hands the tool's thread.
+enum Delivery {
+    Record(ConsumedRecord),
+    /// A resume or an acknowledged commit (R61, R62).
+    Group(u32, GroupEvent),
+    /// The member's generation (R58) and coordinator, each time either changes.
+    Member(u32, Generation, Option<(BrokerId, SocketAddrV4)>),
+    Failed(String),
+}
+
+/// A group member's progress, as far as the tool's thread knows it.
+#[derive(Default)]
+struct MemberProgress {
+    generation: Option<Generation>,
+    /// Where the member resumed (R61).
+    resumed_at: Option<Offset>,
+    /// The group's offset as last known: the one the member resumed from, then each commit
+    /// acknowledged, the member's or the tool's.
+    committed: Option<Offset>,
+    /// The offset after the last record handed on.
+    handed_on: Option<Offset>,
+}
+
+impl MemberProgress {
+    /// What a member's event says of the group's offset.
+    fn apply(&mut self, event: &GroupEvent) {
+        match event {
+            GroupEvent::Resumed {
+                committed,
+                position,
+                ..
+            } => {
+                self.resumed_at = Some(*position);
+                self.committed = *committed;
+                // It reads from `position` again, whatever was handed on before.
+                self.handed_on = None;
+            }
+            GroupEvent::Committed { offset, .. } => self.committed = Some(*offset),
+        }
+    }
+
+    /// The commit that would make the group's offset the position after what was handed on:
+    /// `(generation, offset)`, or `None` if there is nothing to commit. With `auto`, a member
+    /// that handed nothing on commits where it resumed, as Kafka's auto-commit commits the
+    /// position.
+    fn pending(&self, auto: bool) -> Option<(Generation, Offset)> {
+        let target = self.handed_on.or(self.resumed_at.filter(|_| auto))?;
+        let generation = self.generation?;
+        (Some(target) != self.committed).then_some((generation, target))
+    }
 }
 
 /// Reads partitions with the model's Consumer actor, one host per partition, each on its own
@@ -665,9 +864,43 @@ pub fn consume(
     bootstrap: SocketAddrV4,
     options: &ConsumeOptions,
     stop: &AtomicBool,
-    mut on_record: impl FnMut(&ConsumedRecord),
+    on_record: impl FnMut(&ConsumedRecord),
 ) -> Result<u64, String> {
+    consume_in_group(bootstrap, options, None, stop, on_record, |_| {}).map(|r| r.records)
+}
+
+/// [`consume`], and with `group` each partition's consumer is a member of it (R61, R62):
+/// `__consumer_offsets` is created if need be, and each member starts at the group's committed
+/// offset, or where `auto.offset.reset` says, and commits as it reads. `on_group_event` sees
+/// each member's resume and each commit the member had acknowledged.
+///
+/// Who commits what, so that the group's offset ends at the record after the last one handed
+/// to `on_record`:
+/// - the members, as R62 says: after each fetch's records are handed on (manual), or on their
+///   timer (auto); with `max_records` on one partition, the member reads exactly that many
+///   (`records_max`) and commits them as it stops;
+/// - with `max_records` over several partitions, the limit is no one member's: the members make
+///   no commit, and the tool commits the offset after the last record handed on (R59, with the
+///   member's generation) after each batch handed on (manual) or every interval (auto);
+/// - on exit, whatever stopped it, each member is given [`MEMBER_CLOSE_WAIT`] to finish a
+///   commit of its own, then the tool commits the offset after the last record handed on
+///   wherever the group's offset is not known to be that (Kafka's consumer commits on close),
+///   within [`EXIT_COMMIT_WAIT`] in all.
+pub fn consume_in_group(
+    bootstrap: SocketAddrV4,
+    options: &ConsumeOptions,
+    group: Option<&GroupOptions>,
+    stop: &AtomicBool,
+    mut on_record: impl FnMut(&ConsumedRecord),
+    mut on_group_event: impl FnMut(&GroupEvent),
+) -> Result<ConsumeReport, String> {
+    if let Some(g) = group {
+        group::validate_group(&g.group)?;
+    }
     let metadata = topic_metadata(bootstrap, &options.topic)?;
+    if group.is_some() {
+        group::ensure_offsets_topic(bootstrap)?;
+    }
     let partitions: Vec<u32> = match options.partition {
         Some(p) if p as usize >= metadata.partitions.len() => {
             return Err(format!(
@@ -687,7 +920,8 @@ pub fn consume(
     let mut start_offsets = BTreeMap::new();
     for p in &partitions {
         let mut start = 0;
-        if !options.from_beginning {
+        // A member starts where its group says (R61), not here.
+        if !options.from_beginning && group.is_none() {
             let tp = TopicPartition::new(&topic, *p);
             let leader = metadata.partitions[*p as usize]
                 .leader
@@ -699,11 +933,32 @@ pub fn consume(
         }
         start_offsets.insert(*p, start);
     }
+    // A limit on one partition is its member's; over several, the tool's (see above).
+    let records_max = options.max_records.filter(|_| partitions.len() == 1);
+    let tool_commits = group.is_some() && options.max_records.is_some() && records_max.is_none();
+    let group_config = group.map(|g| {
+        let (commit, interval) = match (tool_commits, g.auto_commit) {
+            // A member that never commits: auto, on a timer that does not fire.
+            (true, _) => (CommitMode::Auto, AUTO_COMMIT_NEVER),
+            (false, true) => (CommitMode::Auto, g.auto_commit_interval),
+            (false, false) => (CommitMode::Manual, g.auto_commit_interval),
+        };
+        GroupConfig {
+            group: Group::new(&g.group),
+            offset_reset: g.offset_reset,
+            commit,
+            auto_commit_interval: interval..interval + Duration::from_millis(1),
+        }
+    });
+    let mut coordinator = match group {
+        Some(g) => Some(group::Coordinator::new(bootstrap, &g.group)?),
+        None => None,
+    };
     let bootstrap_ids = bootstrap_list(bootstrap, &metadata);
     let done = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::sync_channel::<Result<ConsumedRecord, String>>(65_536);
+    let (tx, rx) = mpsc::sync_channel::<Delivery>(65_536);
     let mut threads = Vec::new();
-    for p in partitions {
+    for p in partitions.iter().copied() {
         let config = ConsumerConfig {
             bootstrap: bootstrap_ids.clone(),
             topic_partition: TopicPartition::new(&topic, p),
@@ -712,6 +967,8 @@ pub fn consume(
             timing: options.timing.timing(),
             // auto.offset.reset: the consumer reads from here, not from 0.
             start_offset: start_offsets[&p],
+            group: group_config.clone(),
+            records_max: records_max.filter(|_| group.is_some()),
         };
         let tx = tx.clone();
         let done = done.clone();
@@ -740,60 +997,134 @@ pub fn consume(
                     trace,
                 )
                 .map_err(|e| e.to_string())?;
+                let mut member_seen = None;
                 while !done.load(Ordering::Relaxed) {
                     host.step(Duration::from_millis(50))
                         .map_err(|e| e.to_string())?;
-                    // Records are handed on and forgotten: memory stays flat however long this
-                    // runs.
-                    for msg in host.take_delivered() {
-                        let Msg::RecordConsumed(c) = msg else {
-                            continue;
-                        };
-                        let record = ConsumedRecord {
-                            partition: p,
-                            offset: c.offset,
-                            value: c.entry.record.value.clone(),
-                        };
-                        if tx.send(Ok(record)).is_err() {
-                            return Ok(());
-                        }
+                    if !hand_over(&mut host, p, &tx, &mut member_seen) {
+                        return Ok(());
+                    }
+                }
+                // R62: a commit the member makes itself, in flight or due as it stops at
+                // `records_max`, is let finish.
+                let deadline = Instant::now() + MEMBER_CLOSE_WAIT;
+                while Instant::now() < deadline && closing_commit_pending(&host) {
+                    host.step(Duration::from_millis(50))
+                        .map_err(|e| e.to_string())?;
+                    if !hand_over(&mut host, p, &tx, &mut member_seen) {
+                        return Ok(());
                     }
                 }
                 Ok(())
             };
             if let Err(e) = run() {
-                let _ = tx.send(Err(e));
+                let _ = tx.send(Delivery::Failed(e));
             }
         }));
     }
     drop(tx);
+    let auto = group.is_some_and(|g| g.auto_commit);
+    let mut members: BTreeMap<u32, MemberProgress> = BTreeMap::new();
+    // The tool's commits while reading: `deadline` bounds them.
+    let commit_pending = |members: &mut BTreeMap<u32, MemberProgress>,
+                          coordinator: &mut Option<group::Coordinator>,
+                          deadline: Instant|
+     -> Option<String> {
+        let coordinator = coordinator.as_mut()?;
+        let mut error = None;
+        for (p, m) in members.iter_mut() {
+            let Some((generation, offset)) = m.pending(auto) else {
+                continue;
+            };
+            let tp = TopicPartition::new(&topic, *p);
+            match coordinator.offset_commit(&tp, generation, offset, deadline) {
+                Ok(()) => m.committed = Some(offset),
+                Err(e) => error = Some(e),
+            }
+        }
+        error
+    };
     let mut count = 0u64;
     let mut last = Instant::now();
-    let result = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ok(count);
-        }
-        if options.max_records.is_some_and(|m| count >= m) {
-            break Ok(count);
+    let mut last_auto_commit = Instant::now();
+    let max_reached = |count: u64| options.max_records.is_some_and(|m| count >= m);
+    let result = 'read: loop {
+        if stop.load(Ordering::Relaxed) || max_reached(count) {
+            break Ok(());
         }
         if options.idle_timeout.is_some_and(|t| last.elapsed() >= t) {
-            break Ok(count);
+            break Ok(());
         }
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Ok(record)) => {
-                on_record(&record);
-                count += 1;
-                last = Instant::now();
+        // One delivery, waiting for it, then every one already there: a batch.
+        let mut next = rx.recv_timeout(Duration::from_millis(50));
+        let mut handed_on = false;
+        loop {
+            match next {
+                Ok(Delivery::Record(record)) => {
+                    if max_reached(count) {
+                        // Read, never handed on: it is not committed either.
+                        break;
+                    }
+                    on_record(&record);
+                    count += 1;
+                    last = Instant::now();
+                    handed_on = true;
+                    let m = members.entry(record.partition).or_default();
+                    m.handed_on = Some(record.offset + 1);
+                }
+                Ok(Delivery::Group(p, event)) => {
+                    members.entry(p).or_default().apply(&event);
+                    on_group_event(&event);
+                }
+                Ok(Delivery::Member(p, generation, found)) => {
+                    members.entry(p).or_default().generation = Some(generation);
+                    if let Some(c) = coordinator.as_mut().filter(|c| c.found.is_none()) {
+                        c.found = found;
+                    }
+                }
+                Ok(Delivery::Failed(e)) => break 'read Err(e),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break 'read Ok(()),
             }
-            Ok(Err(e)) => break Err(e),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(count),
+            next = rx.try_recv().map_err(|e| match e {
+                mpsc::TryRecvError::Empty => mpsc::RecvTimeoutError::Timeout,
+                mpsc::TryRecvError::Disconnected => mpsc::RecvTimeoutError::Disconnected,
+            });
+        }
+        let commit_now = if auto {
+            last_auto_commit.elapsed() >= group.map_or(Duration::MAX, |g| g.auto_commit_interval)
+        } else {
+            handed_on
+        };
+        if tool_commits && commit_now {
+            last_auto_commit = Instant::now();
+            // One that fails is made again with the next batch, and on exit.
+            let _ = commit_pending(&mut members, &mut coordinator, Instant::now() + COMMIT_WAIT);
         }
     };
     done.store(true, Ordering::Relaxed);
-    drop(rx);
+    // Drain while the members stop (a thread may wait on a full channel), keeping what they
+    // say of the group; records not handed on by now never are.
+    for delivery in rx.iter() {
+        match delivery {
+            Delivery::Group(p, event) => members.entry(p).or_default().apply(&event),
+            Delivery::Member(p, generation, _) => {
+                members.entry(p).or_default().generation = Some(generation)
+            }
+            Delivery::Record(_) | Delivery::Failed(_) => {}
+        }
+    }
     for t in threads {
         let _ = t.join();
     }
-    result
+    // Every member has stopped: no commit of theirs follows this one.
+    let commit_error = commit_pending(
+        &mut members,
+        &mut coordinator,
+        Instant::now() + EXIT_COMMIT_WAIT,
+    );
+    result.map(|()| ConsumeReport {
+        records: count,
+        commit_error,
+    })
 }

@@ -243,6 +243,7 @@ impl ClusterFile {
             hwm_under_min_isr: false,
             eligible_leader_replicas: self.eligible_leader_replicas,
             timing: self.timing_ms.timing(),
+            offsets_topic_num_partitions: OFFSETS_TOPIC_NUM_PARTITIONS,
             topics: Vec::new(),
         })
     }
@@ -251,6 +252,10 @@ impl ClusterFile {
         self.brokers.iter().any(|b| Id::from(b.address) == id)
     }
 }
+
+/// `offsets.topic.num.partitions` of the real cluster (Kafka's default is 50; a test cluster
+/// here has a handful of brokers).
+pub const OFFSETS_TOPIC_NUM_PARTITIONS: u32 = 3;
 
 /// Which messages a broker takes from whom: controller requests from the controller only,
 /// replication traffic from brokers only (a follower's fetch from that follower's address),
@@ -281,9 +286,14 @@ pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
                 from_node && file.is_broker(src)
             }
             // Kafka's PLAINTEXT listener: client requests from anyone.
-            Msg::Metadata { .. } | Msg::Produce(_) | Msg::Fetch(_) | Msg::ListOffsets { .. } => {
-                true
-            }
+            Msg::Metadata { .. }
+            | Msg::Produce(_)
+            | Msg::Fetch(_)
+            | Msg::ListOffsets { .. }
+            | Msg::FindCoordinator { .. }
+            | Msg::JoinGroup { .. }
+            | Msg::OffsetCommit { .. }
+            | Msg::OffsetFetch { .. } => true,
             Msg::CreateTopics { client, .. }
             | Msg::DescribeTopics { client, .. }
             | Msg::ElectLeaders { client, .. }
@@ -293,8 +303,13 @@ pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
             | Msg::MetadataResponse { .. }
             | Msg::ProduceResponse(_)
             | Msg::ListOffsetsResponse { .. }
+            | Msg::FindCoordinatorResponse { .. }
+            | Msg::JoinGroupResponse { .. }
+            | Msg::OffsetCommitResponse { .. }
+            | Msg::OffsetFetchResponse { .. }
             | Msg::RecordAcknowledged(_)
-            | Msg::RecordConsumed(_) => false,
+            | Msg::RecordConsumed(_)
+            | Msg::Group(_) => false,
         }
     })
 }

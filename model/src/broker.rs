@@ -4,11 +4,13 @@
 //! produce and fetch and keeps the high watermark and ISR, `follower` fetches and truncates.
 
 mod control;
+mod coordinator;
 mod follower;
 mod leader;
 
 use crate::collections::{BrokerIds, PartitionMap};
 use crate::config::{initial_partitions, BrokerConfig};
+use crate::group::{Generation, Group};
 use crate::log::Log;
 use crate::msg::{Msg, PartitionMetadata, PartitionState};
 use crate::node::{Node, Storage, Timer};
@@ -33,15 +35,85 @@ pub struct FollowerProgress {
     pub broker_epoch: Option<BrokerEpoch>,
 }
 
-/// An `acks=all` produce request waiting for the high watermark (Kafka's DelayedProduce).
+/// An `acks=all` produce request, or a group coordinator's write, waiting for the high
+/// watermark (Kafka's DelayedProduce).
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DelayedProduce {
     pub client: Id,
-    pub batch: u32,
-    pub attempt: u32,
     pub base_offset: Offset,
     /// The offset after the batch's last record: the high watermark that completes it.
     pub end_offset: Offset,
+    pub request: HeldRequest,
+}
+
+/// Which request a [`DelayedProduce`] answers.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HeldRequest {
+    /// R28: a produce request's batch and attempt.
+    Produce { batch: u32, attempt: u32 },
+    /// R58, R61: a JoinGroup, answered with the generation it wrote.
+    Join {
+        group: Group,
+        topic_partition: TopicPartition,
+        member_epoch: Generation,
+        generation: Generation,
+    },
+    /// R59, R61: an OffsetCommit.
+    Commit {
+        group: Group,
+        topic_partition: TopicPartition,
+        offset: Offset,
+    },
+}
+
+impl DelayedProduce {
+    /// The answer to the held request: `Ok` once committed with the ISR at min.insync.replicas,
+    /// or `error`. A group write that failed is `CoordinatorNotAvailable` to the member, as
+    /// Kafka maps NotEnoughReplicas for its coordinator's writes; one abandoned by a leader that
+    /// stopped leading is `NotCoordinator`.
+    pub fn answer(
+        &self,
+        tp: &TopicPartition,
+        leader_epoch: LeaderEpoch,
+        error: Option<ErrorCode>,
+    ) -> Msg {
+        let group_error = |e: ErrorCode| match e {
+            ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+            _ => ErrorCode::CoordinatorNotAvailable,
+        };
+        match &self.request {
+            HeldRequest::Produce { batch, attempt } => {
+                Msg::ProduceResponse(crate::msg::ProduceResponse {
+                    topic_partition: tp.clone(),
+                    batch: *batch,
+                    attempt: *attempt,
+                    leader_epoch,
+                    result: error.map_or(Ok(self.base_offset), Err),
+                })
+            }
+            HeldRequest::Join {
+                group,
+                topic_partition,
+                member_epoch,
+                generation,
+            } => Msg::JoinGroupResponse {
+                group: group.clone(),
+                topic_partition: topic_partition.clone(),
+                member_epoch: *member_epoch,
+                result: error.map_or(Ok(*generation), |e| Err(group_error(e))),
+            },
+            HeldRequest::Commit {
+                group,
+                topic_partition,
+                offset,
+            } => Msg::OffsetCommitResponse {
+                group: group.clone(),
+                topic_partition: topic_partition.clone(),
+                offset: *offset,
+                result: error.map_or(Ok(()), |e| Err(group_error(e))),
+            },
+        }
+    }
 }
 
 /// A fetch with nothing to return yet, held until there is (Kafka's DelayedFetch).
@@ -410,6 +482,37 @@ impl Broker {
                 result,
                 &mut outbox,
             ),
+            Msg::FindCoordinator { group } => {
+                self.on_find_coordinator(state, src, group, &mut outbox)
+            }
+            Msg::JoinGroup {
+                group,
+                topic_partition,
+                member_epoch,
+            } => self.on_join_group(
+                state,
+                src,
+                (group, topic_partition),
+                member_epoch,
+                &mut outbox,
+            ),
+            Msg::OffsetCommit {
+                group,
+                topic_partition,
+                generation,
+                offset,
+            } => self.on_offset_commit(
+                state,
+                src,
+                (group, topic_partition),
+                generation,
+                offset,
+                &mut outbox,
+            ),
+            Msg::OffsetFetch {
+                group,
+                topic_partition,
+            } => self.on_offset_fetch(state, src, group, topic_partition, &mut outbox),
             Msg::Metadata { topic } => {
                 // R36: any broker answers metadata from what it knows.
                 fired(R36);
@@ -517,8 +620,13 @@ impl Broker {
             | Msg::IncrementalAlterConfigs { .. }
             | Msg::IncrementalAlterConfigsResponse { .. }
             | Msg::ListOffsetsResponse { .. }
+            | Msg::FindCoordinatorResponse { .. }
+            | Msg::JoinGroupResponse { .. }
+            | Msg::OffsetCommitResponse { .. }
+            | Msg::OffsetFetchResponse { .. }
             | Msg::RecordAcknowledged(_)
-            | Msg::RecordConsumed(_) => {}
+            | Msg::RecordConsumed(_)
+            | Msg::Group(_) => {}
         }
         outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));
     }

@@ -78,6 +78,12 @@ pub struct ClusterConfig {
     /// Needs Kafka 3.7's HWM rule (`hwm_under_min_isr` off).
     pub eligible_leader_replicas: bool,
     pub timing: Timing,
+    /// `offsets.topic.num.partitions`: the partitions of `__consumer_offsets`, over which groups
+    /// are spread by their id's hash (R57). The topic itself is created like any other: the
+    /// checker's presets with groups start with it, the real cluster's `consume --group`
+    /// creates it.
+    #[serde(default = "one")]
+    pub offsets_topic_num_partitions: u32,
     /// Topics that exist when the cluster first starts. The controller and every broker derive
     /// the same initial partition states from them ([`initial_partitions`]): each partition led
     /// by its preferred replica in leader epoch 0, with every replica in the ISR.
@@ -190,6 +196,15 @@ pub struct ConsumerConfig {
     /// at 0.
     #[serde(default)]
     pub start_offset: Offset,
+    /// `group.id` and the group settings: a member starts at its group's committed offset
+    /// (R61) and commits as it reads (R62). `None`: no group, and `start_offset` rules.
+    #[serde(default)]
+    pub group: Option<crate::group::GroupConfig>,
+    /// kafka-console-consumer's `--max-messages`: the consumer reads this many records and
+    /// stops, and a group member then commits exactly what it read (Kafka's consumer commits on
+    /// close), however many more its last fetch returned. `None`: no limit (the checker's).
+    #[serde(default)]
+    pub records_max: Option<u64>,
 }
 
 /// Kafka's broker order for rack-aware assignment: brokers grouped by rack (racks in name order,

@@ -320,6 +320,69 @@ impl fmt::Debug for Msg {
                 "RecordAcknowledged({:?}@{} epoch {}: {:?})",
                 a.topic_partition, a.offset, a.leader_epoch, a.value
             ),
+            Msg::FindCoordinator { group } => write!(f, "FindCoordinator(group {group})"),
+            Msg::FindCoordinatorResponse { group, result } => match result {
+                Ok((b, _)) => write!(f, "FindCoordinatorResponse(group {group}: broker {b})"),
+                Err(e) => write!(f, "FindCoordinatorResponse(group {group}: {e:?})"),
+            },
+            Msg::JoinGroup {
+                group,
+                topic_partition,
+                member_epoch,
+            } => write!(
+                f,
+                "JoinGroup(group {group} {topic_partition:?} member epoch {member_epoch})"
+            ),
+            Msg::JoinGroupResponse {
+                group,
+                topic_partition,
+                member_epoch,
+                result,
+            } => match result {
+                Ok(g) => write!(
+                    f,
+                    "JoinGroupResponse(group {group} {topic_partition:?} member epoch {member_epoch} generation {g})"
+                ),
+                Err(e) => write!(
+                    f,
+                    "JoinGroupResponse(group {group} {topic_partition:?} member epoch {member_epoch} {e:?})"
+                ),
+            },
+            Msg::OffsetCommit {
+                group,
+                topic_partition,
+                generation,
+                offset,
+            } => write!(
+                f,
+                "OffsetCommit(group {group} {topic_partition:?}@{offset} generation {generation})"
+            ),
+            Msg::OffsetCommitResponse {
+                group,
+                topic_partition,
+                offset,
+                result,
+            } => match result {
+                Ok(()) => write!(f, "OffsetCommitResponse(group {group} {topic_partition:?}@{offset})"),
+                Err(e) => write!(
+                    f,
+                    "OffsetCommitResponse(group {group} {topic_partition:?}@{offset} {e:?})"
+                ),
+            },
+            Msg::OffsetFetch {
+                group,
+                topic_partition,
+            } => write!(f, "OffsetFetch(group {group} {topic_partition:?})"),
+            Msg::OffsetFetchResponse {
+                group,
+                topic_partition,
+                result,
+            } => match result {
+                Ok(Some(o)) => write!(f, "OffsetFetchResponse(group {group} {topic_partition:?}@{o})"),
+                Ok(None) => write!(f, "OffsetFetchResponse(group {group} {topic_partition:?}: none)"),
+                Err(e) => write!(f, "OffsetFetchResponse(group {group} {topic_partition:?} {e:?})"),
+            },
+            Msg::Group(e) => write!(f, "{e:?}"),
             Msg::RecordConsumed(c) => write!(
                 f,
                 "RecordConsumed({}@{}:{:?}, from leader epoch {})",

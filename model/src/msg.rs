@@ -7,6 +7,7 @@
 
 use crate::collections::BrokerIds;
 use crate::consumer::Consumed;
+use crate::group::{Generation, Group, GroupEvent};
 use crate::producer::Ack;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
@@ -415,11 +416,67 @@ pub enum Msg {
         result: Result<ReplicaOffsets, ErrorCode>,
     },
 
+    // --- Consumer groups (R57–R62) ---
+    /// R57: which broker coordinates `group`. Any broker answers from its metadata: the leader
+    /// of the group's partition of `__consumer_offsets`.
+    FindCoordinator {
+        group: Group,
+    },
+    FindCoordinatorResponse {
+        group: Group,
+        /// The coordinator's broker id and address.
+        result: Result<(BrokerId, Id), ErrorCode>,
+    },
+    /// R58: a member of `group` takes `topic_partition`, fencing its earlier members.
+    JoinGroup {
+        group: Group,
+        topic_partition: TopicPartition,
+        /// The generation the member holds (KIP-848's member epoch, 0 for a new member): the
+        /// answer echoes it, so that the member takes only the answer to its latest join as the
+        /// end of joining (R61).
+        member_epoch: Generation,
+    },
+    JoinGroupResponse {
+        group: Group,
+        topic_partition: TopicPartition,
+        /// Echoes the request.
+        member_epoch: Generation,
+        /// The member's generation, once it is committed.
+        result: Result<Generation, ErrorCode>,
+    },
+    /// R59: commit `offset` (the next record to read) for the member of `generation`.
+    OffsetCommit {
+        group: Group,
+        topic_partition: TopicPartition,
+        generation: Generation,
+        offset: Offset,
+    },
+    OffsetCommitResponse {
+        group: Group,
+        topic_partition: TopicPartition,
+        /// Echoes the request.
+        offset: Offset,
+        result: Result<(), ErrorCode>,
+    },
+    /// R60: the group's committed offset of a partition.
+    OffsetFetch {
+        group: Group,
+        topic_partition: TopicPartition,
+    },
+    OffsetFetchResponse {
+        group: Group,
+        topic_partition: TopicPartition,
+        /// `None`: the group has committed nothing for it.
+        result: Result<Option<Offset>, ErrorCode>,
+    },
+
     // --- Clients to their application (to [`application`], never on the wire) ---
     /// A record its leader acknowledged: the producer's send callback (R38).
     RecordAcknowledged(Ack),
     /// A record the consumer read: one of `poll`'s records (R42).
     RecordConsumed(Consumed),
+    /// A group member resumed at a position, or had a commit acknowledged (R60, R61).
+    Group(GroupEvent),
 }
 
 /// Where a client's acknowledgements and consumed records go: the program that embeds it.
@@ -467,7 +524,16 @@ impl Msg {
             Msg::ListOffsets { .. } => "ListOffsets",
             Msg::ListOffsetsResponse { .. } => "ListOffsetsResponse",
             Msg::RecordAcknowledged(_) => "RecordAcknowledged",
+            Msg::FindCoordinator { .. } => "FindCoordinator",
+            Msg::FindCoordinatorResponse { .. } => "FindCoordinatorResponse",
+            Msg::JoinGroup { .. } => "JoinGroup",
+            Msg::JoinGroupResponse { .. } => "JoinGroupResponse",
+            Msg::OffsetCommit { .. } => "OffsetCommit",
+            Msg::OffsetCommitResponse { .. } => "OffsetCommitResponse",
+            Msg::OffsetFetch { .. } => "OffsetFetch",
+            Msg::OffsetFetchResponse { .. } => "OffsetFetchResponse",
             Msg::RecordConsumed(_) => "RecordConsumed",
+            Msg::Group(_) => "Group",
         }
     }
 }

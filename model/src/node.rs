@@ -29,8 +29,10 @@ pub enum Timer {
     FetchBackoff,
     /// Broker (retransmitting only) or client: a request got no answer in time.
     RequestTimeout,
-    /// Client: ask for metadata again.
+    /// Client: ask for metadata again (and, for a group member, retry a group request).
     MetadataRetry,
+    /// Group member with `enable.auto.commit`: commit the position (`auto.commit.interval.ms`).
+    AutoCommit,
 }
 
 impl fmt::Debug for Timer {
@@ -43,6 +45,7 @@ impl fmt::Debug for Timer {
             Timer::FetchBackoff => f.write_str("FetchBackoff"),
             Timer::RequestTimeout => f.write_str("RequestTimeout"),
             Timer::MetadataRetry => f.write_str("MetadataRetry"),
+            Timer::AutoCommit => f.write_str("AutoCommit"),
         }
     }
 }
@@ -191,6 +194,8 @@ fn placeholder() -> &'static NodeState {
             bootstrap_index: 0,
             position: 0,
             fetching: false,
+            member: None,
+            records_left: None,
         })
     })
 }

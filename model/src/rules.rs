@@ -1,5 +1,5 @@
 //! Which spec rules fired, counted outside the actors' state, as malachite's traces record the
-//! rule that fired. Every handler arm calls [`fired`] with the rule it implements (`R0`…`R56` of
+//! rule that fired. Every handler arm calls [`fired`] with the rule it implements (`R0`…`R62` of
 //! spec.md); `watermark check` and `watermark simulate` report the counts, and a test asserts
 //! that every rule fires somewhere.
 //!
@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rule(pub u8);
 
-/// The number of rules, R0 to R56.
-pub const RULE_COUNT: usize = 57;
+/// The number of rules, R0 to R62.
+pub const RULE_COUNT: usize = 63;
 
 macro_rules! rules {
     ($($name:ident = $n:expr),* $(,)?) => {
@@ -80,6 +80,12 @@ rules!(
     R54 = 54,
     R55 = 55,
     R56 = 56,
+    R57 = 57,
+    R58 = 58,
+    R59 = 59,
+    R60 = 60,
+    R61 = 61,
+    R62 = 62,
 );
 
 impl std::fmt::Display for Rule {

@@ -256,6 +256,17 @@ pub enum ErrorCode {
     PreferredLeaderNotAvailable,
     /// ElectLeaders (unclean): no replica of the partition is live.
     EligibleLeadersNotAvailable,
+    /// FindCoordinator: the group's `__consumer_offsets` partition has no leader (or no such
+    /// topic); a group request that could not be made durable (the ISR under
+    /// min.insync.replicas).
+    CoordinatorNotAvailable,
+    /// A group request to a broker that does not lead the group's offsets partition.
+    NotCoordinator,
+    /// The coordinator is new and its high watermark has not reached its epoch's start: it has
+    /// not yet loaded every committed group record (R60).
+    CoordinatorLoadInProgress,
+    /// OffsetCommit from a member whose generation a newer JoinGroup has replaced (R59).
+    IllegalGeneration,
 }
 
 /// Kafka's `ElectionType` (kafka-leader-election `--election-type`).

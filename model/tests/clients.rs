@@ -208,6 +208,8 @@ fn consumer() -> Node {
         request_timeout: false,
         timing: Timing::model(),
         start_offset: 0,
+        group: None,
+        records_max: None,
     }))
 }
 

@@ -217,13 +217,11 @@ impl Broker {
         for p in &leader.delayed_produces {
             outbox.send(
                 p.client,
-                Msg::ProduceResponse(crate::msg::ProduceResponse {
-                    topic_partition: tp.clone(),
-                    batch: p.batch,
-                    attempt: p.attempt,
-                    leader_epoch: r.partition.leader_epoch,
-                    result: Err(ErrorCode::NotLeaderOrFollower),
-                }),
+                p.answer(
+                    tp,
+                    r.partition.leader_epoch,
+                    Some(ErrorCode::NotLeaderOrFollower),
+                ),
             );
         }
         for f in leader

@@ -122,10 +122,12 @@ impl Broker {
             Acks::All => {
                 let held = DelayedProduce {
                     client: src,
-                    batch: request.batch,
-                    attempt: request.attempt,
                     base_offset,
                     end_offset: base_offset + request.records.len() as Offset,
+                    request: HeldRequest::Produce {
+                        batch: request.batch,
+                        attempt: request.attempt,
+                    },
                 };
                 let leader = leader_mut(&mut r);
                 // A duplicate of a request already held (a duplicated datagram) is answered by
@@ -427,21 +429,8 @@ impl Broker {
             .partition(|p| p.end_offset <= high_watermark);
         leader.delayed_produces = waiting;
         for p in done {
-            let result = if enough {
-                Ok(p.base_offset)
-            } else {
-                Err(ErrorCode::NotEnoughReplicasAfterAppend)
-            };
-            outbox.send(
-                p.client,
-                Msg::ProduceResponse(ProduceResponse {
-                    topic_partition: tp.clone(),
-                    batch: p.batch,
-                    attempt: p.attempt,
-                    leader_epoch: epoch,
-                    result,
-                }),
-            );
+            let error = (!enough).then_some(ErrorCode::NotEnoughReplicasAfterAppend);
+            outbox.send(p.client, p.answer(&tp, epoch, error));
         }
     }
 

@@ -39,6 +39,7 @@ pub fn cluster_with(protocol: Protocol, min_isr: u32, unclean: bool) -> Arc<Clus
         hwm_under_min_isr: false,
         eligible_leader_replicas: false,
         timing: Timing::model(),
+        offsets_topic_num_partitions: 1,
         topics: vec![TopicConfig {
             topic: topic(),
             assignments: vec![vec![1, 2, 3]],
@@ -112,6 +113,16 @@ impl Step {
             .into_iter()
             .filter_map(|m| match m {
                 Msg::RecordAcknowledged(a) => Some(a),
+                _ => None,
+            })
+            .collect()
+    }
+    /// The group events a member handed its application in this step (R61, R62).
+    pub fn group_events(&self) -> Vec<group::GroupEvent> {
+        self.sends_to(usize::from(application()))
+            .into_iter()
+            .filter_map(|m| match m {
+                Msg::Group(e) => Some(e),
                 _ => None,
             })
             .collect()
