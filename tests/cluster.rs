@@ -1929,3 +1929,88 @@ fn a_group_resumes_at_its_committed_offset_after_its_coordinator_is_killed() {
     assert_eq!(last, BTreeMap::from([(0, RECORDS), (1, RECORDS)]), "{d}");
     eprintln!("the new coordinator served within {recovered_in:?}");
 }
+
+#[test]
+fn a_member_killed_with_kill_9_comes_back_at_its_groups_committed_offset() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const RECORDS: u64 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::up(dir.path(), &failover_options());
+    cluster.create_topic("k", 1, Some(2));
+    cluster.await_full_isr("k");
+    let values: Vec<String> = (0..RECORDS).map(|i| format!("k-{i:04}")).collect();
+    let input: String = values.iter().map(|v| format!("{v}\n")).collect();
+    let acked = acks(&cluster.ok(&["produce", "k", "--acks", "all"], &input));
+    assert_eq!(acked.len() as u64, RECORDS);
+
+    // A member committing after each batch, killed with kill -9 once it has printed some.
+    let mut child = watermark()
+        .args(["consume", "k", "--group", "K", "--from-beginning"])
+        .args(["--enable-auto-commit", "false", "--json"])
+        .args(["--bootstrap-server", &cluster.bootstrap])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut printed = 0;
+    while printed < 100 && Instant::now() < deadline {
+        if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+            printed += 1;
+        }
+    }
+    assert!(
+        printed >= 100,
+        "the member printed {printed} records in 20 s"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+
+    // Its commits stand: the group holds an offset, and the next member starts exactly there.
+    let (committed, _, d) = group_offsets(&cluster, "K");
+    let c = *committed.get(&0).expect("the killed member committed");
+    assert!(c > 0 && c <= RECORDS, "{d}");
+    let rest = (RECORDS - c).to_string();
+    let out = cluster.run(
+        &[
+            "consume",
+            "k",
+            "--group",
+            "K",
+            "--max",
+            &rest,
+            "--json",
+            "--timeout-ms",
+            "20000",
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Resuming k-0 at offset {c} (committed)")),
+        "{stderr}"
+    );
+    let read = consumed(&String::from_utf8(out.stdout).unwrap());
+    let offsets: Vec<u64> = read.keys().map(|(_, o)| *o).collect();
+    assert_eq!(
+        offsets,
+        (c..RECORDS).collect::<Vec<_>>(),
+        "from the commit, gapless"
+    );
+    for ((_, o), v) in &read {
+        assert_eq!(*v, values[*o as usize]);
+    }
+}
