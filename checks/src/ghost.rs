@@ -531,7 +531,7 @@ fn observe_delivery(
                 .replicas
                 .get(&request.topic_partition)
                 .is_some_and(|now| now.log_end_offset() > r.log_end_offset());
-            if appended && request.acks == Acks::All && under_min_isr(r) {
+            if appended && request.acks == Acks::All && r.under_min_isr() {
                 ghost.violations |= violation::APPENDED_UNDER_MIN_ISR;
             }
         }
@@ -626,9 +626,6 @@ fn fetch_from_other_epoch(msg: &Msg, before: &BrokerState, after: &BrokerState) 
 }
 
 /// Whether a replica's ISR, as it knows it, is smaller than min.insync.replicas.
-pub(crate) fn under_min_isr(r: &Replica) -> bool {
-    (r.partition.isr.len() as u32) < r.partition.min_insync_replicas
-}
 
 /// Whether `log` from `from` on holds an entry the current leader of `tp` (as the controller
 /// says) does not hold at that offset.

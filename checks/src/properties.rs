@@ -416,9 +416,7 @@ fn produce_under_min_isr(_: &WatermarkModel, state: &State) -> bool {
                 .as_broker()
                 .and_then(|b| b.replicas.get(&request.topic_partition))
                 .is_some_and(|r| {
-                    r.is_leader()
-                        && r.leader_epoch() == request.leader_epoch
-                        && crate::ghost::under_min_isr(r)
+                    r.is_leader() && r.leader_epoch() == request.leader_epoch && r.under_min_isr()
                 })
     })
 }

@@ -184,6 +184,10 @@ impl Replica {
     pub fn is_leader(&self) -> bool {
         matches!(self.role, Role::Leader(_))
     }
+    /// Whether the ISR is smaller than the topic's min.insync.replicas (R18, R28, R58).
+    pub fn under_min_isr(&self) -> bool {
+        (self.partition.isr.len() as u32) < self.partition.min_insync_replicas
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

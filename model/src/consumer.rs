@@ -231,19 +231,34 @@ impl Consumer {
         }
     }
 
-    /// R62: commits the position if it is past what was committed and no commit is in flight.
+    /// R62: whether a member should commit: it is reading, its position is past what the group
+    /// holds for it, no commit is in flight, and it knows its coordinator.
+    fn commit_due(state: &ConsumerState) -> bool {
+        state.member.as_ref().is_some_and(|m| {
+            m.step == MemberStep::Consuming
+                && m.committing.is_none()
+                && m.committed < state.position
+                && m.coordinator.is_some()
+        })
+    }
+
+    /// R62: whether it commits after each poll rather than on its timer: `commitSync()` after
+    /// processing, or the last commit of a consumer that has read its `records_max`.
+    fn commits_after_poll(&self, state: &ConsumerState) -> bool {
+        self.config.group.as_ref().map(|g| g.commit) == Some(CommitMode::Manual)
+            || state.records_left == Some(0)
+    }
+
+    /// R62: commits the position, if a commit is due.
     fn maybe_commit(&self, state: &mut ConsumerState, outbox: &mut Outbox) {
-        let position = state.position;
-        let Some(member) = state.member.as_mut() else {
-            return;
-        };
-        let ahead = member.committed < position;
-        if member.step != MemberStep::Consuming || member.committing.is_some() || !ahead {
+        if !Self::commit_due(state) {
             return;
         }
-        let Some((_, coordinator)) = member.coordinator else {
-            return;
-        };
+        let position = state.position;
+        let member = state.member.as_mut().expect("a member");
+        let (_, coordinator) = member
+            .coordinator
+            .expect("commit_due: the coordinator is known");
         fired(R62);
         member.committing = Some(position);
         outbox.send(
@@ -386,9 +401,7 @@ impl Consumer {
                         }
                         // R62: commitSync() once the poll's records are processed, and a last
                         // commit when the consumer closes at `records_max`.
-                        let manual = self.config.group.as_ref().map(|g| g.commit)
-                            == Some(CommitMode::Manual);
-                        if manual || s.records_left == Some(0) {
+                        if self.commits_after_poll(s) {
                             self.maybe_commit(s, &mut outbox);
                         }
                         self.send_fetch(s, &mut outbox);
@@ -519,7 +532,7 @@ impl Consumer {
                                 offset,
                             }),
                         );
-                        if self.group().commit == CommitMode::Manual || s.records_left == Some(0) {
+                        if self.commits_after_poll(s) {
                             self.maybe_commit(s, &mut outbox);
                         }
                     }
@@ -550,14 +563,7 @@ impl Consumer {
                     // R61: retry the member's step.
                     self.send_group_request(state.to_mut(), &mut outbox);
                 }
-                let commit_retry = state.member.as_ref().is_some_and(|m| {
-                    m.step == MemberStep::Consuming
-                        && m.committing.is_none()
-                        && (self.group().commit == CommitMode::Manual
-                            || state.records_left == Some(0))
-                        && m.committed < state.position
-                });
-                if commit_retry {
+                if self.commits_after_poll(state) && Self::commit_due(state) {
                     // R62: retry a manual commit that failed.
                     self.maybe_commit(state.to_mut(), &mut outbox);
                 }
@@ -602,12 +608,8 @@ impl Consumer {
                     o.set_timer(Timer::AutoCommit, g.auto_commit_interval.clone());
                 }
                 // R62: `enable.auto.commit`: commit what has been read.
-                if state.member.is_some() {
-                    let mut s = state.as_ref().clone();
-                    self.maybe_commit(&mut s, &mut outbox);
-                    if s != **state {
-                        *state.to_mut() = s;
-                    }
+                if Self::commit_due(state) {
+                    self.maybe_commit(state.to_mut(), &mut outbox);
                 }
             }
             _ => {}

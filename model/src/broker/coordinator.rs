@@ -78,7 +78,8 @@ impl Broker {
         };
         match self.coordinated(state, &group) {
             Err(why) => outbox.send(src, refuse(not_serving_error(why))),
-            Ok(r) if under_min_isr(&r) => {
+            // R18 for the coordinator's writes (Kafka's `offsets.commit.required.acks=-1`).
+            Ok(r) if r.under_min_isr() => {
                 outbox.send(src, refuse(ErrorCode::CoordinatorNotAvailable))
             }
             Ok(r) => {
@@ -125,7 +126,8 @@ impl Broker {
             {
                 outbox.send(src, refuse(ErrorCode::IllegalGeneration))
             }
-            Ok(r) if under_min_isr(&r) => {
+            // R18 for the coordinator's writes (Kafka's `offsets.commit.required.acks=-1`).
+            Ok(r) if r.under_min_isr() => {
                 outbox.send(src, refuse(ErrorCode::CoordinatorNotAvailable))
             }
             Ok(r) => {
@@ -202,12 +204,6 @@ impl Broker {
             .replicas
             .insert(r.partition.topic_partition.clone(), r);
     }
-}
-
-/// R18 for the coordinator's writes (Kafka's `offsets.commit.required.acks=-1`): the ISR must
-/// hold min.insync.replicas before the append.
-fn under_min_isr(r: &Replica) -> bool {
-    (r.partition.isr.len() as u32) < r.partition.min_insync_replicas
 }
 
 fn not_serving_error(why: NotServing) -> ErrorCode {

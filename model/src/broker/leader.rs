@@ -42,19 +42,14 @@ impl Broker {
                 refuse_produce(R17, src, &request, r.leader_epoch(), error, outbox)
             }
             // R18: acks=all needs min.insync.replicas in the ISR before the append.
-            Some(r)
-                if request.acks == Acks::All
-                    && (r.partition.isr.len() as u32) < r.partition.min_insync_replicas =>
-            {
-                refuse_produce(
-                    R18,
-                    src,
-                    &request,
-                    r.leader_epoch(),
-                    ErrorCode::NotEnoughReplicas,
-                    outbox,
-                )
-            }
+            Some(r) if request.acks == Acks::All && r.under_min_isr() => refuse_produce(
+                R18,
+                src,
+                &request,
+                r.leader_epoch(),
+                ErrorCode::NotEnoughReplicas,
+                outbox,
+            ),
             Some(r) => match idempotence_check(&r.log, &request.records) {
                 // R20: a gap in the producer's sequence.
                 Sequencing::OutOfOrder => refuse_produce(
@@ -385,7 +380,7 @@ impl Broker {
             return;
         };
         // R28 (KAFKA-15583): no commit while the ISR is under min.insync.replicas.
-        let under_min_isr = (r.partition.isr.len() as u32) < r.partition.min_insync_replicas;
+        let under_min_isr = r.under_min_isr();
         let mut candidate = if under_min_isr && !self.config.cluster.hwm_under_min_isr {
             None
         } else {
@@ -419,7 +414,7 @@ impl Broker {
     /// NotEnoughReplicasAfterAppend, and retries.
     fn complete_delayed_produces(&self, r: &mut Replica, outbox: &mut Outbox) {
         let high_watermark = r.high_watermark;
-        let enough = r.partition.isr.len() as u32 >= r.partition.min_insync_replicas;
+        let enough = !r.under_min_isr();
         let tp = r.partition.topic_partition.clone();
         let epoch = r.leader_epoch();
         let leader = leader_mut(r);
