@@ -625,8 +625,6 @@ fn fetch_from_other_epoch(msg: &Msg, before: &BrokerState, after: &BrokerState) 
     }
 }
 
-/// Whether a replica's ISR, as it knows it, is smaller than min.insync.replicas.
-
 /// Whether `log` from `from` on holds an entry the current leader of `tp` (as the controller
 /// says) does not hold at that offset.
 /// M5: the follower handled the leader's answer (an epoch and its end offset) to its epoch
