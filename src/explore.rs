@@ -56,6 +56,12 @@ pub fn explore(args: ExploreArgs) -> Result<ExitCode, String> {
     let mut knobs = preset.knobs.clone();
     args.knobs.apply(&mut knobs);
     knobs.validate()?;
+    if knobs.is_quorum() {
+        return Err(
+            "The Explorer runs the data plane with one controller; the KRaft quorum (--controllers above 1, --preset quorum) is checked by `watermark check --preset quorum` (spec section 4a)"
+            .to_string(),
+        );
+    }
     let addr = probe(&args.addr)?;
     let model = ExplorerModel::new(knobs);
     println!(

@@ -224,6 +224,10 @@ pub struct KnobArgs {
     /// Consumer crashes in a run (each restarts with nothing but its group's commits).
     #[arg(long)]
     consumer_crashes: Option<u32>,
+    /// Voters of the KRaft quorum (controller.quorum.voters). Above 1, `check` runs the quorum
+    /// model: these controllers, --brokers observing, --records metadata changes.
+    #[arg(long)]
+    controllers: Option<u32>,
 }
 
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
@@ -274,6 +278,7 @@ impl KnobArgs {
             auto_offset_reset => offset_reset,
             enable_auto_commit => auto_commit,
             consumer_crashes => consumer_crashes,
+            controllers => controllers,
         );
     }
 }
@@ -306,6 +311,9 @@ fn check(args: CheckArgs) -> Result<ExitCode, String> {
         }
         None => None,
     };
+    if knobs.is_quorum() {
+        return check_quorum(&args, preset.name, &knobs, timeout);
+    }
     if !args.json {
         eprintln!(
             "checking preset {} with {:?} on {} thread{}: {}",
@@ -352,10 +360,55 @@ fn check(args: CheckArgs) -> Result<ExitCode, String> {
     })
 }
 
+/// `check` of the quorum model (spec section 4a).
+fn check_quorum(
+    args: &CheckArgs,
+    preset: &str,
+    knobs: &Knobs,
+    timeout: Option<Duration>,
+) -> Result<ExitCode, String> {
+    use watermark_checks::quorum;
+    if !args.json {
+        eprintln!(
+            "checking preset {preset} with {:?} on {} thread{}: {}",
+            args.strategy,
+            args.threads,
+            if args.threads == 1 { "" } else { "s" },
+            quorum::summary(knobs)
+        );
+    }
+    let options = RunOptions {
+        strategy: args.strategy,
+        threads: args.threads,
+        timeout,
+        stop_when_found: None,
+        stop_at_first_violation: args.stop_at_first_violation,
+        progress: None,
+        seed: args.seed,
+    };
+    let outcome = quorum::run(knobs, &options);
+    let mut stdout = std::io::stdout().lock();
+    let written = if args.json {
+        writeln!(stdout, "{}", quorum::json(preset, &outcome))
+    } else {
+        write!(stdout, "{}", quorum::text(preset, &outcome))
+    };
+    written.map_err(|e| format!("cannot write the report: {e}"))?;
+    Ok(if outcome.all_good() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn list_presets() -> ExitCode {
     for p in presets() {
         println!("{:<18} {}", p.name, p.description);
-        println!("{:<18} {}", "", p.knobs.summary());
+        let summary = match p.knobs.is_quorum() {
+            true => watermark_checks::quorum::summary(&p.knobs),
+            false => p.knobs.summary(),
+        };
+        println!("{:<18} {}", "", summary);
     }
     ExitCode::SUCCESS
 }

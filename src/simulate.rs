@@ -87,6 +87,12 @@ pub fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
     let mut knobs = preset.knobs.clone();
     args.knobs.apply(&mut knobs);
     knobs.validate()?;
+    if knobs.is_quorum() {
+        return Err(
+            "The simulator runs the data plane with one controller; the KRaft quorum (--controllers above 1, --preset quorum) is checked by `watermark check --preset quorum` (spec section 4a)"
+            .to_string(),
+        );
+    }
     if args.threads == 0 {
         return Err("--threads must be at least 1".into());
     }

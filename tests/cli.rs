@@ -431,3 +431,42 @@ fn bench_runs_its_own_cluster_and_reports_json() {
     // jitter up to 360 ms) before the kill.
     assert!(took >= 500.0 - 360.0, "{f}");
 }
+
+#[test]
+fn check_runs_the_quorum_model_and_refuses_data_plane_knobs_with_it() {
+    let o = watermark(&["check", "--preset", "quorum", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["model"], "quorum");
+    assert_eq!(v["complete"], true);
+    let ids: Vec<&str> = v["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    for id in ["I20", "I21", "I22", "I23", "S25", "S26", "S27", "S29"] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    for p in v["properties"].as_array().unwrap() {
+        let good = ["holds", "found"].contains(&p["verdict"].as_str().unwrap());
+        assert!(good, "{p}");
+    }
+    let o = watermark(&["check", "--preset", "quorum", "--producers", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("quorum model"), "{}", stderr(&o));
+    let o = watermark(&["explore", "--preset", "quorum"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("watermark check --preset quorum"),
+        "{}",
+        stderr(&o)
+    );
+    let o = watermark(&["check", "--controllers", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--controllers must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
+}

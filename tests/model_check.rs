@@ -131,6 +131,91 @@ const SMALL_PRESETS: &[(&str, usize)] = &[
     ("consumer-group", CONSUMER_GROUP_UNIQUE),
 ];
 
+/// The KRaft quorum (spec section 4a), checked as a model of its own: complete, every verdict
+/// good, and its state space pinned.
+#[test]
+fn quorum_presets_hold_with_pinned_state_counts() {
+    use watermark_checks::quorum;
+    for (name, unique) in [("quorum", 226_111), ("quorum-observer", 1_129_915)] {
+        let knobs = preset(name).unwrap().knobs;
+        let outcome = quorum::run(
+            &knobs,
+            &RunOptions {
+                strategy: Strategy::Bfs,
+                threads: 2,
+                ..RunOptions::default()
+            },
+        );
+        assert!(outcome.complete, "{name}: incomplete");
+        for p in &outcome.properties {
+            assert!(p.verdict.is_good(), "{name}: {} is {:?}", p.name, p.verdict);
+        }
+        assert_eq!(outcome.unique_states, unique, "{name}");
+    }
+}
+
+/// The quorum's properties fail on what they forbid: a second leader in an epoch (I20), a
+/// committed entry truncated (I21), an entry applied above the HWM (I22).
+#[test]
+fn quorum_properties_fail_on_two_leaders_a_truncated_commit_and_an_uncommitted_apply() {
+    use stateright::actor::{ActorModelAction, Id};
+    use stateright::Model;
+    use std::sync::Arc;
+    use watermark_checks::quorum::{properties, QuorumModel};
+    use watermark_model::quorum::*;
+    let model = QuorumModel::new(preset("quorum").unwrap().knobs);
+    let s0 = model.init_states()[0].clone();
+    let holds = |name: &str, state| {
+        let p = properties().into_iter().find(|p| p.name == name).unwrap();
+        (p.condition)(&model, state)
+    };
+    for name in [
+        "ElectionSafety",
+        "CommittedMetadataSurvives",
+        "AppliedMetadataCommitted",
+    ] {
+        assert!(holds(name, &s0), "{name} fails at the start");
+    }
+    let with_voter_2 = |change: &dyn Fn(&mut QuorumState)| {
+        let mut next = s0.clone();
+        let mut v2 = (*next.actor_states[1]).clone();
+        change(&mut v2);
+        next.actor_states[1] = Arc::new(v2);
+        next
+    };
+    let deliver = ActorModelAction::Deliver {
+        src: Id::from(0),
+        dst: Id::from(1),
+        msg: QuorumMsg::BeginQuorumEpoch {
+            epoch: 1,
+            leader: 2,
+        },
+    };
+    // Voter 2 leads epoch 1 too.
+    let mut two = with_voter_2(&|v| {
+        v.role = QuorumRole::Leader(LeaderState {
+            epoch_start: 1,
+            voter_end_offsets: Default::default(),
+            held: Default::default(),
+        })
+    });
+    two.history = model.observe(Some(&s0), Some(&deliver), &two);
+    assert!(!holds("ElectionSafety", &two));
+    // Voter 2 truncates the committed LeaderChange record.
+    let mut cut = with_voter_2(&|v| v.log = Arc::new(Vec::new()));
+    cut.history = model.observe(Some(&s0), Some(&deliver), &cut);
+    assert!(!holds("CommittedMetadataSurvives", &cut));
+    // Voter 2 applies the change its leader has not committed.
+    let applied = with_voter_2(&|v| {
+        Arc::make_mut(&mut v.log).push(MetadataEntry {
+            epoch: 1,
+            record: MetadataRecord::Change(0),
+        });
+        v.high_watermark = 2;
+    });
+    assert!(!holds("AppliedMetadataCommitted", &applied));
+}
+
 #[test]
 fn breadth_and_depth_first_search_agree_on_the_state_space() {
     let knobs = preset("idempotent").unwrap().knobs;

@@ -61,6 +61,19 @@ fn check(name: &str, change: impl FnOnce(&mut Knobs)) {
     assert!(outcome.complete, "{name}: the check did not complete");
 }
 
+fn check_quorum(name: &str) {
+    let knobs = preset(name).expect("a preset").knobs;
+    let outcome = watermark_checks::quorum::run(
+        &knobs,
+        &RunOptions {
+            strategy: Strategy::Bfs,
+            threads: 2,
+            ..RunOptions::default()
+        },
+    );
+    assert!(outcome.complete, "{name}: the check did not complete");
+}
+
 fn simulate(change: impl FnOnce(&mut Knobs)) {
     let mut knobs = Knobs {
         producers: 2,
@@ -95,6 +108,8 @@ fn every_rule_fires_somewhere_but_the_named_exceptions() {
     check("slow-follower", |_| {});
     // R25: a follower fetching past a leader that truncated to its high watermark.
     check("controller-crash", |k| k.protocol = Protocol::HwmTruncation);
+    // R63–R72: the KRaft quorum, with a broker observing it.
+    check_quorum("quorum-observer");
     // Simulated sweeps: timers, retransmission, false suspicions, metadata pulls.
     simulate(|_| {});
     simulate(|k| k.idempotence = true);

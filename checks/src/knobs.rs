@@ -136,6 +136,10 @@ pub struct Knobs {
     pub auto_commit: bool,
     /// Consumer crashes in a run (each followed, or not, by a restart with an empty state).
     pub consumer_crashes: u32,
+    /// Voters of the KRaft quorum (`controller.quorum.voters`). With more than one, `check`
+    /// runs the quorum model (spec section 4a): these controllers, `brokers` observers, and
+    /// `records` changes the active controller writes; the data plane is checked apart.
+    pub controllers: u32,
 }
 
 impl Knobs {
@@ -175,7 +179,13 @@ impl Knobs {
             offset_reset: OffsetReset::Earliest,
             auto_commit: false,
             consumer_crashes: 0,
+            controllers: 1,
         }
+    }
+
+    /// Whether `check` runs the quorum model (spec section 4a) rather than the data plane.
+    pub fn is_quorum(&self) -> bool {
+        self.controllers > 1
     }
 
     /// The replication factor `__consumer_offsets` gets: `offsets_replication_factor`, capped
@@ -186,6 +196,12 @@ impl Knobs {
 
     /// Checks that the knobs describe a cluster that can exist.
     pub fn validate(&self) -> Result<(), String> {
+        if self.controllers == 0 {
+            return Err("--controllers must be at least 1".to_string());
+        }
+        if self.is_quorum() {
+            return self.validate_quorum();
+        }
         let mut problems = Vec::new();
         if self.brokers == 0 {
             problems.push("--brokers must be at least 1".to_string());
@@ -235,6 +251,33 @@ impl Knobs {
         if self.eligible_leader_replicas && self.hwm_under_min_isr {
             problems.push(
                 "--eligible-leader-replicas needs Kafka 3.7's HWM rule: an eligible leader replica holds every committed record only because the HWM does not advance under min.insync.replicas (drop --hwm-under-min-isr)".to_string(),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+
+    /// The quorum model's knobs (spec section 4a): it has controllers, observing brokers and
+    /// metadata changes, and no partitions or clients.
+    fn validate_quorum(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.controllers > 5 {
+            problems.push(format!(
+                "--controllers must be 1, 3 or 5 or so, at most 5, not {}",
+                self.controllers
+            ));
+        }
+        if self.producers > 0 || self.consumers > 0 || self.broker_crashes > 0 {
+            problems.push(
+                "with --controllers above 1, check runs the quorum model, which has no producers, consumers or broker crashes (the data plane is checked apart, spec section 4a): set --producers 0 --consumers 0 --broker-crashes 0, or start from --preset quorum".to_string(),
+            );
+        }
+        if self.brokers > 3 || self.records > 3 || self.leader_epoch_max == 0 {
+            problems.push(
+                "the quorum model takes at most 3 observing brokers (--brokers, 0 is none) and 3 changes (--records), and --leader-epoch-max of at least 1".to_string(),
             );
         }
         if problems.is_empty() {
@@ -377,6 +420,20 @@ pub fn presets() -> Vec<Preset> {
         min_insync_replicas: 1,
         ..canonical.clone()
     };
+    // The KRaft quorum (spec section 4a): 3 controllers, one change, epochs up to 2 (one
+    // election after the running start), an ordered network.
+    let quorum = Knobs {
+        controllers: 3,
+        brokers: 0,
+        records: 1,
+        producers: 0,
+        consumers: 0,
+        broker_crashes: 0,
+        controller_crashes: 1,
+        leader_epoch_max: 2,
+        network: Network::ORDERED,
+        ..canonical.clone()
+    };
     vec![
         Preset {
             name: "canonical",
@@ -495,6 +552,21 @@ pub fn presets() -> Vec<Preset> {
             knobs: Knobs {
                 isr_shrinks: 1,
                 ..pair
+            },
+        },
+        Preset {
+            name: "quorum",
+            description: "KRaft: 3 controllers replicate the metadata log; the active one writes a change, one controller crashes (the active one or not) and the others elect a leader by vote. Checked as a model of its own (spec section 4a).",
+            knobs: quorum.clone(),
+        },
+        Preset {
+            name: "quorum-observer",
+            description: "KRaft with a broker observing the metadata log: a controller suspects its live leader once and stands for election; the broker follows the new leader and applies only committed metadata.",
+            knobs: Knobs {
+                brokers: 1,
+                controller_crashes: 0,
+                false_suspicions: true,
+                ..quorum
             },
         },
     ]

@@ -5,6 +5,7 @@
 //!   history;
 //! - [`ghost`]: the history that properties about the past need;
 //! - [`properties`]: the invariants (I1…) and their twins (S1…), named as in spec.md;
+//! - [`quorum`]: the KRaft quorum of controllers as a model of its own (spec section 4a);
 //! - [`runner`]: runs the checker and collects verdicts;
 //! - [`sim`]: the same actors on a virtual clock with the runtime's transport, faults and
 //!   recovery (`watermark simulate`);
@@ -20,6 +21,7 @@ pub mod knobs;
 pub mod matrix;
 pub mod model;
 pub mod properties;
+pub mod quorum;
 pub mod report;
 pub mod runner;
 #[cfg(feature = "runtime")]

@@ -34,6 +34,7 @@ pub mod msg;
 pub mod node;
 mod outbox;
 pub mod producer;
+pub mod quorum;
 pub mod revision;
 pub mod rules;
 pub mod types;

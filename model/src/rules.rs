@@ -1,5 +1,5 @@
 //! Which spec rules fired, counted outside the actors' state, as malachite's traces record the
-//! rule that fired. Every handler arm calls [`fired`] with the rule it implements (`R0`…`R62` of
+//! rule that fired. Every handler arm calls [`fired`] with the rule it implements (`R0`…`R72` of
 //! spec.md); `watermark check` and `watermark simulate` report the counts, and a test asserts
 //! that every rule fires somewhere.
 //!
@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rule(pub u8);
 
-/// The number of rules, R0 to R62.
-pub const RULE_COUNT: usize = 63;
+/// The number of rules, R0 to R72.
+pub const RULE_COUNT: usize = 73;
 
 macro_rules! rules {
     ($($name:ident = $n:expr),* $(,)?) => {
@@ -86,6 +86,16 @@ rules!(
     R60 = 60,
     R61 = 61,
     R62 = 62,
+    R63 = 63,
+    R64 = 64,
+    R65 = 65,
+    R66 = 66,
+    R67 = 67,
+    R68 = 68,
+    R69 = 69,
+    R70 = 70,
+    R71 = 71,
+    R72 = 72,
 );
 
 impl std::fmt::Display for Rule {
