@@ -90,6 +90,33 @@ fn cheap_presets_hold_with_every_twin_found() {
     }
 }
 
+/// The KRaft quorum's presets (spec section 4a, R63–R72), checked as their own model: every
+/// property, every twin.
+#[test]
+#[ignore = "the mutation pass's harness: scripts/mutants.sh"]
+fn quorum_presets_hold_with_every_twin_found() {
+    for name in ["quorum", "quorum-observer"] {
+        let outcome = watermark_checks::quorum::run(
+            &preset(name).unwrap().knobs,
+            &RunOptions {
+                strategy: Strategy::Bfs,
+                threads: 2,
+                stop_at_first_violation: true,
+                ..RunOptions::default()
+            },
+        );
+        for p in &outcome.properties {
+            assert!(
+                p.verdict.is_good(),
+                "{name}: {} is {}",
+                p.name,
+                p.verdict.as_str()
+            );
+        }
+        assert!(outcome.complete, "{name}: the search did not complete");
+    }
+}
+
 #[test]
 #[ignore = "the mutation pass's harness: scripts/mutants.sh"]
 fn matrix_rows_keep_their_verdicts() {
