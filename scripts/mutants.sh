@@ -7,7 +7,8 @@
 #
 #   checks  the exhaustive checks alone: model/tests/mutation.rs runs the cheap presets,
 #           controller-crash without records and an isolated leader (every applicable property,
-#           every twin) and the matrix without its five slowest rows;
+#           every twin), the KRaft quorum's two presets and the matrix without its five slowest
+#           rows;
 #   heavy   the matrix's five slowest rows (.cargo/mutants-heavy.toml);
 #   sim     the simulator's sweep, safety and liveness L1–L5 (.cargo/mutants-sim.toml);
 #   unit    the model's unit tests, model/src and model/tests (.cargo/mutants-unit.toml).

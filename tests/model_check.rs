@@ -136,7 +136,11 @@ const SMALL_PRESETS: &[(&str, usize)] = &[
 #[test]
 fn quorum_presets_hold_with_pinned_state_counts() {
     use watermark_checks::quorum;
-    for (name, unique) in [("quorum", 226_111), ("quorum-observer", 1_129_915)] {
+    for (name, unique) in [
+        ("quorum", 226_111),
+        ("quorum-elections", 989_115),
+        ("quorum-observer", 1_129_915),
+    ] {
         let knobs = preset(name).unwrap().knobs;
         let outcome = quorum::run(
             &knobs,

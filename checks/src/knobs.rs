@@ -560,6 +560,16 @@ pub fn presets() -> Vec<Preset> {
             knobs: quorum.clone(),
         },
         Preset {
+            name: "quorum-elections",
+            description: "KRaft with epochs up to 3: a controller suspects its live leader once, and elections may split, so a third epoch is elected over the second's candidates and votes. No crash.",
+            knobs: Knobs {
+                controller_crashes: 0,
+                false_suspicions: true,
+                leader_epoch_max: 3,
+                ..quorum.clone()
+            },
+        },
+        Preset {
             name: "quorum-observer",
             description: "KRaft with a broker observing the metadata log: a controller suspects its live leader once and stands for election; the broker follows the new leader and applies only committed metadata.",
             knobs: Knobs {

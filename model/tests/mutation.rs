@@ -95,7 +95,7 @@ fn cheap_presets_hold_with_every_twin_found() {
 #[test]
 #[ignore = "the mutation pass's harness: scripts/mutants.sh"]
 fn quorum_presets_hold_with_every_twin_found() {
-    for name in ["quorum", "quorum-observer"] {
+    for name in ["quorum", "quorum-elections", "quorum-observer"] {
         let outcome = watermark_checks::quorum::run(
             &preset(name).unwrap().knobs,
             &RunOptions {
