@@ -175,20 +175,9 @@ impl WatermarkModel {
                 records_max: None,
             })));
         }
-        let network = if knobs.network.ordered {
-            SrNetwork::new_ordered([])
-        } else if knobs.network.duplicating {
-            SrNetwork::new_unordered_duplicating([])
-        } else {
-            SrNetwork::new_unordered_nonduplicating([])
-        };
         inner = inner
-            .init_network(network)
-            .lossy_network(if knobs.network.lossy {
-                LossyNetwork::Yes
-            } else {
-                LossyNetwork::No
-            })
+            .init_network(initial_network(&knobs))
+            .lossy_network(lossy_network(&knobs))
             .max_crashes(
                 (knobs.broker_crashes + knobs.controller_crashes + knobs.consumer_crashes) as usize,
             );
@@ -371,28 +360,49 @@ impl WatermarkModel {
         if u32::from(state.history.metadata_pulls) > self.knobs.metadata_pulls {
             return false;
         }
-        // B5: at most one copy of a message is in flight; two copies are what the duplicating
-        // network models.
-        match &state.network {
-            SrNetwork::UnorderedNonDuplicating(multiset) => {
-                if multiset.values().any(|count| *count > 1) {
-                    return false;
-                }
-            }
-            SrNetwork::Ordered(channels) => {
-                let duplicated = channels.values().any(|queue| {
-                    queue
-                        .iter()
-                        .enumerate()
-                        .any(|(i, m)| queue.iter().skip(i + 1).any(|n| n == m))
-                });
-                if duplicated {
-                    return false;
-                }
-            }
-            SrNetwork::UnorderedDuplicating(..) => {}
-        }
-        true
+        // B5.
+        one_copy_in_flight(&state.network)
+    }
+}
+
+/// The network `knobs` name, empty: ordered, unordered, or unordered and duplicating.
+pub fn initial_network<M>(knobs: &Knobs) -> SrNetwork<M>
+where
+    M: Clone + Eq + std::hash::Hash + Ord + std::fmt::Debug,
+{
+    if knobs.network.ordered {
+        SrNetwork::new_ordered([])
+    } else if knobs.network.duplicating {
+        SrNetwork::new_unordered_duplicating([])
+    } else {
+        SrNetwork::new_unordered_nonduplicating([])
+    }
+}
+
+/// Whether the network `knobs` name loses messages.
+pub fn lossy_network(knobs: &Knobs) -> LossyNetwork {
+    if knobs.network.lossy {
+        LossyNetwork::Yes
+    } else {
+        LossyNetwork::No
+    }
+}
+
+/// B5: on a non-duplicating network at most one copy of a message is in flight (per channel on
+/// the ordered network); two copies are what the duplicating network models.
+pub fn one_copy_in_flight<M>(network: &SrNetwork<M>) -> bool
+where
+    M: Clone + Eq + std::hash::Hash + Ord + std::fmt::Debug,
+{
+    match network {
+        SrNetwork::UnorderedNonDuplicating(multiset) => multiset.values().all(|count| *count <= 1),
+        SrNetwork::Ordered(channels) => channels.values().all(|queue| {
+            queue
+                .iter()
+                .enumerate()
+                .all(|(i, m)| queue.iter().skip(i + 1).all(|n| n != m))
+        }),
+        SrNetwork::UnorderedDuplicating(..) => true,
     }
 }
 

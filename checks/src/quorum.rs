@@ -6,12 +6,11 @@
 //! Actor indices: voters (controllers 1..=n) first, then observers (brokers n+1…).
 
 use crate::knobs::Knobs;
+use crate::model::{initial_network, lossy_network, one_copy_in_flight};
 use crate::runner::{RunOptions, Strategy, Verdict};
 use serde_json::{json, Value};
 use stateright::actor::model_timeout;
-use stateright::actor::{
-    ActorModel, ActorModelAction, ActorModelState, Id, LossyNetwork, Network as SrNetwork,
-};
+use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Id};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, Property, UniformChooser};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,21 +87,10 @@ impl QuorumModel {
                 timing: model_timing(),
             })
         });
-        let network = if knobs.network.ordered {
-            SrNetwork::new_ordered([])
-        } else if knobs.network.duplicating {
-            SrNetwork::new_unordered_duplicating([])
-        } else {
-            SrNetwork::new_unordered_nonduplicating([])
-        };
         let inner = ActorModel::new((), QuorumGhost::default())
             .actors(nodes)
-            .init_network(network)
-            .lossy_network(if knobs.network.lossy {
-                LossyNetwork::Yes
-            } else {
-                LossyNetwork::No
-            })
+            .init_network(initial_network(&knobs))
+            .lossy_network(lossy_network(&knobs))
             .max_crashes(knobs.controller_crashes as usize);
         QuorumModel {
             checked: enabled(&knobs),
@@ -142,7 +130,10 @@ impl QuorumModel {
         // suspicions allowed; otherwise only lost fetches time out.
         let suspicions_bounded =
             u32::from(ghost.false_suspicions) <= u32::from(self.knobs.false_suspicions);
-        epochs_bounded && crashes_bounded && suspicions_bounded && no_duplicate_in_flight(state)
+        epochs_bounded
+            && crashes_bounded
+            && suspicions_bounded
+            && one_copy_in_flight(&state.network)
     }
 
     /// The ghost after `action` took `last` to `next`.
@@ -267,20 +258,6 @@ fn record_truncation(ghost: &mut QuorumGhost, before: &QuorumState, after: &Quor
             }
             _ => ghost.events |= event::UNCOMMITTED_TRUNCATED,
         }
-    }
-}
-
-/// B5: at most one copy of a message is in flight on a channel.
-fn no_duplicate_in_flight(state: &QuorumModelState) -> bool {
-    match &state.network {
-        SrNetwork::UnorderedNonDuplicating(multiset) => multiset.values().all(|count| *count <= 1),
-        SrNetwork::Ordered(channels) => channels.values().all(|queue| {
-            queue
-                .iter()
-                .enumerate()
-                .all(|(i, m)| queue.iter().skip(i + 1).all(|n| n != m))
-        }),
-        SrNetwork::UnorderedDuplicating(..) => true,
     }
 }
 
@@ -663,13 +640,7 @@ pub fn run_properties(
         .iter()
         .map(|p| {
             let path = discoveries.remove(p.name);
-            let verdict = match (p.expectation.clone(), path.is_some()) {
-                (_, false) if stopped_at_violation => Verdict::Unknown,
-                (Expectation::Sometimes, true) => Verdict::Found,
-                (Expectation::Sometimes, false) => Verdict::NotFound,
-                (_, true) => Verdict::Violated,
-                (_, false) => Verdict::Holds,
-            };
+            let verdict = Verdict::of(&p.expectation, path.is_some(), stopped_at_violation);
             QuorumVerdict {
                 name: p.name,
                 id: p.id,

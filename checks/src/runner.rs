@@ -103,6 +103,18 @@ impl Verdict {
             Verdict::Unknown => "unknown",
         }
     }
+    /// The verdict of a property that has (`discovered`) or has not a discovery, from a search
+    /// that did or did not stop at the first violation.
+    pub fn of(expectation: &Expectation, discovered: bool, stopped_at_violation: bool) -> Verdict {
+        match (expectation, discovered) {
+            (_, false) if stopped_at_violation => Verdict::Unknown,
+            (Expectation::Sometimes, true) => Verdict::Found,
+            (Expectation::Sometimes, false) => Verdict::NotFound,
+            (_, true) => Verdict::Violated,
+            (_, false) => Verdict::Holds,
+        }
+    }
+
     /// Whether this verdict is what a correct protocol gives (an unknown one is not a failure
     /// by itself: the violation that stopped the search is).
     pub fn is_good(self) -> bool {
@@ -228,13 +240,7 @@ pub fn run_properties(
         .iter()
         .map(|d| {
             let path = discoveries.remove(d.name);
-            let verdict = match (d.expectation.clone(), path.is_some()) {
-                (_, false) if stopped_at_violation => Verdict::Unknown,
-                (Expectation::Sometimes, true) => Verdict::Found,
-                (Expectation::Sometimes, false) => Verdict::NotFound,
-                (_, true) => Verdict::Violated,
-                (_, false) => Verdict::Holds,
-            };
+            let verdict = Verdict::of(&d.expectation, path.is_some(), stopped_at_violation);
             PropertyOutcome {
                 name: d.name,
                 id: d.id,
