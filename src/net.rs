@@ -51,6 +51,9 @@ pub enum NetCommand {
     /// Run a local cluster under seeded faults while producers write, then check the history.
     #[command(long_about = NEMESIS_ABOUT)]
     Nemesis(NemesisArgs),
+    /// Describe the KRaft quorum of controllers, like kafka-metadata-quorum: the leader, its
+    /// epoch and high watermark, and every voter's log end offset and lag.
+    Quorum(QuorumArgs),
 }
 
 const NEMESIS_ABOUT: &str = "\
@@ -81,13 +84,19 @@ pub struct UpArgs {
     /// How many brokers (ids 1 to N) beside the controller.
     #[arg(long, default_value_t = 3)]
     brokers: u32,
+    /// Controllers for a new cluster: 1, or a KRaft quorum of 3 or 5 (controller.quorum.voters).
+    /// With a quorum, the active controller is the quorum's leader, its decisions take effect
+    /// once committed to the metadata log, and any controller may die.
+    #[arg(long, default_value_t = 1)]
+    controllers: u32,
     /// Racks of brokers 1, 2, ... in turn (broker.rack), e.g. a,b,c.
     #[arg(long, value_delimiter = ',')]
     racks: Vec<String>,
     /// Data directory: the cluster file and every node's logs.
     #[arg(long, default_value = "watermark-data")]
     dir: PathBuf,
-    /// Brokers listen on N, N+1, ...; the controller on the port after them. 0 picks free ports.
+    /// Brokers listen on N, N+1, ...; the controllers on the ports after them. 0 picks free
+    /// ports.
     #[arg(long, default_value_t = 9092)]
     base_port: u16,
     #[command(flatten)]
@@ -135,6 +144,9 @@ fn parse_breakage(s: &str) -> Result<Breakage, String> {
 
 #[derive(Args)]
 pub struct ControllerArgs {
+    /// node.id of this controller: its place in the cluster file's controllers, from 1.
+    #[arg(long, default_value_t = 1)]
+    node_id: u32,
     /// The cluster file `cluster up` writes (cluster.json): every node's id and address, the
     /// timings and the cluster key.
     #[arg(long, value_name = "FILE")]
@@ -427,6 +439,33 @@ pub struct ConsumeArgs {
 const AUTO_COMMIT_INTERVAL_MS: u64 = 5000;
 
 #[derive(Args)]
+pub struct QuorumArgs {
+    /// Show the quorum's status (LeaderId, LeaderEpoch, HighWatermark, MaxFollowerLag) and each
+    /// voter's log end offset, lag and status.
+    #[arg(long, required = true)]
+    describe: bool,
+    /// The controllers to ask, HOST:PORT[,HOST:PORT...], controller 1's first (as
+    /// controller.quorum.voters lists them); every one is asked.
+    #[arg(
+        long,
+        value_name = "HOST:PORT[,...]",
+        required_unless_present = "cluster"
+    )]
+    bootstrap_controller: Option<String>,
+    /// Or the cluster file, which lists every controller.
+    #[arg(long, value_name = "FILE", conflicts_with = "bootstrap_controller")]
+    cluster: Option<PathBuf>,
+    /// Print one JSON object: {"leader_id", "leader_epoch", "high_watermark",
+    /// "max_follower_lag", "voters": [{"node_id", "address", "log_end_offset", "lag",
+    /// "status"}]}.
+    #[arg(long)]
+    json: bool,
+    /// How long to wait for each controller.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    timeout_ms: u64,
+}
+
+#[derive(Args)]
 pub struct GroupsArgs {
     /// Show the group's committed offset, the log end offset (the leader's high watermark) and
     /// the lag of every partition it has committed an offset for.
@@ -518,10 +557,10 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
             let file = ClusterFile::load(&args.cluster)?;
             let dir = args
                 .log_dir
-                .unwrap_or_else(|| default_node_dir(&args.cluster, Role::Controller));
+                .unwrap_or_else(|| default_node_dir(&args.cluster, Role::Controller(args.node_id)));
             run_one(
                 &file,
-                Role::Controller,
+                Role::Controller(args.node_id),
                 &dir,
                 &args.node,
                 args.trace.as_deref(),
@@ -552,6 +591,7 @@ pub fn run(command: NetCommand) -> Result<ExitCode, String> {
         NetCommand::Consume(args) => consume(args),
         NetCommand::Groups(args) => groups(args),
         NetCommand::Nemesis(args) => run_nemesis(args),
+        NetCommand::Quorum(args) => quorum(args),
     }
 }
 
@@ -644,6 +684,13 @@ fn cluster_up(args: UpArgs) -> Result<ExitCode, String> {
                 args.dir.display(),
             ));
         }
+        let controllers = cluster.file().controller_addresses().len();
+        if controllers != args.controllers as usize {
+            return Err(format!(
+                "{} holds a cluster of {controllers} controllers; pass --controllers {controllers} or another --dir",
+                args.dir.display(),
+            ));
+        }
         cluster
     } else {
         let mut timing_ms = TimingMs::default();
@@ -652,6 +699,7 @@ fn cluster_up(args: UpArgs) -> Result<ExitCode, String> {
         }
         let options = LocalOptions {
             brokers: args.brokers,
+            controllers: args.controllers,
             racks: args.racks.clone(),
             base_port: args.base_port,
             timing_ms,
@@ -679,7 +727,7 @@ fn cluster_up(args: UpArgs) -> Result<ExitCode, String> {
     for role in cluster.nodes() {
         let rack = match role {
             Role::Broker(id) => cluster.file().broker(id).and_then(|b| b.rack.clone()),
-            Role::Controller => None,
+            Role::Controller(_) => None,
         };
         let rack = rack.map(|r| format!("  rack {r}")).unwrap_or_default();
         let metrics = cluster
@@ -1150,6 +1198,80 @@ fn groups(args: GroupsArgs) -> Result<ExitCode, String> {
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         out += cells.join(" ").trim_end();
+        out += "\n";
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn quorum(args: QuorumArgs) -> Result<ExitCode, String> {
+    debug_assert!(args.describe, "clap requires --describe");
+    let controllers: Vec<SocketAddrV4> = match (&args.bootstrap_controller, &args.cluster) {
+        (Some(list), _) => list
+            .split(',')
+            .map(|entry| bootstrap_entry(entry.trim()))
+            .collect::<Result<_, _>>()?,
+        (None, Some(path)) => ClusterFile::load(path)?.controller_addresses(),
+        (None, None) => return Err("pass --bootstrap-controller or --cluster".into()),
+    };
+    let answers = client::describe_quorum(&controllers, Duration::from_millis(args.timeout_ms));
+    if answers.iter().all(|(_, a)| a.is_err()) {
+        return Err(format!(
+            "no controller answered within {} ms: {}",
+            args.timeout_ms,
+            answers
+                .iter()
+                .map(|(c, _)| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let status = client::QuorumStatus::from_answers(&controllers, &answers);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&status).map_err(|e| e.to_string())?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let or_dash = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| v.to_string());
+    let voters: Vec<String> = status
+        .voters
+        .iter()
+        .map(|v| v.node_id.to_string())
+        .collect();
+    let mut out = String::new();
+    out += &format!(
+        "LeaderId:       {}\n",
+        status.leader_id.map_or_else(
+            || "none (an election may be under way)".into(),
+            |l| l.to_string()
+        )
+    );
+    out += &format!("LeaderEpoch:    {}\n", status.leader_epoch);
+    out += &format!("HighWatermark:  {}\n", status.high_watermark);
+    out += &format!("MaxFollowerLag: {}\n", or_dash(status.max_follower_lag));
+    out += &format!("CurrentVoters:  [{}]\n\n", voters.join(","));
+    let mut rows = vec![["NodeId", "Address", "LogEndOffset", "Lag", "Status"].map(String::from)];
+    for v in &status.voters {
+        rows.push([
+            v.node_id.to_string(),
+            v.address.clone().unwrap_or_else(|| "-".into()),
+            or_dash(v.log_end_offset),
+            or_dash(v.lag),
+            v.status.clone(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out += cells.join("  ").trim_end();
         out += "\n";
     }
     print!("{out}");

@@ -749,8 +749,8 @@ fn a_leader_and_isr_forged_from_the_controllers_address_without_the_key_is_dropp
     assert!(!before.is_leader);
 
     // The controller stops; the forger takes its address.
-    let controller = cluster.local.address(Role::Controller).unwrap();
-    cluster.local.stop(Role::Controller).unwrap();
+    let controller = cluster.local.address(Role::Controller(1)).unwrap();
+    cluster.local.stop(Role::Controller(1)).unwrap();
     let forger = Raw::bind(&controller.to_string());
     let epoch = p["leader_epoch"].as_u64().unwrap() as u32 + 7;
     let coup = leader_and_isr(
@@ -1035,7 +1035,7 @@ fn a_leader_and_isr_lost_in_a_failover_is_repaired_by_the_next_heartbeat() {
         let mut acked = acks(&cluster.ok(&["produce", "t", "--acks", "all"], &before));
 
         // Every datagram from the controller to broker 3 is lost; the leader dies.
-        let controller = cluster.local.address(Role::Controller).unwrap();
+        let controller = cluster.local.address(Role::Controller(1)).unwrap();
         let broker3 = cluster.local.address(Role::Broker(3)).unwrap();
         let rule = cut(controller, broker3);
         iptables("-A", &rule);
@@ -1659,7 +1659,7 @@ fn metrics_show_under_replicated_partitions_rise_on_kill_9_and_fall_after_the_re
     assert_eq!(
         scrape(
             &cluster,
-            Role::Controller,
+            Role::Controller(1),
             "kafka_controller_kafkacontroller_activecontrollercount"
         ),
         Some(1.0)
@@ -2023,4 +2023,132 @@ fn a_member_killed_with_kill_9_comes_back_at_its_groups_committed_offset() {
     for ((_, o), v) in &read {
         assert_eq!(*v, values[*o as usize]);
     }
+}
+
+/// `watermark quorum --describe --json` of the cluster's controllers.
+fn quorum_status(cluster: &Cluster) -> Json {
+    let out = watermark()
+        .args(["quorum", "--describe", "--json", "--timeout-ms", "500"])
+        .arg("--cluster")
+        .arg(cluster.local.cluster_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "quorum --describe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `quorum --describe` until `pred` holds: at most `tries` times, 200 ms apart.
+fn await_quorum(cluster: &Cluster, tries: u32, pred: impl Fn(&Json) -> bool) -> Json {
+    for _ in 0..tries {
+        let q = quorum_status(cluster);
+        if pred(&q) {
+            return q;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the quorum never got there: {}", quorum_status(cluster));
+}
+
+#[test]
+fn kill_9_of_the_active_controller_under_load_elects_another_that_takes_over_and_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::up(
+        dir.path(),
+        &LocalOptions {
+            controllers: 3,
+            ..failover_options()
+        },
+    );
+    cluster.create_topic("q", 1, Some(2));
+    let p = cluster.await_full_isr("q");
+    let partition_leader = p["leader"].as_u64().unwrap() as u32;
+    let q = await_quorum(&cluster, 50, |q| q["leader_id"].is_u64());
+    let active = q["leader_id"].as_u64().unwrap() as u32;
+
+    // Produce through a broker that leads nothing, and kill -9 the active controller once
+    // acknowledgements flow.
+    let other = (1..=3).find(|b| *b != partition_leader).unwrap();
+    cluster.bootstrap = cluster
+        .local
+        .address(Role::Broker(other))
+        .unwrap()
+        .to_string();
+    let values: String = (0..60_000).map(|i| format!("before-{i:094}\n")).collect();
+    let mut producer = watermark()
+        .args(["produce", "q", "--acks", "all", "--idempotent"])
+        .args([
+            "--delivery-timeout-ms",
+            "60000",
+            "--bootstrap-server",
+            &cluster.bootstrap,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = producer.stdin.take().unwrap();
+    let feed = values.clone();
+    let writer = std::thread::spawn(move || input.write_all(feed.as_bytes()));
+    let mut reader = BufReader::new(producer.stdout.take().unwrap());
+    let mut out = String::new();
+    let mut killed = false;
+    for _ in 0..=60_000 {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        out += &line;
+        if !killed && out.len() > 1_000 {
+            cluster.local.kill(Role::Controller(active)).unwrap();
+            killed = true;
+        }
+    }
+    writer.join().unwrap().unwrap();
+    let result = producer.wait_with_output().unwrap();
+    assert!(
+        result.status.success(),
+        "producing goes on without the controller: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(killed);
+    let mut acked = acks(&out);
+
+    // Another controller leads a newer epoch, and the brokers follow it: when the partition's
+    // leader dies, it moves leadership.
+    let q = await_quorum(&cluster, 50, |q| {
+        q["leader_id"].as_u64().is_some_and(|l| l as u32 != active)
+    });
+    assert!(q["leader_epoch"].as_u64().unwrap() >= 2, "{q}");
+    cluster.local.kill(Role::Broker(partition_leader)).unwrap();
+    let d = cluster.await_describe("q", 100, |d| {
+        d["partitions"][0]["leader"]
+            .as_u64()
+            .is_some_and(|l| l as u32 != partition_leader)
+    });
+    assert!(d["partitions"][0]["leader_epoch"].as_u64().unwrap() >= 1);
+
+    // Producing with acks=all goes on under the new controller and the new leader.
+    let after: String = (0..5_000).map(|i| format!("after-{i:095}\n")).collect();
+    acked.extend(acks(
+        &cluster.ok(&["produce", "q", "--acks", "all", "--idempotent"], &after),
+    ));
+    let all = values + &after;
+    let read = consume_all(&cluster, "q", 65_000);
+    assert_read_back(&all, &acked, &read);
+
+    // The killed controller comes back as a follower and catches up.
+    cluster.local.start(Role::Controller(active)).unwrap();
+    let q = await_quorum(&cluster, 100, |q| {
+        q["voters"].as_array().is_some_and(|vs| {
+            vs.iter()
+                .all(|v| v["status"] != "Unreachable" && v["lag"] == 0)
+        })
+    });
+    assert_ne!(q["leader_id"].as_u64(), Some(u64::from(active)), "{q}");
 }

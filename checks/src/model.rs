@@ -95,6 +95,7 @@ impl WatermarkModel {
             .collect();
         let cluster = Arc::new(ClusterConfig {
             controller,
+            controllers: Vec::new(),
             brokers: brokers.clone(),
             protocol: knobs.protocol,
             // The checker's are tiny: every fetch response carries one record.

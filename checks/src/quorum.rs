@@ -67,6 +67,7 @@ pub struct QuorumModel {
 /// The model's timing: every timer may fire at any moment.
 pub fn model_timing() -> QuorumTiming {
     QuorumTiming {
+        fetch_max_wait: None,
         election_timeout: model_timeout(),
         fetch_timeout: model_timeout(),
     }

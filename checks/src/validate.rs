@@ -1011,6 +1011,7 @@ fn footprint(state: &State) -> u64 {
                 }
             }
             NodeState::Controller(c) => c.hash(&mut h),
+            NodeState::Kraft(k) => k.hash(&mut h),
             NodeState::Producer(_) | NodeState::Consumer(_) => {}
         }
         let (acked, consumed) = (state.history.acked(i), state.history.consumed(i));
@@ -1095,6 +1096,10 @@ fn recovered_from(loaded: Option<&Storage>, saved: Option<&Storage>) -> Result<b
             Err("the controller's storage differs from the last saved".into())
         }
         (Some(Storage::Broker(a)), Some(Storage::Broker(b))) => broker_recovered_from(a, b),
+        (Some(Storage::Quorum(a)), Some(Storage::Quorum(b))) if a == b => Ok(false),
+        (Some(Storage::Quorum(_)), Some(Storage::Quorum(_))) => {
+            Err("the controller's quorum storage differs from the last saved".into())
+        }
         (l, s) => Err(format!(
             "loaded {}, last saved {}",
             if l.is_some() { "something" } else { "nothing" },
@@ -1154,6 +1159,7 @@ fn broker_recovered_from(loaded: &BrokerStorage, saved: &BrokerStorage) -> Resul
 fn placeholder_cluster() -> ClusterConfig {
     ClusterConfig {
         controller: Id::from(0),
+        controllers: Vec::new(),
         brokers: Vec::new(),
         protocol: Knobs::canonical().protocol,
         fetch_bytes_max: 1,

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use watermark_model::consumer::MemberStep;
 use watermark_model::group::GroupEvent;
 use watermark_model::producer::Ack;
+use watermark_model::quorum::QuorumDescription;
 use watermark_model::*;
 
 /// How long an admin request waits for its answer, across retransmissions.
@@ -1127,4 +1128,106 @@ pub fn consume_in_group(
         records: count,
         commit_error,
     })
+}
+
+/// One controller's answer to DescribeQuorum (R75), or why there was none.
+pub type QuorumAnswer = (SocketAddrV4, Result<QuorumDescription, String>);
+
+/// DescribeQuorum to every controller at once, each waiting at most `timeout`: a dead one must
+/// not hide the others.
+pub fn describe_quorum(controllers: &[SocketAddrV4], timeout: Duration) -> Vec<QuorumAnswer> {
+    std::thread::scope(|scope| {
+        let asks: Vec<_> = controllers
+            .iter()
+            .map(|c| {
+                scope.spawn(move || {
+                    let answer = request_within(*c, &Msg::DescribeQuorum, timeout, |m| match m {
+                        Msg::DescribeQuorumResponse(d) => Some(d),
+                        _ => None,
+                    })
+                    .map_err(|_| format!("controller {c} did not answer"));
+                    (*c, answer)
+                })
+            })
+            .collect();
+        asks.into_iter()
+            .map(|a| a.join().expect("a DescribeQuorum thread panicked"))
+            .collect()
+    })
+}
+
+/// How the quorum stands, as kafka-metadata-quorum's `describe --status` and `--replication`
+/// show it: from the leader's answer, with every voter's log end offset and lag.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// `None`: no controller that answered leads (an election may be under way).
+    pub leader_id: Option<u32>,
+    pub leader_epoch: u32,
+    pub high_watermark: u64,
+    pub max_follower_lag: Option<u64>,
+    pub voters: Vec<QuorumVoterStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct QuorumVoterStatus {
+    pub node_id: u32,
+    pub address: Option<String>,
+    /// As the leader last saw it (`None`: it has not fetched in this epoch).
+    pub log_end_offset: Option<u64>,
+    pub lag: Option<u64>,
+    /// Leader, Follower, Candidate or Unattached as the node itself says; Unreachable if it
+    /// did not answer.
+    pub status: String,
+}
+
+impl QuorumStatus {
+    /// From every controller's answer: the leader of the newest epoch among them speaks for the
+    /// quorum; each node says its own role. `controllers[n - 1]` is controller `n`.
+    pub fn from_answers(controllers: &[SocketAddrV4], answers: &[QuorumAnswer]) -> QuorumStatus {
+        let described: Vec<&QuorumDescription> = answers
+            .iter()
+            .filter_map(|(_, a)| a.as_ref().ok())
+            .collect();
+        let leader = described
+            .iter()
+            .filter(|d| d.leader == Some(d.node_id) && !d.voters.is_empty())
+            .max_by_key(|d| d.epoch);
+        let epoch = described.iter().map(|d| d.epoch).max().unwrap_or(0);
+        let leader_end = leader.map(|l| l.log_end_offset);
+        let voters = (1..=controllers.len() as u32)
+            .map(|n| {
+                let address = controllers[n as usize - 1];
+                let own = answers
+                    .iter()
+                    .find(|(a, _)| *a == address)
+                    .and_then(|(_, d)| d.as_ref().ok());
+                let log_end_offset = leader
+                    .and_then(|l| l.voters.iter().find(|(v, _)| *v == n).and_then(|(_, o)| *o));
+                let status = match own {
+                    None => "Unreachable",
+                    Some(d) if d.leader == Some(d.node_id) && !d.voters.is_empty() => "Leader",
+                    Some(d) if d.leader.is_some() => "Follower",
+                    Some(d) if d.voted_for_self() => "Candidate",
+                    Some(_) => "Unattached",
+                };
+                QuorumVoterStatus {
+                    node_id: n,
+                    address: Some(address.to_string()),
+                    log_end_offset,
+                    lag: leader_end
+                        .zip(log_end_offset)
+                        .map(|(e, o)| e.saturating_sub(o)),
+                    status: status.into(),
+                }
+            })
+            .collect::<Vec<_>>();
+        QuorumStatus {
+            leader_id: leader.map(|l| l.node_id),
+            leader_epoch: leader.map_or(epoch, |l| l.epoch),
+            high_watermark: leader.map_or(0, |l| l.high_watermark),
+            max_follower_lag: leader
+                .map(|_| voters.iter().filter_map(|v| v.lag).max().unwrap_or(0)),
+            voters,
+        }
+    }
 }

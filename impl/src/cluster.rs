@@ -14,6 +14,11 @@
 //! }
 //! ```
 //!
+//! A KRaft quorum of controllers (spec section 4b) lists every controller's address in
+//! `controllers`, controller 1's (`controller`) first: `"controllers": ["127.0.0.1:9091",
+//! "127.0.0.1:9095", "127.0.0.1:9096"]`. Controller `n` is `controllers[n - 1]`, KRaft's
+//! `controller.quorum.voters`.
+//!
 //! It is the only place that maps broker ids to socket addresses; the actors get the mapping as
 //! configuration and never compute with an address.
 //!
@@ -24,7 +29,7 @@
 
 use crate::faults::FaultsFile;
 use crate::host::{bind, Admission, Breakage, Host};
-use crate::store::{BrokerStore, ControllerStore, FsyncPolicy};
+use crate::store::{BrokerStore, ControllerStore, FsyncPolicy, QuorumStore};
 use crate::trace::TraceWriter;
 use crate::transport::{Key, Limits, TransportConfig};
 use serde::{Deserialize, Serialize};
@@ -36,6 +41,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
+use watermark_model::kraft::KraftController;
+use watermark_model::quorum::{NodeId, QuorumConfig, QuorumNode, QuorumTiming};
 use watermark_model::*;
 
 /// `replica.fetch.max.bytes` and the clients' `fetch.max.bytes` and `batch.size`: under one
@@ -75,6 +82,13 @@ pub struct TimingMs {
     pub request_timeout: u64,
     /// `leader.imbalance.check.interval.seconds`, in ms (Kafka: 300000).
     pub preferred_leader_election_interval: u64,
+    /// `controller.quorum.election.timeout.ms` (Kafka: 1000).
+    pub quorum_election_timeout: u64,
+    /// `controller.quorum.fetch.timeout.ms` (Kafka: 2000).
+    pub quorum_fetch_timeout: u64,
+    /// `controller.quorum.fetch.max.wait.ms`: how long the quorum's leader holds a fetch with
+    /// nothing new (Kafka's `fetch.max.wait.ms` for the metadata log: 500).
+    pub quorum_fetch_max_wait: u64,
 }
 
 impl Default for TimingMs {
@@ -86,6 +100,9 @@ impl Default for TimingMs {
             retry_backoff: 50,
             request_timeout: 1000,
             preferred_leader_election_interval: 30_000,
+            quorum_election_timeout: 1000,
+            quorum_fetch_timeout: 2000,
+            quorum_fetch_max_wait: 500,
         }
     }
 }
@@ -133,11 +150,26 @@ impl TimingMs {
             preferred_leader_election_interval: jittered(self.preferred_leader_election_interval),
         }
     }
+
+    /// The quorum's timers. The election timeout is drawn from `[t, 2t)`, as KRaft randomizes
+    /// it, so that split votes end.
+    pub fn quorum_timing(&self) -> QuorumTiming {
+        let election = Duration::from_millis(self.quorum_election_timeout.max(1));
+        QuorumTiming {
+            election_timeout: election..election * 2,
+            fetch_timeout: jittered(self.quorum_fetch_timeout),
+            fetch_max_wait: Some(jittered(self.quorum_fetch_max_wait)),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ClusterFile {
+    /// Controller 1's address.
     pub controller: SocketAddrV4,
+    /// A KRaft quorum's controllers, controller 1's first; empty for a single controller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controllers: Vec<SocketAddrV4>,
     pub brokers: Vec<BrokerEntry>,
     #[serde(default)]
     pub timing_ms: TimingMs,
@@ -155,7 +187,8 @@ impl ClusterFile {
     /// Where a node serves its metrics, if the file says.
     pub fn metrics_address(&self, role: Role) -> Option<SocketAddrV4> {
         match role {
-            Role::Controller => self.controller_metrics,
+            Role::Controller(1) => self.controller_metrics,
+            Role::Controller(_) => None,
             Role::Broker(id) => self.broker(id).and_then(|b| b.metrics),
         }
     }
@@ -179,8 +212,14 @@ impl ClusterFile {
         if ids.windows(2).any(|w| w[0] == w[1]) {
             return Err("duplicate broker id".into());
         }
+        if !self.controllers.is_empty() && self.controllers[0] != self.controller {
+            return Err(format!(
+                "controllers must start with controller 1's address, {}",
+                self.controller
+            ));
+        }
         let mut addresses: Vec<SocketAddrV4> = self.brokers.iter().map(|b| b.address).collect();
-        addresses.push(self.controller);
+        addresses.extend(self.controller_addresses());
         if let Some(a) = addresses
             .iter()
             .find(|a| a.ip().is_unspecified() || a.port() == 0)
@@ -212,11 +251,54 @@ impl ClusterFile {
         std::fs::rename(&tmp, path)
     }
 
-    /// Every node's address: the controller's, then the brokers'.
+    /// Every node's address: the controllers', then the brokers'.
     pub fn node_addresses(&self) -> Vec<SocketAddrV4> {
-        std::iter::once(self.controller)
+        self.controller_addresses()
+            .into_iter()
             .chain(self.brokers.iter().map(|b| b.address))
             .collect()
+    }
+
+    /// Every controller's address, controller 1's first.
+    pub fn controller_addresses(&self) -> Vec<SocketAddrV4> {
+        match self.controllers.is_empty() {
+            true => vec![self.controller],
+            false => self.controllers.clone(),
+        }
+    }
+
+    /// Controller `n`'s address (from 1).
+    pub fn controller_address(&self, n: NodeId) -> Option<SocketAddrV4> {
+        let i = (n as usize).checked_sub(1)?;
+        self.controller_addresses().get(i).copied()
+    }
+
+    /// Whether the controllers are a KRaft quorum (more than one).
+    pub fn has_controller_quorum(&self) -> bool {
+        self.controllers.len() > 1
+    }
+
+    fn is_controller(&self, id: Id) -> bool {
+        self.controller_addresses()
+            .iter()
+            .any(|a| Id::from(*a) == id)
+    }
+
+    /// The quorum's configuration for controller `n`: every controller a voter.
+    pub fn quorum_config(&self, n: NodeId) -> QuorumConfig {
+        QuorumConfig {
+            node_id: n,
+            voters: self
+                .controller_addresses()
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (i as NodeId + 1, Id::from(*a)))
+                .collect(),
+            changes: Vec::new(),
+            fetch_entries_max: QUORUM_FETCH_ENTRIES_MAX,
+            bootstrapped: true,
+            timing: self.timing_ms.quorum_timing(),
+        }
     }
 
     pub fn broker(&self, id: BrokerId) -> Option<&BrokerEntry> {
@@ -234,6 +316,10 @@ impl ClusterFile {
         brokers.sort_by_key(|(b, _)| *b);
         Arc::new(ClusterConfig {
             controller: Id::from(self.controller),
+            controllers: match self.has_controller_quorum() {
+                true => self.controllers.iter().map(|a| Id::from(*a)).collect(),
+                false => Vec::new(),
+            },
             brokers,
             protocol: Protocol::Kip320,
             fetch_bytes_max: BATCH_BYTES_MAX,
@@ -253,6 +339,10 @@ impl ClusterFile {
     }
 }
 
+/// Metadata records per quorum fetch response: each controller record holds the whole
+/// partition table, which alone may take most of a message (R46's `metadata.bytes.max`).
+pub const QUORUM_FETCH_ENTRIES_MAX: usize = 1;
+
 /// `offsets.topic.num.partitions` of the real cluster (Kafka's default is 50; a test cluster
 /// here has a handful of brokers).
 pub const OFFSETS_TOPIC_NUM_PARTITIONS: u32 = 3;
@@ -263,7 +353,6 @@ pub const OFFSETS_TOPIC_NUM_PARTITIONS: u32 = 3;
 /// also be authenticated: the address alone can be forged.
 pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
     let file = file.clone();
-    let controller = Id::from(file.controller);
     Box::new(move |src, msg, authenticated| {
         let from_node = !keyed || authenticated;
         match msg {
@@ -274,7 +363,8 @@ pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
             | Msg::CreateTopicsResponse { .. }
             | Msg::DescribeTopicsResponse { .. }
             | Msg::ElectLeadersResponse { .. }
-            | Msg::IncrementalAlterConfigsResponse { .. } => from_node && src == controller,
+            | Msg::IncrementalAlterConfigsResponse { .. }
+            | Msg::NotController { .. } => from_node && file.is_controller(src),
             Msg::Fetch(FetchRequest {
                 replica_id: Some(b),
                 ..
@@ -309,30 +399,44 @@ pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
             | Msg::OffsetFetchResponse { .. }
             | Msg::RecordAcknowledged(_)
             | Msg::RecordConsumed(_)
-            | Msg::Group(_) => false,
+            | Msg::Group(_)
+            | Msg::Quorum(_)
+            | Msg::DescribeQuorum
+            | Msg::DescribeQuorumResponse(_) => false,
         }
     })
 }
 
 /// The controller takes broker traffic (forwarded admin requests included) from brokers only,
-/// and, with a key, authenticated only.
+/// and, with a key, authenticated only. A controller of a quorum also takes the quorum's traffic
+/// and forwarded admin requests from the other controllers (R74), and DescribeQuorum from
+/// anyone (read-only, as kafka-metadata-quorum's).
 pub fn controller_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
     let file = file.clone();
-    Box::new(move |src, msg, authenticated| match msg {
-        Msg::BrokerHeartbeat { .. }
-        | Msg::AlterPartition { .. }
-        | Msg::CreateTopics { .. }
-        | Msg::DescribeTopics { .. }
-        | Msg::ElectLeaders { .. }
-        | Msg::IncrementalAlterConfigs { .. } => (!keyed || authenticated) && file.is_broker(src),
-        _ => false,
+    Box::new(move |src, msg, authenticated| {
+        let from_node = !keyed || authenticated;
+        match msg {
+            Msg::BrokerHeartbeat { .. } | Msg::AlterPartition { .. } => {
+                from_node && file.is_broker(src)
+            }
+            Msg::CreateTopics { .. }
+            | Msg::DescribeTopics { .. }
+            | Msg::ElectLeaders { .. }
+            | Msg::IncrementalAlterConfigs { .. } => {
+                from_node && (file.is_broker(src) || file.is_controller(src))
+            }
+            Msg::Quorum(_) => from_node && file.is_controller(src),
+            Msg::DescribeQuorum => file.has_controller_quorum(),
+            _ => false,
+        }
     })
 }
 
 /// Which node to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
-    Controller,
+    /// Controller `n`, from 1 (KRaft's `node.id` of a controller); a single controller is 1.
+    Controller(NodeId),
     Broker(BrokerId),
 }
 
@@ -340,16 +444,18 @@ pub enum Role {
 pub fn default_node_dir(cluster_path: &Path, role: Role) -> PathBuf {
     let base = cluster_path.parent().unwrap_or(Path::new("."));
     match role {
-        Role::Controller => base.join("controller"),
+        Role::Controller(1) => base.join("controller"),
+        Role::Controller(n) => base.join(format!("controller-{n}")),
         Role::Broker(id) => base.join(format!("broker-{id}")),
     }
 }
 
 impl Role {
-    /// As the tools print it: `controller`, `broker 2`.
+    /// As the tools print it: `controller`, `controller 2`, `broker 2`.
     pub fn name(&self) -> String {
         match self {
-            Role::Controller => "controller".into(),
+            Role::Controller(1) => "controller".into(),
+            Role::Controller(n) => format!("controller {n}"),
             Role::Broker(id) => format!("broker {id}"),
         }
     }
@@ -383,9 +489,11 @@ pub fn run_node(
     let cluster = file.cluster_config();
     let keyed = file.cluster_key.is_some();
     let (address, actor, store, admission, seed) = match role {
-        Role::Controller => (
-            file.controller,
-            Node::Controller(Controller::new(ControllerConfig {
+        Role::Controller(n) => {
+            let address = file
+                .controller_address(n)
+                .ok_or_else(|| format!("controller {n} is not in the cluster file"))?;
+            let controller = Controller::new(ControllerConfig {
                 cluster,
                 preferred_leader_election: true,
                 metadata_bytes_max: METADATA_BYTES_MAX,
@@ -394,13 +502,33 @@ pub fn run_node(
                     .iter()
                     .filter_map(|b| b.rack.clone().map(|r| (b.id, r)))
                     .collect(),
-            })),
-            crate::store::NodeStore::Controller(
-                ControllerStore::new(dir, fsync).map_err(|e| format!("{}: {e}", dir.display()))?,
-            ),
-            controller_admission(file, keyed),
-            0,
-        ),
+            });
+            let in_dir = |e: io::Error| format!("{}: {e}", dir.display());
+            let (actor, store) = match file.has_controller_quorum() {
+                true => (
+                    Node::Kraft(KraftController::new(
+                        QuorumNode::new(file.quorum_config(n)),
+                        controller,
+                    )),
+                    crate::store::NodeStore::Quorum(QuorumStore::new(dir, fsync).map_err(in_dir)?),
+                ),
+                false => (
+                    Node::Controller(controller),
+                    crate::store::NodeStore::Controller(
+                        ControllerStore::new(dir, fsync).map_err(in_dir)?,
+                    ),
+                ),
+            };
+            // Each controller's timer jitter differs, so that their elections do not tie.
+            let seed = u64::from(n - 1) << 32;
+            (
+                address,
+                actor,
+                store,
+                controller_admission(file, keyed),
+                seed,
+            )
+        }
         Role::Broker(id) => {
             let entry = file
                 .broker(id)

@@ -29,6 +29,8 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct LocalOptions {
     pub brokers: u32,
+    /// Controllers: 1, or a KRaft quorum of 3 or 5 (spec section 4b).
+    pub controllers: u32,
     /// Racks of brokers 1, 2, ... in turn; empty for none.
     pub racks: Vec<String>,
     /// Brokers on `base_port`, `base_port + 1`, ..., the controller on the port after them;
@@ -50,6 +52,7 @@ impl Default for LocalOptions {
     fn default() -> Self {
         LocalOptions {
             brokers: 3,
+            controllers: 1,
             racks: Vec::new(),
             base_port: 0,
             timing_ms: TimingMs::default(),
@@ -97,6 +100,13 @@ impl LocalCluster {
         if options.brokers == 0 {
             return Err("a cluster needs at least 1 broker".into());
         }
+        if ![1, 3, 5].contains(&options.controllers) {
+            return Err(format!(
+                "--controllers must be 1, 3 or 5 (a quorum of an odd size, as KRaft's \
+                 controller.quorum.voters), not {}",
+                options.controllers
+            ));
+        }
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let path = dir.join(CLUSTER_FILE_NAME);
@@ -112,7 +122,7 @@ impl LocalCluster {
                     format!(
                         "base port {} leaves no room for {} nodes",
                         options.base_port,
-                        options.brokers + 1
+                        options.brokers + options.controllers
                     )
                 })?
             };
@@ -133,8 +143,17 @@ impl LocalCluster {
             });
         }
         let controller = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port(options.brokers)?);
+        let mut controllers = Vec::new();
+        if options.controllers > 1 {
+            controllers.push(controller);
+            for i in 1..options.controllers {
+                let p = port(options.brokers + i)?;
+                controllers.push(SocketAddrV4::new(Ipv4Addr::LOCALHOST, p));
+            }
+        }
         let file = ClusterFile {
             controller,
+            controllers,
             brokers,
             timing_ms: options.timing_ms.clone(),
             cluster_key: if options.key {
@@ -193,7 +212,8 @@ impl LocalCluster {
     /// The trace file of a node in `dir`.
     pub fn trace_file(dir: &Path, node: Role) -> PathBuf {
         match node {
-            Role::Controller => dir.join("controller.trace"),
+            Role::Controller(1) => dir.join("controller.trace"),
+            Role::Controller(n) => dir.join(format!("controller-{n}.trace")),
             Role::Broker(id) => dir.join(format!("broker-{id}.trace")),
         }
     }
@@ -215,12 +235,20 @@ impl LocalCluster {
         self.dir.join(CLUSTER_FILE_NAME)
     }
 
-    /// The controller, then the brokers in id order.
+    /// The controllers, then the brokers in id order.
     pub fn nodes(&self) -> Vec<Role> {
         let mut ids: Vec<u32> = self.file.brokers.iter().map(|b| b.id).collect();
         ids.sort_unstable();
-        std::iter::once(Role::Controller)
+        self.controllers()
+            .into_iter()
             .chain(ids.into_iter().map(Role::Broker))
+            .collect()
+    }
+
+    /// The controllers: controller 1 alone, or every controller of the quorum.
+    pub fn controllers(&self) -> Vec<Role> {
+        (1..=self.file.controller_addresses().len() as u32)
+            .map(Role::Controller)
             .collect()
     }
 
@@ -232,14 +260,15 @@ impl LocalCluster {
     /// Where a node's stderr goes.
     pub fn log_path(&self, node: Role) -> PathBuf {
         match node {
-            Role::Controller => self.dir.join("controller.log"),
+            Role::Controller(1) => self.dir.join("controller.log"),
+            Role::Controller(n) => self.dir.join(format!("controller-{n}.log")),
             Role::Broker(id) => self.dir.join(format!("broker-{id}.log")),
         }
     }
 
     pub fn address(&self, node: Role) -> Option<SocketAddrV4> {
         match node {
-            Role::Controller => Some(self.file.controller),
+            Role::Controller(n) => self.file.controller_address(n),
             Role::Broker(id) => self.file.broker(id).map(|b| b.address),
         }
     }
@@ -299,7 +328,7 @@ impl LocalCluster {
             .map_err(|e| format!("cannot open {}: {e}", self.log_path(node).display()))?;
         let mut command = Command::new(&self.exe);
         match node {
-            Role::Controller => command.arg("controller"),
+            Role::Controller(n) => command.args(["controller", "--node-id", &n.to_string()]),
             Role::Broker(id) => command.args(["broker", "--id", &id.to_string()]),
         };
         command

@@ -1007,7 +1007,7 @@ impl Run<'_> {
     fn hold(&mut self, d: Duration) {
         self.idle(d);
         // Without a controller no broker can answer: a probe would only prolong the fault.
-        let seen = if self.down.contains(&Role::Controller) {
+        let seen = if self.down.contains(&Role::Controller(1)) {
             "the controller is down".into()
         } else {
             match self.probe() {
@@ -1203,12 +1203,12 @@ impl Run<'_> {
                 ))
             }
             Plan::ControllerKill { .. } => {
-                self.kill(Role::Controller)?;
+                self.kill(Role::Controller(1))?;
                 self.say("kill -9 controller");
                 self.hold(hold);
                 Ok((
                     format!("kill -9 controller, down {:.1} s", hold.as_secs_f64()),
-                    self.restart(Role::Controller),
+                    self.restart(Role::Controller(1)),
                 ))
             }
             Plan::Partition {

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use watermark_model::broker::{BrokerStorage, ReplicaStorage};
+use watermark_model::quorum::{MetadataEntry, NodeId, QuorumEpoch, QuorumStorage};
 use watermark_model::*;
 
 /// How often a change of high watermarks alone is written.
@@ -366,7 +367,7 @@ impl Durable<Storage> for BrokerStore {
     fn save(&mut self, storage: &Storage) -> io::Result<()> {
         match storage {
             Storage::Broker(s) => self.save_broker(s),
-            Storage::Controller(_) => Err(io::Error::other("a broker saves broker storage")),
+            _ => Err(io::Error::other("a broker saves broker storage")),
         }
     }
 
@@ -512,10 +513,124 @@ impl Durable<Storage> for ControllerStore {
     }
 }
 
+/// What every frame of a quorum controller's log carries whole: KRaft's `quorum-state`, and
+/// where the metadata log ends (entries at or past it are a truncated tail).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct QuorumHeader {
+    epoch: QuorumEpoch,
+    voted_for: Option<NodeId>,
+    leader: Option<NodeId>,
+    log_end_offset: Offset,
+}
+
+/// A controller of a KRaft quorum (`quorum.log`): the quorum state, and the metadata log's
+/// entries keyed by offset. A save appends the entries from the first one that differs from the
+/// last save. Raft's log matching makes that cheap to find: two entries at one offset in one
+/// epoch are the same, and so is everything before them, so the search runs from the end and
+/// costs what changed.
+pub struct QuorumStore {
+    log: RecordLog,
+    /// The epoch of each entry saved last.
+    saved_epochs: Option<Vec<QuorumEpoch>>,
+}
+
+impl QuorumStore {
+    pub fn new(dir: &Path, fsync: FsyncPolicy) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        Ok(QuorumStore {
+            log: RecordLog::new(&dir.join("quorum.log"), fsync == FsyncPolicy::Always),
+            saved_epochs: None,
+        })
+    }
+
+    fn header(s: &QuorumStorage) -> QuorumHeader {
+        QuorumHeader {
+            epoch: s.epoch,
+            voted_for: s.voted_for,
+            leader: s.leader,
+            log_end_offset: s.log.len() as Offset,
+        }
+    }
+
+    fn entries(s: &QuorumStorage, from: usize) -> Vec<(Offset, MetadataEntry)> {
+        s.log[from.min(s.log.len())..]
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((from + i) as Offset, e.clone()))
+            .collect()
+    }
+}
+
+/// How many leading entries of `log` the entries of `saved_epochs` hold: the offset after the
+/// last one that matches by epoch.
+fn matching_prefix(saved_epochs: &[QuorumEpoch], log: &[MetadataEntry]) -> usize {
+    let common = saved_epochs.len().min(log.len());
+    (0..common)
+        .rev()
+        .find(|&i| saved_epochs[i] == log[i].epoch)
+        .map_or(0, |i| i + 1)
+}
+
+impl Durable<Storage> for QuorumStore {
+    fn load(&mut self) -> io::Result<Option<Storage>> {
+        let Some(loaded) = self.log.load::<QuorumHeader, Offset, MetadataEntry>()? else {
+            return Ok(None);
+        };
+        let end = loaded.header.log_end_offset;
+        let log: Vec<MetadataEntry> = loaded
+            .records
+            .into_iter()
+            .take_while(|(offset, _)| *offset < end)
+            .enumerate()
+            .map(|(i, (offset, e))| match offset == i as Offset {
+                true => Ok(e),
+                false => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("quorum.log lacks the metadata record at offset {i}"),
+                )),
+            })
+            .collect::<io::Result<_>>()?;
+        if (log.len() as Offset) < end {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "quorum.log ends at offset {} but its header says {end}",
+                    log.len()
+                ),
+            ));
+        }
+        self.saved_epochs = Some(log.iter().map(|e| e.epoch).collect());
+        Ok(Some(Storage::Quorum(Arc::new(QuorumStorage {
+            epoch: loaded.header.epoch,
+            voted_for: loaded.header.voted_for,
+            leader: loaded.header.leader,
+            log: Arc::new(log),
+        }))))
+    }
+
+    fn save(&mut self, storage: &Storage) -> io::Result<()> {
+        let Storage::Quorum(s) = storage else {
+            return Err(io::Error::other("a quorum controller saves quorum storage"));
+        };
+        let header = Self::header(s);
+        match &self.saved_epochs {
+            Some(saved) => {
+                let from = matching_prefix(saved, &s.log);
+                self.log
+                    .append(&header, Self::entries(s, from), || Self::entries(s, 0))?;
+            }
+            None => self.log.write_snapshot(&header, Self::entries(s, 0))?,
+        }
+        self.saved_epochs = Some(s.log.iter().map(|e| e.epoch).collect());
+        Ok(())
+    }
+}
+
 /// Either role's store, so that one host type runs both.
 pub enum NodeStore {
     Controller(ControllerStore),
     Broker(BrokerStore),
+    Quorum(QuorumStore),
     None,
 }
 
@@ -524,6 +639,7 @@ impl Durable<Storage> for NodeStore {
         match self {
             NodeStore::Controller(s) => s.load(),
             NodeStore::Broker(s) => s.load(),
+            NodeStore::Quorum(s) => s.load(),
             NodeStore::None => Ok(None),
         }
     }
@@ -531,6 +647,7 @@ impl Durable<Storage> for NodeStore {
         match self {
             NodeStore::Controller(s) => s.save(storage),
             NodeStore::Broker(s) => s.save(storage),
+            NodeStore::Quorum(s) => s.save(storage),
             NodeStore::None => Ok(()),
         }
     }
@@ -744,5 +861,55 @@ mod tests {
         store.save(&last).unwrap();
         let mut store = ControllerStore::new(dir.path(), FsyncPolicy::Always).unwrap();
         assert_eq!(store.load().unwrap(), Some(last));
+    }
+
+    #[test]
+    fn a_quorum_log_reloads_as_last_saved_across_appends_truncations_and_a_new_epoch() {
+        use watermark_model::quorum::{MetadataRecord, QuorumStorage};
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |epoch, change| MetadataEntry {
+            epoch,
+            record: MetadataRecord::Change(change),
+        };
+        let storage = |epoch, log: Vec<MetadataEntry>| {
+            Storage::Quorum(Arc::new(QuorumStorage {
+                epoch,
+                voted_for: Some(2),
+                leader: Some(2),
+                log: Arc::new(log),
+            }))
+        };
+        let mut store = QuorumStore::new(dir.path(), FsyncPolicy::Never).unwrap();
+        assert!(store.load().unwrap().is_none());
+        store
+            .save(&storage(1, vec![entry(1, 0), entry(1, 1), entry(1, 2)]))
+            .unwrap();
+        // A divergence: the tail of epoch 1 is cut, and epoch 2 writes over it.
+        store.save(&storage(2, vec![entry(1, 0)])).unwrap();
+        let last = storage(2, vec![entry(1, 0), entry(2, 5), entry(2, 6)]);
+        store.save(&last).unwrap();
+        let mut reopened = QuorumStore::new(dir.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(reopened.load().unwrap(), Some(last));
+        // A truncation alone reloads without the cut tail.
+        let cut = storage(3, vec![entry(1, 0)]);
+        reopened.save(&cut).unwrap();
+        let mut again = QuorumStore::new(dir.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(again.load().unwrap(), Some(cut));
+    }
+
+    #[test]
+    fn the_matching_prefix_is_found_by_epoch_from_the_end() {
+        use watermark_model::quorum::MetadataRecord;
+        let log: Vec<MetadataEntry> = [1, 1, 3]
+            .iter()
+            .map(|e| MetadataEntry {
+                epoch: *e,
+                record: MetadataRecord::LeaderChange { leader: 1 },
+            })
+            .collect();
+        assert_eq!(matching_prefix(&[1, 1, 2, 2], &log), 2);
+        assert_eq!(matching_prefix(&[1, 1, 3, 3], &log), 3);
+        assert_eq!(matching_prefix(&[2], &log), 0);
+        assert_eq!(matching_prefix(&[], &log), 0);
     }
 }

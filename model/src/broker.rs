@@ -200,6 +200,11 @@ pub struct BrokerState {
     pub replicas: PartitionMap<Replica>,
     /// Partition states for partitions this broker does not replicate (UpdateMetadata).
     pub metadata: PartitionMap<PartitionState>,
+    /// R74: the controller this broker heartbeats to and asks; always `controller` but with a
+    /// KRaft quorum, where it is the active one as far as the broker knows.
+    pub controller: Id,
+    /// R74: heartbeats sent since this broker last heard from `controller` (a quorum only).
+    pub heartbeats_unanswered: u8,
     /// R51: this broker holds every metadata change up to this offset; `None` after a restart,
     /// until its registration is answered. Its heartbeats carry it, and are answered with every
     /// change after it (R49). Kept in memory only: a restarted broker pulls the whole table.
@@ -339,6 +344,8 @@ impl Broker {
                 let mut state = BrokerState {
                     broker_epoch: 0,
                     controller_epoch: 0,
+                    controller: self.config.cluster.controller,
+                    heartbeats_unanswered: 0,
                     registered: true,
                     replicas: PartitionMap::new(),
                     metadata: PartitionMap::new(),
@@ -367,6 +374,8 @@ impl Broker {
                 let state = BrokerState {
                     broker_epoch: stored.broker_epoch + 1,
                     controller_epoch: stored.controller_epoch,
+                    controller: self.config.cluster.controller,
+                    heartbeats_unanswered: 0,
                     registered: false,
                     replicas: stored
                         .replicas
@@ -390,6 +399,7 @@ impl Broker {
                 state
             }
         };
+        outbox.redirect(self.config.cluster.controller, state.controller);
         outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));
         state
     }
@@ -404,6 +414,9 @@ impl Broker {
 
     pub fn on_msg(&self, state: &mut Cow<BrokerState>, src: Id, msg: Msg, o: &mut Out<Node>) {
         let mut outbox = Outbox::new();
+        if let Some(epoch) = msg.controller_epoch() {
+            self.follow_controller(state, src, epoch);
+        }
         match msg {
             Msg::LeaderAndIsr {
                 controller_epoch,
@@ -611,8 +624,14 @@ impl Broker {
                     },
                 );
             }
+            Msg::NotController { leader } => {
+                self.on_not_controller(state, src, leader, &mut outbox)
+            }
             Msg::BrokerHeartbeat { .. }
             | Msg::AlterPartition { .. }
+            | Msg::Quorum(_)
+            | Msg::DescribeQuorum
+            | Msg::DescribeQuorumResponse(_)
             | Msg::MetadataResponse { .. }
             | Msg::ProduceResponse(_)
             | Msg::CreateTopics { .. }
@@ -632,6 +651,7 @@ impl Broker {
             | Msg::RecordConsumed(_)
             | Msg::Group(_) => {}
         }
+        outbox.redirect(self.config.cluster.controller, state.controller);
         outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));
     }
 
@@ -644,6 +664,9 @@ impl Broker {
                 // R16, R49: keep the session and pull what this broker lacks (the real
                 // cluster), or retry registration (retransmitting).
                 let retry = !state.registered && self.config.cluster.retransmit;
+                if self.config.cluster.has_controller_quorum() {
+                    self.count_unanswered_heartbeat(state);
+                }
                 if retry || self.config.cluster.heartbeat_periodic {
                     outbox.send(self.config.cluster.controller, self.heartbeat(state));
                 }
@@ -664,6 +687,7 @@ impl Broker {
             }
             _ => {}
         }
+        outbox.redirect(self.config.cluster.controller, state.controller);
         outbox.flush(o, || Storage::Broker(Arc::new(state.storage())));
     }
 

@@ -13,7 +13,7 @@ use crate::types::BrokerId;
 /// A map keyed by topic-partition, kept sorted. A broker holds a handful of partitions in the
 /// model; a sorted `Vec` clones and hashes faster there than a tree, and the runtime mutates it
 /// in place.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PartitionMap<V>(Vec<(TopicPartition, V)>);
 
 impl<V> Default for PartitionMap<V> {

@@ -47,7 +47,12 @@ impl Timing {
 /// What every broker and the controller share.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClusterConfig {
+    /// Where brokers send what is for the controller; with a KRaft quorum, the first
+    /// controller, and each broker sends to the one it follows instead (R74).
     pub controller: Id,
+    /// A KRaft quorum's controllers, `controller` first; empty with a single controller.
+    #[serde(default)]
+    pub controllers: Vec<Id>,
     /// Every broker's id and address, in broker id order.
     pub brokers: Vec<(BrokerId, Id)>,
     pub protocol: Protocol,
@@ -114,6 +119,11 @@ pub fn initial_partitions(topics: &[TopicConfig]) -> Vec<crate::msg::PartitionSt
 }
 
 impl ClusterConfig {
+    /// Whether the controllers are a KRaft quorum of more than one (R74).
+    pub fn has_controller_quorum(&self) -> bool {
+        self.controllers.len() > 1
+    }
+
     pub fn broker_address(&self, broker_id: BrokerId) -> Option<Id> {
         self.brokers
             .iter()

@@ -21,7 +21,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The controller's view of one broker.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     /// The incarnation the controller knows.
     pub broker_epoch: BrokerEpoch,
@@ -30,7 +30,7 @@ pub struct BrokerRegistration {
 }
 
 /// The controller's whole state, which is also what it persists.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ControllerState {
     pub controller_epoch: ControllerEpoch,
     /// Indexed like `ClusterConfig::brokers`.
@@ -132,13 +132,26 @@ impl Controller {
         storage: Option<&ControllerState>,
         o: &mut Out<Node>,
     ) -> ControllerState {
+        let epoch = storage.map_or(1, |s| s.controller_epoch + 1);
+        self.start_in_epoch(storage, epoch, o)
+    }
+
+    /// R1, R73: start as [`Controller::start`] does, in `controller_epoch`: for a controller of
+    /// a KRaft quorum, the epoch in which it leads the quorum, and `storage` the newest
+    /// controller record of its log.
+    pub fn start_in_epoch(
+        &self,
+        storage: Option<&ControllerState>,
+        controller_epoch: ControllerEpoch,
+        o: &mut Out<Node>,
+    ) -> ControllerState {
         let state = match storage {
             Some(stored) => ControllerState {
-                controller_epoch: stored.controller_epoch + 1,
+                controller_epoch,
                 ..stored.clone()
             },
             None => ControllerState {
-                controller_epoch: 1,
+                controller_epoch,
                 brokers: self
                     .config
                     .cluster

@@ -383,6 +383,10 @@ impl fmt::Debug for Msg {
                 Err(e) => write!(f, "OffsetFetchResponse(group {group} {topic_partition:?} {e:?})"),
             },
             Msg::Group(e) => write!(f, "{e:?}"),
+            Msg::Quorum(m) => write!(f, "{m:?}"),
+            Msg::NotController { leader } => write!(f, "NotController(active {leader:?})"),
+            Msg::DescribeQuorum => f.write_str("DescribeQuorum"),
+            Msg::DescribeQuorumResponse(d) => write!(f, "DescribeQuorumResponse({d:?})"),
             Msg::RecordConsumed(c) => write!(
                 f,
                 "RecordConsumed({}@{}:{:?}, from leader epoch {})",

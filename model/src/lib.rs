@@ -29,6 +29,7 @@ pub mod consumer;
 pub mod controller;
 mod fmt;
 pub mod group;
+pub mod kraft;
 pub mod log;
 pub mod msg;
 pub mod node;

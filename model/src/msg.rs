@@ -9,6 +9,7 @@ use crate::collections::BrokerIds;
 use crate::consumer::Consumed;
 use crate::group::{Generation, Group, GroupEvent};
 use crate::producer::Ack;
+use crate::quorum::{QuorumDescription, QuorumMsg};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
@@ -477,6 +478,19 @@ pub enum Msg {
     RecordConsumed(Consumed),
     /// A group member resumed at a position, or had a commit acknowledged (R60, R61).
     Group(GroupEvent),
+
+    // --- KRaft: a quorum of controllers (spec section 4a) ---
+    /// The controllers' own traffic: votes and the metadata log's replication (R63–R72).
+    Quorum(QuorumMsg),
+    /// R74: a controller that is not the active one answers a broker's heartbeat or ISR change
+    /// with the active controller it knows, if any (Kafka's NOT_CONTROLLER).
+    NotController {
+        leader: Option<Id>,
+    },
+    /// R75: a controller's view of the quorum (KRaft's DescribeQuorum; `watermark quorum
+    /// --describe`, as kafka-metadata-quorum).
+    DescribeQuorum,
+    DescribeQuorumResponse(QuorumDescription),
 }
 
 /// Where a client's acknowledgements and consumed records go: the program that embeds it.
@@ -496,6 +510,25 @@ pub struct ReplicaOffsets {
 }
 
 impl Msg {
+    /// The controller epoch of a message only a controller sends to a broker.
+    pub fn controller_epoch(&self) -> Option<ControllerEpoch> {
+        match self {
+            Msg::LeaderAndIsr {
+                controller_epoch, ..
+            }
+            | Msg::UpdateMetadata {
+                controller_epoch, ..
+            }
+            | Msg::BrokerHeartbeatResponse {
+                controller_epoch, ..
+            }
+            | Msg::AlterPartitionResponse {
+                controller_epoch, ..
+            } => Some(*controller_epoch),
+            _ => None,
+        }
+    }
+
     /// Kafka's name for the API this message belongs to.
     pub fn api_name(&self) -> &'static str {
         match self {
@@ -534,6 +567,10 @@ impl Msg {
             Msg::OffsetFetchResponse { .. } => "OffsetFetchResponse",
             Msg::RecordConsumed(_) => "RecordConsumed",
             Msg::Group(_) => "Group",
+            Msg::Quorum(q) => q.api_name(),
+            Msg::NotController { .. } => "NotController",
+            Msg::DescribeQuorum => "DescribeQuorum",
+            Msg::DescribeQuorumResponse(_) => "DescribeQuorumResponse",
         }
     }
 }

@@ -3,8 +3,10 @@
 use crate::broker::{Broker, BrokerState, BrokerStorage};
 use crate::consumer::{Consumer, ConsumerState};
 use crate::controller::{Controller, ControllerState};
+use crate::kraft::{KraftController, KraftState};
 use crate::msg::Msg;
 use crate::producer::{Producer, ProducerState};
+use crate::quorum::{QuorumStorage, QuorumTimer};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Actor, Id, Out};
@@ -33,6 +35,8 @@ pub enum Timer {
     MetadataRetry,
     /// Group member with `enable.auto.commit`: commit the position (`auto.commit.interval.ms`).
     AutoCommit,
+    /// A controller of a KRaft quorum: the quorum's own timers.
+    Quorum(QuorumTimer),
 }
 
 impl fmt::Debug for Timer {
@@ -46,6 +50,7 @@ impl fmt::Debug for Timer {
             Timer::RequestTimeout => f.write_str("RequestTimeout"),
             Timer::MetadataRetry => f.write_str("MetadataRetry"),
             Timer::AutoCommit => f.write_str("AutoCommit"),
+            Timer::Quorum(t) => write!(f, "{t:?}"),
         }
     }
 }
@@ -56,6 +61,9 @@ impl fmt::Debug for Timer {
 pub enum Storage {
     Controller(Arc<ControllerState>),
     Broker(Arc<BrokerStorage>),
+    /// A controller of a KRaft quorum keeps its quorum state and metadata log, which holds the
+    /// controller's records.
+    Quorum(Arc<QuorumStorage>),
 }
 
 impl fmt::Debug for Storage {
@@ -63,6 +71,7 @@ impl fmt::Debug for Storage {
         match self {
             Storage::Controller(s) => fmt::Debug::fmt(s, f),
             Storage::Broker(s) => fmt::Debug::fmt(s, f),
+            Storage::Quorum(s) => fmt::Debug::fmt(s, f),
         }
     }
 }
@@ -107,6 +116,8 @@ pub enum Node {
     Broker(Broker),
     Producer(Producer),
     Consumer(Consumer),
+    /// A controller of a KRaft quorum (section 4b).
+    Kraft(KraftController),
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -115,6 +126,7 @@ pub enum NodeState {
     Broker(BrokerState),
     Producer(ProducerState),
     Consumer(ConsumerState),
+    Kraft(KraftState),
 }
 
 impl fmt::Debug for NodeState {
@@ -124,6 +136,7 @@ impl fmt::Debug for NodeState {
             NodeState::Broker(s) => fmt::Debug::fmt(s, f),
             NodeState::Producer(s) => fmt::Debug::fmt(s, f),
             NodeState::Consumer(s) => fmt::Debug::fmt(s, f),
+            NodeState::Kraft(s) => fmt::Debug::fmt(s, f),
         }
     }
 }
@@ -213,6 +226,7 @@ impl Actor for Node {
             Node::Broker(b) => format!("broker {}", b.config.broker_id),
             Node::Producer(_) => "producer".into(),
             Node::Consumer(_) => "consumer".into(),
+            Node::Kraft(k) => format!("controller {}", k.quorum.config.node_id),
         }
     }
 
@@ -234,24 +248,33 @@ impl Actor for Node {
             }
             Node::Producer(a) => NodeState::Producer(a.start(o)),
             Node::Consumer(a) => NodeState::Consumer(a.start(o)),
+            Node::Kraft(a) => {
+                let storage = match storage {
+                    Some(Storage::Quorum(s)) => Some(&**s),
+                    _ => None,
+                };
+                NodeState::Kraft(a.start(id, storage, o))
+            }
         }
     }
 
-    fn on_msg(&self, _id: Id, state: &mut Cow<NodeState>, src: Id, msg: Msg, o: &mut Out<Self>) {
+    fn on_msg(&self, id: Id, state: &mut Cow<NodeState>, src: Id, msg: Msg, o: &mut Out<Self>) {
         match self {
             Node::Controller(a) => delegate!(state, Controller, |s| a.on_msg(&mut s, src, msg, o)),
             Node::Broker(a) => delegate!(state, Broker, |s| a.on_msg(&mut s, src, msg, o)),
             Node::Producer(a) => delegate!(state, Producer, |s| a.on_msg(&mut s, src, msg, o)),
             Node::Consumer(a) => delegate!(state, Consumer, |s| a.on_msg(&mut s, src, msg, o)),
+            Node::Kraft(a) => delegate!(state, Kraft, |s| a.on_msg(id, &mut s, src, msg, o)),
         }
     }
 
-    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
+    fn on_timeout(&self, id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
         match self {
             Node::Controller(a) => delegate!(state, Controller, |s| a.on_timer(&mut s, timer, o)),
             Node::Broker(a) => delegate!(state, Broker, |s| a.on_timer(&mut s, timer, o)),
             Node::Producer(a) => delegate!(state, Producer, |s| a.on_timer(&mut s, timer, o)),
             Node::Consumer(a) => delegate!(state, Consumer, |s| a.on_timer(&mut s, timer, o)),
+            Node::Kraft(a) => delegate!(state, Kraft, |s| a.on_timer(id, &mut s, timer, o)),
         }
     }
 }

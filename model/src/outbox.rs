@@ -28,6 +28,16 @@ impl Outbox {
         self.sends.iter().any(|(_, m)| pred(m))
     }
 
+    /// Messages queued for `from` go to `to` instead (a broker's messages for the controller go
+    /// to the one it follows, R74).
+    pub(crate) fn redirect(&mut self, from: Id, to: Id) {
+        if from != to {
+            for (dst, _) in self.sends.iter_mut().filter(|(dst, _)| *dst == from) {
+                *dst = to;
+            }
+        }
+    }
+
     /// Durable state changed in this step.
     pub(crate) fn persist(&mut self) {
         self.persist = true;

@@ -15,6 +15,7 @@
 //! `QuorumNode` is a stateright actor of its own (`watermark check --preset quorum` checks it);
 //! the contract between it and the data plane's single controller is spec section 4a's.
 
+use crate::controller::ControllerState;
 use crate::rules::*;
 use crate::types::Offset;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,11 @@ pub enum MetadataRecord {
     /// A controller change (a registration, a partition change), numbered: the quorum preset's
     /// workload.
     Change(u32),
+    /// The active controller's state after one of its decisions (R73): what the single
+    /// controller of section 4 saves (R0), written to the log instead, to take effect once
+    /// committed. Each record holds the whole state, so that the newest one is all a new active
+    /// controller needs.
+    Controller(Arc<ControllerState>),
 }
 
 impl fmt::Debug for MetadataRecord {
@@ -47,6 +53,11 @@ impl fmt::Debug for MetadataRecord {
         match self {
             MetadataRecord::LeaderChange { leader } => write!(f, "LeaderChange({leader})"),
             MetadataRecord::Change(c) => write!(f, "Change({c})"),
+            MetadataRecord::Controller(c) => write!(
+                f,
+                "Controller(epoch {}, metadata offset {})",
+                c.controller_epoch, c.metadata_offset
+            ),
         }
     }
 }
@@ -73,6 +84,12 @@ pub struct QuorumTiming {
     /// `controller.quorum.fetch.timeout.ms`: a follower that has heard nothing from its leader
     /// starts an election; an observer asks another voter.
     pub fetch_timeout: Range<Duration>,
+    /// `controller.quorum.fetch.max.wait.ms`: how long a leader holds a fetch with nothing new
+    /// before answering it empty, so that a quiet quorum's followers still hear from their
+    /// leader before their fetch timeout. `None` in the model, whose fetch timeouts fire at any
+    /// moment anyway (bounded as false suspicions), so that an empty answer adds no behaviour.
+    #[serde(default)]
+    pub fetch_max_wait: Option<Range<Duration>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -289,12 +306,49 @@ pub enum QuorumMsg {
     },
 }
 
+impl QuorumMsg {
+    /// KRaft's name for the API this message belongs to.
+    pub fn api_name(&self) -> &'static str {
+        match self {
+            QuorumMsg::Vote { .. } => "Vote",
+            QuorumMsg::VoteResponse { .. } => "VoteResponse",
+            QuorumMsg::BeginQuorumEpoch { .. } => "BeginQuorumEpoch",
+            QuorumMsg::Fetch(_) => "QuorumFetch",
+            QuorumMsg::FetchResponse { .. } => "QuorumFetchResponse",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum QuorumTimer {
     /// Voters: `controller.quorum.election.timeout.ms`.
     Election,
     /// Followers and observers: `controller.quorum.fetch.timeout.ms`.
     FetchTimeout,
+    /// The leader: `controller.quorum.fetch.max.wait.ms` (the real cluster only).
+    FetchMaxWait,
+}
+
+/// What `watermark quorum --describe` shows of one controller (KRaft's DescribeQuorum).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QuorumDescription {
+    pub node_id: NodeId,
+    pub epoch: QuorumEpoch,
+    pub leader: Option<NodeId>,
+    pub log_end_offset: Offset,
+    pub high_watermark: Offset,
+    /// Whom this node voted for in its epoch.
+    pub voted_for: Option<NodeId>,
+    /// The leader's view of every voter: its log end offset as of its last fetch in this epoch
+    /// (`None`: it has not fetched yet). Empty unless this node leads.
+    pub voters: Vec<(NodeId, Option<Offset>)>,
+}
+
+impl QuorumDescription {
+    /// A candidate, or a voter that stood and lost its epoch.
+    pub fn voted_for_self(&self) -> bool {
+        self.leader.is_none() && self.voted_for == Some(self.node_id)
+    }
 }
 
 /// A voter (a controller) or an observer (a broker) of the metadata log.
@@ -307,6 +361,8 @@ pub struct QuorumNode {
 struct Step {
     sends: Vec<(Id, QuorumMsg)>,
     persist: bool,
+    /// The node heard from its leader: its fetch timeout starts over.
+    heard_from_leader: bool,
 }
 
 impl QuorumNode {
@@ -337,6 +393,9 @@ impl QuorumNode {
             o.set_timer(QuorumTimer::Election, timing.election_timeout.clone());
         }
         o.set_timer(QuorumTimer::FetchTimeout, timing.fetch_timeout.clone());
+        if let (true, Some(wait)) = (self.config.is_voter(), &timing.fetch_max_wait) {
+            o.set_timer(QuorumTimer::FetchMaxWait, wait.clone());
+        }
         match storage {
             Some(stored) => {
                 s.epoch = stored.epoch;
@@ -357,7 +416,7 @@ impl QuorumNode {
             s.role = QuorumRole::Follower;
             self.send_fetch(&mut s, to, &mut step);
         }
-        step.flush(o, &s);
+        step.flush(o, &s, &self.config.timing);
         s
     }
 
@@ -390,7 +449,7 @@ impl QuorumNode {
             s.role = QuorumRole::Follower;
             self.send_fetch(&mut s, first_id, &mut step);
         }
-        step.flush(o, &s);
+        step.flush(o, &s, &self.config.timing);
         s
     }
 
@@ -474,7 +533,7 @@ impl QuorumNode {
             }
             QuorumMsg::FetchResponse { .. } => {}
         }
-        step.flush(o, s);
+        step.flush(o, s, &self.config.timing);
     }
 
     fn on_timer(&self, s: &mut Cow<QuorumState>, timer: &QuorumTimer, o: &mut Out<Self>) {
@@ -506,8 +565,18 @@ impl QuorumNode {
                 fired(R72);
                 self.fetch_from_next_voter(s, &mut step);
             }
+            // R69: a leader answers the fetches it held for fetch.max.wait.ms, empty if need be.
+            QuorumTimer::FetchMaxWait => {
+                if let Some(wait) = &timing.fetch_max_wait {
+                    o.set_timer(QuorumTimer::FetchMaxWait, wait.clone());
+                }
+                if s.is_leader() {
+                    fired(R69);
+                    self.answer_every_held_fetch(s, &mut step);
+                }
+            }
         }
-        step.flush(o, s);
+        step.flush(o, s, &self.config.timing);
     }
 
     /// R64: a message from a newer epoch moves this node to it, with no vote and `leader` (if
@@ -670,6 +739,7 @@ impl QuorumNode {
             s.role = QuorumRole::Follower;
         }
         step.persist = true;
+        step.heard_from_leader = true;
         self.send_fetch(s.to_mut(), to, step);
     }
 
@@ -791,6 +861,17 @@ impl QuorumNode {
         }
     }
 
+    /// R69: every held fetch is answered, news or not.
+    fn answer_every_held_fetch(&self, s: &mut Cow<QuorumState>, step: &mut Step) {
+        let held = match &mut s.to_mut().role {
+            QuorumRole::Leader(l) => std::mem::take(&mut l.held),
+            _ => return,
+        };
+        for (to, fetch) in &held {
+            self.answer_fetch(s, *to, fetch, step);
+        }
+    }
+
     /// R69: every held fetch that now has news is answered.
     fn answer_held_fetches(&self, s: &mut Cow<QuorumState>, step: &mut Step) {
         let QuorumRole::Leader(l) = &s.role else {
@@ -827,6 +908,7 @@ impl QuorumNode {
                 entries,
                 high_watermark,
             } => {
+                step.heard_from_leader = true;
                 let s = s.to_mut();
                 if !entries.is_empty() {
                     Arc::make_mut(&mut s.log).extend(entries);
@@ -837,6 +919,7 @@ impl QuorumNode {
                 self.send_fetch(s, src, step);
             }
             QuorumFetchResult::Diverging { epoch, end_offset } => {
+                step.heard_from_leader = true;
                 let s = s.to_mut();
                 let cut = end_offset.min(s.end_offset_for_epoch(epoch).1);
                 Arc::make_mut(&mut s.log).truncate(cut as usize);
@@ -879,6 +962,53 @@ impl QuorumNode {
         }
     }
 
+    /// R73: the active controller writes a record. Only a leader appends; anywhere else this
+    /// is a no-op. Returns the log end offset after it: the record is committed once the high
+    /// watermark reaches that.
+    pub fn append_record(
+        &self,
+        s: &mut Cow<QuorumState>,
+        record: MetadataRecord,
+        o: &mut Out<Self>,
+    ) -> Offset {
+        if s.is_leader() {
+            let mut step = Step::new();
+            self.append(s, record, &mut step);
+            step.flush(o, s, &self.config.timing);
+        }
+        s.log_end_offset()
+    }
+
+    /// R75: this node's view of the quorum.
+    pub fn describe(&self, s: &QuorumState) -> QuorumDescription {
+        let voters = match &s.role {
+            QuorumRole::Leader(l) => self
+                .config
+                .voters
+                .iter()
+                .map(|(v, _)| match *v == self.me() {
+                    true => (*v, Some(s.log_end_offset())),
+                    false => (*v, l.voter_end_offsets.get(v).copied()),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        QuorumDescription {
+            node_id: self.me(),
+            epoch: s.epoch,
+            leader: s.leader,
+            log_end_offset: s.log_end_offset(),
+            high_watermark: s.high_watermark,
+            voted_for: s.voted_for,
+            voters,
+        }
+    }
+
+    /// The address of a voter.
+    pub fn voter_address(&self, node: NodeId) -> Option<Id> {
+        self.config.address(node)
+    }
+
     /// R67, R71: the leader appends a record in its epoch (persisted), then its high watermark
     /// may move (a quorum of one) and held fetches have news.
     fn append(&self, s: &mut Cow<QuorumState>, record: MetadataRecord, step: &mut Step) {
@@ -898,6 +1028,7 @@ impl Step {
         Step {
             sends: Vec::new(),
             persist: false,
+            heard_from_leader: false,
         }
     }
 
@@ -905,8 +1036,12 @@ impl Step {
         self.sends.push((to, msg));
     }
 
-    /// R0: the save goes out before every send.
-    fn flush(self, o: &mut Out<QuorumNode>, s: &QuorumState) {
+    /// R0: the save goes out before every send. A node that heard from its leader re-arms its
+    /// fetch timeout (a no-op for the checker, whose timers are a set and fire at any moment).
+    fn flush(self, o: &mut Out<QuorumNode>, s: &QuorumState, timing: &QuorumTiming) {
+        if self.heard_from_leader {
+            o.set_timer(QuorumTimer::FetchTimeout, timing.fetch_timeout.clone());
+        }
         if self.persist {
             o.save(s.storage());
         }

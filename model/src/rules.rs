@@ -1,5 +1,5 @@
 //! Which spec rules fired, counted outside the actors' state, as malachite's traces record the
-//! rule that fired. Every handler arm calls [`fired`] with the rule it implements (`R0`…`R72` of
+//! rule that fired. Every handler arm calls [`fired`] with the rule it implements (`R0`…`R75` of
 //! spec.md); `watermark check` and `watermark simulate` report the counts, and a test asserts
 //! that every rule fires somewhere.
 //!
@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rule(pub u8);
 
-/// The number of rules, R0 to R72.
-pub const RULE_COUNT: usize = 73;
+/// The number of rules, R0 to R75.
+pub const RULE_COUNT: usize = 76;
 
 macro_rules! rules {
     ($($name:ident = $n:expr),* $(,)?) => {
@@ -96,6 +96,9 @@ rules!(
     R70 = 70,
     R71 = 71,
     R72 = 72,
+    R73 = 73,
+    R74 = 74,
+    R75 = 75,
 );
 
 impl std::fmt::Display for Rule {

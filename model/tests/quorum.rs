@@ -20,6 +20,7 @@ fn node(node_id: NodeId, bootstrapped: bool) -> QuorumNode {
         fetch_entries_max: 1,
         bootstrapped,
         timing: QuorumTiming {
+            fetch_max_wait: None,
             election_timeout: model_timeout(),
             fetch_timeout: model_timeout(),
         },

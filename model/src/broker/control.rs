@@ -270,7 +270,71 @@ impl Broker {
             }
         }
     }
+
+    /// R74: with a KRaft quorum, a controller message of the newest controller epoch this
+    /// broker knows comes from the active controller: follow it. Hearing from the followed
+    /// controller is an answer to its heartbeats.
+    pub(super) fn follow_controller(
+        &self,
+        state: &mut Cow<BrokerState>,
+        src: Id,
+        controller_epoch: ControllerEpoch,
+    ) {
+        let cluster = &self.config.cluster;
+        if !cluster.has_controller_quorum() || controller_epoch < state.controller_epoch {
+            return;
+        }
+        if src != state.controller && cluster.controllers.contains(&src) {
+            fired(R74);
+            state.to_mut().controller = src;
+        }
+        if src == state.controller && state.heartbeats_unanswered > 0 {
+            state.to_mut().heartbeats_unanswered = 0;
+        }
+    }
+
+    /// R74: a controller that is not the active one names the one it knows: heartbeat to it
+    /// now. Without a name the broker stays, and moves on once its heartbeats go unanswered.
+    pub(super) fn on_not_controller(
+        &self,
+        state: &mut Cow<BrokerState>,
+        src: Id,
+        leader: Option<Id>,
+        outbox: &mut Outbox,
+    ) {
+        let cluster = &self.config.cluster;
+        let named = leader.filter(|l| cluster.controllers.contains(l) && *l != state.controller);
+        if !cluster.controllers.contains(&src) || src != state.controller {
+            return;
+        }
+        if let Some(leader) = named {
+            fired(R74);
+            let s = state.to_mut();
+            s.controller = leader;
+            s.heartbeats_unanswered = 1;
+            outbox.send(cluster.controller, self.heartbeat(state));
+        }
+    }
+
+    /// R74: a heartbeat goes out; after [`HEARTBEATS_UNANSWERED_MAX`] without an answer the
+    /// followed controller is presumed gone, and the broker tries the next one.
+    pub(super) fn count_unanswered_heartbeat(&self, state: &mut Cow<BrokerState>) {
+        let controllers = &self.config.cluster.controllers;
+        let s = state.to_mut();
+        if s.heartbeats_unanswered >= HEARTBEATS_UNANSWERED_MAX {
+            fired(R74);
+            let at = controllers.iter().position(|c| *c == s.controller);
+            let next = at.map_or(0, |i| (i + 1) % controllers.len());
+            s.controller = controllers[next];
+            s.heartbeats_unanswered = 0;
+        }
+        s.heartbeats_unanswered = s.heartbeats_unanswered.saturating_add(1);
+    }
 }
+
+/// R74: heartbeats a broker sends to a controller of a quorum without an answer before it
+/// tries the next controller.
+pub const HEARTBEATS_UNANSWERED_MAX: u8 = 2;
 
 /// R12 for a partition this broker does not replicate: keep the newer state.
 fn apply_metadata(state: &mut Cow<BrokerState>, ps: PartitionState) {

@@ -30,6 +30,7 @@ pub fn cluster(protocol: Protocol) -> Arc<ClusterConfig> {
 pub fn cluster_with(protocol: Protocol, min_isr: u32, unclean: bool) -> Arc<ClusterConfig> {
     Arc::new(ClusterConfig {
         controller: id(CONTROLLER),
+        controllers: Vec::new(),
         brokers: (1..=3).map(|b| (b, id(b as usize))).collect(),
         protocol,
         fetch_bytes_max: 1,
