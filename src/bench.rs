@@ -90,6 +90,16 @@ pub struct FailoverArgs {
     /// a silent broker and moves its leaderships.
     #[arg(long, default_value_t = 1000)]
     session_timeout_ms: u64,
+    /// Kill -9 the active controller of a quorum of 3 instead of a partition's leader, while a
+    /// producer writes with acks=all. Measures the time until another controller leads the
+    /// quorum (election_ms) and until every broker's admin requests are answered again, by the
+    /// new active controller (failover_ms), and the longest pause in acknowledgements meanwhile.
+    #[arg(long)]
+    controller: bool,
+    /// controller.quorum.fetch.timeout.ms, with --controller: how long a follower controller
+    /// waits for its leader before it stands for election (KRaft's default: 2000).
+    #[arg(long, default_value_t = 2000)]
+    quorum_fetch_timeout_ms: u64,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -123,6 +133,11 @@ struct BenchCluster {
 
 impl BenchCluster {
     fn up(timing_ms: TimingMs) -> Result<BenchCluster, String> {
+        BenchCluster::up_with(timing_ms, 1)
+    }
+
+    /// With `controllers` controllers: 1, or a KRaft quorum of 3 or 5.
+    fn up_with(timing_ms: TimingMs, controllers: u32) -> Result<BenchCluster, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -132,6 +147,7 @@ impl BenchCluster {
             std::env::temp_dir().join(format!("watermark-bench-{}-{nanos}", std::process::id()));
         let options = LocalOptions {
             timing_ms,
+            controllers,
             ..LocalOptions::default()
         };
         let local = LocalCluster::create(&exe, &dir, &options)?;
@@ -538,9 +554,198 @@ fn failover_once(cluster: &mut BenchCluster) -> Result<Duration, String> {
     Ok(took)
 }
 
+/// One controller failover: kill -9 of the active controller while a producer writes. Returns
+/// the time until another controller leads, the time until every broker's admin requests are
+/// answered again, and the longest pause between acknowledgements from the kill on.
+fn controller_failover_once(
+    cluster: &mut BenchCluster,
+) -> Result<(Duration, Duration, Duration), String> {
+    let controllers = cluster.local.file().controller_addresses();
+    let leader_of = |asked: &[SocketAddrV4]| {
+        let answers = client::describe_quorum(asked, Duration::from_millis(100));
+        client::QuorumStatus::from_answers(asked, &answers).leader_id
+    };
+    let start = Instant::now();
+    let active = loop {
+        match leader_of(&controllers) {
+            Some(l) => break l,
+            None if start.elapsed() > SETUP_TIMEOUT => return Err("no controller leads".into()),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicU64::new(0));
+    // (the last acknowledgement, the longest gap since the kill), once `killed` is set.
+    let gaps = Arc::new(Mutex::new((None::<Instant>, Duration::ZERO)));
+    let killed_at = Arc::new(Mutex::new(None::<Instant>));
+    let bootstrap = cluster.bootstrap();
+    let producer = {
+        let (stop, acks, gaps, killed_at) =
+            (stop.clone(), acks.clone(), gaps.clone(), killed_at.clone());
+        std::thread::spawn(move || {
+            let options = produce_options(Acks::All, true);
+            client::produce(bootstrap, &options, values(2_000_000, 16), &stop, |_| {
+                acks.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                let killed = *killed_at.lock().unwrap();
+                let mut g = gaps.lock().unwrap();
+                if let (Some(k), Some(last)) = (killed, g.0) {
+                    let gap = now.duration_since(last.max(k));
+                    g.1 = g.1.max(gap);
+                }
+                g.0 = Some(now);
+            })
+        })
+    };
+    let result = (|| {
+        let begin = Instant::now();
+        while acks.load(Ordering::Relaxed) < 1000 {
+            if begin.elapsed() > SETUP_TIMEOUT {
+                return Err("the producer made no progress before the kill".to_string());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        cluster.local.kill(Role::Controller(active))?;
+        let killed = Instant::now();
+        *killed_at.lock().unwrap() = Some(killed);
+        let others: Vec<SocketAddrV4> = controllers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 + 1 != active)
+            .map(|(_, a)| *a)
+            .collect();
+        let elected = loop {
+            if leader_of(&others).is_some_and(|l| l != active) {
+                break killed.elapsed();
+            }
+            if killed.elapsed() > SETUP_TIMEOUT {
+                return Err("no other controller was elected".to_string());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let brokers: Vec<SocketAddrV4> = (1..=3)
+            .filter_map(|b| cluster.local.address(Role::Broker(b)))
+            .collect();
+        let mut answered = vec![false; brokers.len()];
+        let restored = loop {
+            for (i, b) in brokers.iter().enumerate() {
+                if !answered[i] {
+                    let describe = watermark_model::Msg::DescribeTopics {
+                        topic: None,
+                        client: None,
+                    };
+                    answered[i] =
+                        client::request_within(*b, &describe, Duration::from_millis(100), |m| {
+                            matches!(m, watermark_model::Msg::DescribeTopicsResponse { .. })
+                                .then_some(())
+                        })
+                        .is_ok();
+                }
+            }
+            if answered.iter().all(|a| *a) {
+                break killed.elapsed();
+            }
+            if killed.elapsed() > SETUP_TIMEOUT {
+                return Err("the brokers never reached the new controller".to_string());
+            }
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        Ok((elected, restored))
+    })();
+    stop.store(true, Ordering::Relaxed);
+    let produced = producer.join().map_err(|_| "the producer panicked")?;
+    let (elected, restored) = result?;
+    produced?;
+    let gap_max = gaps.lock().unwrap().1;
+    // The killed controller comes back as a follower; the next run kills whoever leads then.
+    cluster.local.start(Role::Controller(active))?;
+    let back = Instant::now();
+    loop {
+        let answers = client::describe_quorum(&controllers, Duration::from_millis(200));
+        let status = client::QuorumStatus::from_answers(&controllers, &answers);
+        if status.leader_id.is_some() && status.voters.iter().all(|v| v.lag == Some(0)) {
+            break;
+        }
+        if back.elapsed() > SETUP_TIMEOUT {
+            return Err("the restarted controller did not catch up".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok((elected, restored, gap_max))
+}
+
+fn controller_failover(args: FailoverArgs) -> Result<ExitCode, String> {
+    let timing_ms = TimingMs {
+        session_timeout: args.session_timeout_ms,
+        preferred_leader_election_interval: 3_600_000,
+        quorum_fetch_timeout: args.quorum_fetch_timeout_ms,
+        ..TimingMs::default()
+    };
+    if !args.json {
+        eprintln!(
+            "starting a cluster of 3 controllers with controller.quorum.fetch.timeout.ms={}",
+            args.quorum_fetch_timeout_ms
+        );
+    }
+    let mut cluster = BenchCluster::up_with(timing_ms.clone(), 3)?;
+    let mut runs = Vec::new();
+    for i in 0..args.runs {
+        let (elected, restored, gap) = controller_failover_once(&mut cluster)?;
+        if !args.json {
+            eprintln!(
+                "run {}: elected {:.0} ms, brokers answered {:.0} ms, longest acks=all pause {:.0} ms",
+                i + 1,
+                elected.as_secs_f64() * 1000.0,
+                restored.as_secs_f64() * 1000.0,
+                gap.as_secs_f64() * 1000.0
+            );
+        }
+        runs.push((elected, restored, gap));
+    }
+    drop(cluster);
+    let sorted = |f: fn(&(Duration, Duration, Duration)) -> Duration| {
+        let mut v: Vec<Duration> = runs.iter().map(f).collect();
+        v.sort_unstable();
+        v
+    };
+    let (elected, restored, gaps) = (sorted(|r| r.0), sorted(|r| r.1), sorted(|r| r.2));
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    let report = json!({
+        "runs": args.runs,
+        "controllers": 3,
+        "quorum_fetch_timeout_ms": args.quorum_fetch_timeout_ms,
+        "quorum_election_timeout_ms": timing_ms.quorum_election_timeout,
+        "session_timeout_ms": args.session_timeout_ms,
+        "election_p50_ms": quantile_ms(&elected, 0.50),
+        "election_p99_ms": quantile_ms(&elected, 0.99),
+        "p50_ms": quantile_ms(&restored, 0.50),
+        "p99_ms": quantile_ms(&restored, 0.99),
+        "produce_pause_max_ms": gaps.last().map(ms),
+        "runs_ms": runs.iter().map(|r| ms(&r.1)).collect::<Vec<_>>(),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "controller failover (kill -9 of the active controller of 3), {} runs, controller.quorum.fetch.timeout.ms={}: elected p50 {:.0} ms, p99 {:.0} ms; every broker answered by the new controller p50 {:.0} ms, p99 {:.0} ms; longest acks=all pause {:.0} ms",
+            args.runs,
+            args.quorum_fetch_timeout_ms,
+            report["election_p50_ms"].as_f64().unwrap_or(f64::NAN),
+            report["election_p99_ms"].as_f64().unwrap_or(f64::NAN),
+            report["p50_ms"].as_f64().unwrap_or(f64::NAN),
+            report["p99_ms"].as_f64().unwrap_or(f64::NAN),
+            report["produce_pause_max_ms"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn failover(args: FailoverArgs) -> Result<ExitCode, String> {
     if args.runs == 0 {
         return Err("--runs must be at least 1".into());
+    }
+    if args.controller {
+        return controller_failover(args);
     }
     let timing_ms = TimingMs {
         session_timeout: args.session_timeout_ms,

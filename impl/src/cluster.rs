@@ -152,13 +152,18 @@ impl TimingMs {
     }
 
     /// The quorum's timers. The election timeout is drawn from `[t, 2t)`, as KRaft randomizes
-    /// it, so that split votes end.
+    /// it, so that split votes end. A held fetch is answered within a quarter of the fetch
+    /// timeout at most, whatever `quorum_fetch_max_wait` says: a follower must hear from a quiet
+    /// leader well before it gives up on it, or it stands against a live leader.
     pub fn quorum_timing(&self) -> QuorumTiming {
         let election = Duration::from_millis(self.quorum_election_timeout.max(1));
+        let fetch_max_wait = self
+            .quorum_fetch_max_wait
+            .min(self.quorum_fetch_timeout / 4);
         QuorumTiming {
             election_timeout: election..election * 2,
             fetch_timeout: jittered(self.quorum_fetch_timeout),
-            fetch_max_wait: Some(jittered(self.quorum_fetch_max_wait)),
+            fetch_max_wait: Some(jittered(fetch_max_wait)),
         }
     }
 }
