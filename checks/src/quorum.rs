@@ -68,6 +68,7 @@ pub struct QuorumModel {
 pub fn model_timing() -> QuorumTiming {
     QuorumTiming {
         fetch_max_wait: None,
+        fetch_retry: None,
         election_timeout: model_timeout(),
         fetch_timeout: model_timeout(),
     }

@@ -202,6 +202,22 @@ pub fn validate_dir_with(dir: &Path, every_step: bool) -> Result<ValidationRepor
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let quorum = t.records.iter().any(|r| {
+            matches!(
+                &r.event,
+                Event::Start {
+                    actor: Node::Kraft(_),
+                    ..
+                }
+            )
+        });
+        if quorum {
+            return Err(format!(
+                "{name} is a trace of a controller of a KRaft quorum (cluster up --controllers \
+                 3): validation replays runs of a single controller only, the model the checker \
+                 explores (spec section 4b)"
+            ));
+        }
         loaded.push((name, t));
     }
     Ok(validate_with(loaded, every_step))

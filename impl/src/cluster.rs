@@ -154,16 +154,21 @@ impl TimingMs {
     /// The quorum's timers. The election timeout is drawn from `[t, 2t)`, as KRaft randomizes
     /// it, so that split votes end. A held fetch is answered within a quarter of the fetch
     /// timeout at most, whatever `quorum_fetch_max_wait` says: a follower must hear from a quiet
-    /// leader well before it gives up on it, or it stands against a live leader.
+    /// leader well before it gives up on it, or it stands against a live leader. A fetch is
+    /// sent again after twice the max wait (at most a third of the fetch timeout): over UDP a
+    /// fetch or its answer may be lost, which must not pass for a dead leader.
     pub fn quorum_timing(&self) -> QuorumTiming {
         let election = Duration::from_millis(self.quorum_election_timeout.max(1));
         let fetch_max_wait = self
             .quorum_fetch_max_wait
             .min(self.quorum_fetch_timeout / 4);
+        // A lost fetch is sent again twice before the fetch timeout gives up on the leader.
+        let fetch_retry = (fetch_max_wait * 2).min(self.quorum_fetch_timeout / 3);
         QuorumTiming {
             election_timeout: election..election * 2,
             fetch_timeout: jittered(self.quorum_fetch_timeout),
             fetch_max_wait: Some(jittered(fetch_max_wait)),
+            fetch_retry: Some(jittered(fetch_retry)),
         }
     }
 }
@@ -498,10 +503,16 @@ pub fn run_node(
             let address = file
                 .controller_address(n)
                 .ok_or_else(|| format!("controller {n} is not in the cluster file"))?;
+            // A quorum's controller record holds the partition table and each partition's
+            // metadata offset, and travels whole in one quorum fetch response: half the room.
+            let metadata_bytes_max = match file.has_controller_quorum() {
+                true => METADATA_BYTES_MAX / 2,
+                false => METADATA_BYTES_MAX,
+            };
             let controller = Controller::new(ControllerConfig {
                 cluster,
                 preferred_leader_election: true,
-                metadata_bytes_max: METADATA_BYTES_MAX,
+                metadata_bytes_max,
                 racks: file
                     .brokers
                     .iter()

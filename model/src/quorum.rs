@@ -90,6 +90,12 @@ pub struct QuorumTiming {
     /// moment anyway (bounded as false suspicions), so that an empty answer adds no behaviour.
     #[serde(default)]
     pub fetch_max_wait: Option<Range<Duration>>,
+    /// `controller.quorum.request.timeout.ms`: a fetch unanswered for this long is sent again,
+    /// since a datagram (or the answer's) may be lost, and a lost fetch must not look like a
+    /// dead leader. `None` in the model, whose network loses a message only as a bounded fault
+    /// and whose fetch timeout covers it.
+    #[serde(default)]
+    pub fetch_retry: Option<Range<Duration>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -327,6 +333,8 @@ pub enum QuorumTimer {
     FetchTimeout,
     /// The leader: `controller.quorum.fetch.max.wait.ms` (the real cluster only).
     FetchMaxWait,
+    /// Followers and observers: `controller.quorum.request.timeout.ms` (the real cluster only).
+    FetchRetry,
 }
 
 /// What `watermark quorum --describe` shows of one controller (KRaft's DescribeQuorum).
@@ -395,6 +403,9 @@ impl QuorumNode {
         o.set_timer(QuorumTimer::FetchTimeout, timing.fetch_timeout.clone());
         if let (true, Some(wait)) = (self.config.is_voter(), &timing.fetch_max_wait) {
             o.set_timer(QuorumTimer::FetchMaxWait, wait.clone());
+        }
+        if let Some(retry) = &timing.fetch_retry {
+            o.set_timer(QuorumTimer::FetchRetry, retry.clone());
         }
         match storage {
             Some(stored) => {
@@ -564,6 +575,16 @@ impl QuorumNode {
                 o.set_timer(QuorumTimer::FetchTimeout, timing.fetch_timeout.clone());
                 fired(R72);
                 self.fetch_from_next_voter(s, &mut step);
+            }
+            // R70: a fetch unanswered for the request timeout goes again, as it was.
+            QuorumTimer::FetchRetry => {
+                if let Some(retry) = &timing.fetch_retry {
+                    o.set_timer(QuorumTimer::FetchRetry, retry.clone());
+                }
+                if let (QuorumRole::Follower, Some(to)) = (&s.role, s.fetching) {
+                    fired(R70);
+                    self.send_fetch(s.to_mut(), to, &mut step);
+                }
             }
             // R69: a leader answers the fetches it held for fetch.max.wait.ms, empty if need be.
             QuorumTimer::FetchMaxWait => {

@@ -38,6 +38,7 @@ fn kraft(node_id: NodeId) -> Node {
                 election_timeout: model_timeout(),
                 fetch_timeout: model_timeout(),
                 fetch_max_wait: None,
+                fetch_retry: None,
             },
         }),
         Controller::new(ControllerConfig {

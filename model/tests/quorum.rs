@@ -21,6 +21,7 @@ fn node(node_id: NodeId, bootstrapped: bool) -> QuorumNode {
         bootstrapped,
         timing: QuorumTiming {
             fetch_max_wait: None,
+            fetch_retry: None,
             election_timeout: model_timeout(),
             fetch_timeout: model_timeout(),
         },
@@ -487,4 +488,61 @@ fn r68_begin_quorum_epoch_makes_a_voter_follow_the_new_leader() {
     );
     assert_eq!(same, s);
     assert!(out.is_empty());
+}
+
+/// The real cluster's timers: `node` with fetch.max.wait and the request timeout set.
+fn node_with_real_timers(node_id: NodeId) -> QuorumNode {
+    let mut n = node(node_id, true);
+    n.config.timing.fetch_max_wait = Some(model_timeout());
+    n.config.timing.fetch_retry = Some(model_timeout());
+    n
+}
+
+#[test]
+fn r69_r70_a_held_fetch_is_answered_after_the_max_wait_and_an_unanswered_one_is_sent_again() {
+    // The leader holds a caught-up follower's fetch, and answers it, empty, when the max wait
+    // fires.
+    let leader_node = node_with_real_timers(1);
+    let (leader, _) = start(&leader_node, None);
+    let (leader, _) = deliver(&leader_node, &leader, 1, fetch(1, 2, 1, 1, 1));
+    let (leader, _) = deliver(&leader_node, &leader, 1, fetch(1, 2, 2, 1, 1));
+    assert_eq!(leader.high_watermark, 2);
+    let (leader, out) = deliver(&leader_node, &leader, 1, fetch(1, 2, 2, 1, 2));
+    assert!(out.is_empty(), "nothing new: held");
+    let (_, out) = fire(&leader_node, &leader, QuorumTimer::FetchMaxWait);
+    let answered = sends(&out);
+    assert!(
+        matches!(
+            answered.as_slice(),
+            [(to, QuorumMsg::FetchResponse { result: QuorumFetchResult::Records { entries, .. }, .. })]
+                if *to == id(1) && entries.is_empty()
+        ),
+        "{answered:?}"
+    );
+    // A follower whose fetch went unanswered sends it again, as it was; one that heard from
+    // its leader re-arms its fetch timeout.
+    let follower_node = node_with_real_timers(2);
+    let (follower, out) = start(&follower_node, None);
+    let first = sends(&out);
+    let (follower, out) = fire(&follower_node, &follower, QuorumTimer::FetchRetry);
+    assert_eq!(sends(&out), first, "the same fetch, to the same leader");
+    let response = QuorumMsg::FetchResponse {
+        epoch: 1,
+        leader: Some(1),
+        fetch_offset: follower.log_end_offset(),
+        result: QuorumFetchResult::Records {
+            entries: Vec::new(),
+            high_watermark: 1,
+        },
+    };
+    let (_, out) = deliver(&follower_node, &follower, 0, response);
+    assert!(out
+        .iter()
+        .any(|c| matches!(c, Command::SetTimer(QuorumTimer::FetchTimeout, _))));
+    // Without the real timers (the model), nothing of this is armed.
+    let (_, out) = start(&node(2, true), None);
+    assert!(!out.iter().any(|c| matches!(
+        c,
+        Command::SetTimer(QuorumTimer::FetchRetry | QuorumTimer::FetchMaxWait, _)
+    )));
 }
