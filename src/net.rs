@@ -533,6 +533,10 @@ pub struct NemesisArgs {
     /// Run the cluster with KIP-966's eligible leader replicas (eligible.leader.replicas.version=1).
     #[arg(long)]
     eligible_leader_replicas: bool,
+    /// Controllers: 1, or a KRaft quorum of 3 or 5; with a quorum, controller-kill kills the
+    /// active controller, and partitions cut a broker from every controller.
+    #[arg(long, default_value_t = 1)]
+    controllers: u32,
     /// Print one JSON object on stdout instead of the report.
     #[arg(long)]
     json: bool,
@@ -1302,6 +1306,7 @@ fn run_nemesis(args: NemesisArgs) -> Result<ExitCode, String> {
         recovery_timeout: Duration::from_secs(args.recovery_timeout),
         trace: args.validate.then(|| dir.join("traces")),
         eligible_leader_replicas: args.eligible_leader_replicas,
+        controllers: args.controllers,
     };
     options.validate()?;
     // Ctrl-C or SIGTERM ends the fault phase once the fault under way is healed; the checks

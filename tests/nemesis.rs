@@ -160,6 +160,45 @@ fn a_mixed_run_with_acks_all_and_idempotence_loses_nothing_and_heals() {
 }
 
 #[test]
+fn with_a_quorum_of_three_controllers_killing_the_active_one_loses_nothing_and_heals() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // Seed 2 draws, in 30 s: controller-kill twice, a broker kill and two partitions; each
+    // controller-kill kills whichever controller is active then (spec section 4b).
+    let run = nemesis(
+        dir.path(),
+        30,
+        &[
+            "--seed",
+            "2",
+            "--idempotent",
+            "--controllers",
+            "3",
+            "--faults",
+            "controller-kill,kill,partition",
+        ],
+    );
+    let r = &run.report;
+    assert!(
+        count(&r["faults"], "controller-kill") >= 1,
+        "no controller killed: {r}"
+    );
+    assert!(count(r, "acked") > 1000, "too few acknowledgements: {r}");
+    for key in [
+        "lost",
+        "duplicates",
+        "offsets_reused",
+        "divergent_replicas",
+        "node_exits",
+    ] {
+        assert_eq!(count(r, key), 0, "{key} in {r}\n{}", run.stderr);
+    }
+    assert_eq!(r["healthy_at_end"], true, "{r}\n{}", run.stderr);
+    assert!(run.stderr.contains("kill -9 controller"), "{}", run.stderr);
+    assert_eq!(run.code, Some(0), "{r}\n{}", run.stderr);
+}
+
+#[test]
 fn without_disk_faults_a_validated_run_has_no_mismatch_and_no_violation() {
     // Spec §13: kills, pauses, the controller's death, partitions, loss, duplication and
     // reordering, all traced; every step replays, every recovery loads what was saved, and no

@@ -187,6 +187,9 @@ pub struct NemesisOptions {
     pub trace: Option<PathBuf>,
     /// KIP-966's eligible leader replicas on the cluster (spec R52–R54).
     pub eligible_leader_replicas: bool,
+    /// Controllers: 1, or a KRaft quorum of 3 or 5 (spec section 4b). With a quorum,
+    /// `controller-kill` kills the active controller.
+    pub controllers: u32,
 }
 
 impl NemesisOptions {
@@ -199,6 +202,16 @@ impl NemesisOptions {
         }
         if self.faults.is_empty() {
             return Err("--faults names no fault".into());
+        }
+        if ![1, 3, 5].contains(&self.controllers) {
+            return Err("--controllers must be 1, 3 or 5".into());
+        }
+        if self.controllers > 1 && self.trace.is_some() {
+            return Err(
+                "--validate replays runs of a single controller only (spec section 4b): \
+                 leave it out with --controllers"
+                    .into(),
+            );
         }
         if !(1..=64).contains(&self.producers) {
             return Err("--producers must be between 1 and 64".into());
@@ -1007,7 +1020,8 @@ impl Run<'_> {
     fn hold(&mut self, d: Duration) {
         self.idle(d);
         // Without a controller no broker can answer: a probe would only prolong the fault.
-        let seen = if self.down.contains(&Role::Controller(1)) {
+        let quorum = self.cluster.file().has_controller_quorum();
+        let seen = if !quorum && self.down.contains(&Role::Controller(1)) {
             "the controller is down".into()
         } else {
             match self.probe() {
@@ -1017,6 +1031,20 @@ impl Run<'_> {
         };
         self.say(&format!("before healing: {seen}"));
         self.healing_from = Instant::now();
+    }
+
+    /// The active controller: with a quorum, the one that says it leads (controller 1 if none
+    /// answers so within a second); controller 1 alone otherwise.
+    fn active_controller(&self) -> u32 {
+        let file = self.cluster.file();
+        if !file.has_controller_quorum() {
+            return 1;
+        }
+        let controllers = file.controller_addresses();
+        let answers = client::describe_quorum(&controllers, Duration::from_millis(1000));
+        client::QuorumStatus::from_answers(&controllers, &answers)
+            .leader_id
+            .unwrap_or(1)
     }
 
     /// DescribeTopics through the first broker that answers, skipping those the nemesis holds
@@ -1176,7 +1204,7 @@ impl Run<'_> {
     fn inject(&mut self, planned: &Planned) -> Result<(String, String), String> {
         let hold = planned.plan.hold();
         let addresses = self.brokers();
-        let controller = self.cluster.file().controller;
+        let controllers = self.cluster.file().controller_addresses();
         match &planned.plan {
             Plan::Kill { victim, .. } => {
                 let (b, who) = self.resolve(*victim);
@@ -1203,12 +1231,13 @@ impl Run<'_> {
                 ))
             }
             Plan::ControllerKill { .. } => {
-                self.kill(Role::Controller(1))?;
-                self.say("kill -9 controller");
+                let node = Role::Controller(self.active_controller());
+                self.kill(node)?;
+                self.say(&format!("kill -9 {}", node.name()));
                 self.hold(hold);
                 Ok((
-                    format!("kill -9 controller, down {:.1} s", hold.as_secs_f64()),
-                    self.restart(Role::Controller(1)),
+                    format!("kill -9 {}, down {:.1} s", node.name(), hold.as_secs_f64()),
+                    self.restart(node),
                 ))
             }
             Plan::Partition {
@@ -1223,9 +1252,9 @@ impl Run<'_> {
                         .iter()
                         .filter(|(id, _)| *id != b)
                         .map(|(_, a)| *a)
-                        .chain([controller])
+                        .chain(controllers.iter().copied())
                         .collect(),
-                    Isolation::Controller => vec![controller],
+                    Isolation::Controller => controllers.clone(),
                     Isolation::Brokers => addresses
                         .iter()
                         .filter(|(id, _)| *id != b)
@@ -1470,6 +1499,7 @@ pub fn run(
         faults: Some(faults_path.clone()),
         timing_ms: timing_ms.clone(),
         eligible_leader_replicas: options.eligible_leader_replicas,
+        controllers: options.controllers,
         ..LocalOptions::default()
     };
     let mut cluster = LocalCluster::create(&options.exe, &dir, &local)?;
