@@ -123,11 +123,9 @@ impl KraftController {
             Timer::Quorum(t) => {
                 self.quorum_step(s, o, |q, quorum, out| quorum.on_timeout(id, q, t, out))
             }
-            // R73: the controller's timers run while it is active; otherwise they lapse.
-            _ if s.active.is_some() => {
-                self.decide(s, o, |c, state, out| c.on_timer(state, timer, out));
-            }
-            _ => {}
+            // R73: the controller's timers run while it is active; otherwise they lapse (a
+            // controller that is not active decides nothing).
+            _ => self.decide(s, o, |c, state, out| c.on_timer(state, timer, out)),
         }
     }
 

@@ -240,10 +240,18 @@ fn r73_a_new_leader_starts_the_controller_from_the_newest_record_in_its_own_epoc
         to_brokers(&elected).is_empty(),
         "its pushes wait for its first record to commit"
     );
-    assert!(
-        !active.held.is_empty(),
-        "it pushes its state to the live brokers"
-    );
+    // It pushes its state to the two live brokers (broker 3 is fenced in the record), in
+    // order, once committed.
+    let held: Vec<usize> = active
+        .held
+        .iter()
+        .map(|(_, to, _)| usize::from(*to))
+        .collect();
+    assert_eq!(held, vec![1, 2], "{:?}", active.held);
+    assert!(active
+        .held
+        .iter()
+        .all(|(_, _, m)| m.controller_epoch() == Some(2)));
 }
 
 #[test]
@@ -343,4 +351,24 @@ fn r74_a_broker_follows_the_controller_of_a_newer_epoch() {
     assert!(beat.commands.iter().any(
         |c| matches!(c, Command::Send(to, Msg::BrokerHeartbeat { .. }) if *to == id(CONTROLLERS[2]))
     ));
+}
+
+#[test]
+fn r73_the_controllers_timers_act_only_while_it_is_active() {
+    // The active controller's session timer fences a silent broker: a record, held answers.
+    let c1 = kraft(1);
+    let s = start(&c1, index(1), None).state().clone();
+    let expired = fire(&c1, index(1), &s, Timer::SessionTimeout(1));
+    let after_expiry = kraft_state(expired.state());
+    let active = after_expiry.active.as_ref().expect("still active");
+    assert!(active.state.registration(1).is_some_and(|r| r.fenced));
+    assert!(
+        expired.saved(),
+        "the fencing is a record of the metadata log"
+    );
+    assert!(to_brokers(&expired).is_empty(), "{:?}", expired.sends());
+    // A controller that is not active lets the controller's timers lapse: no state, no record.
+    let c2 = kraft(2);
+    let s = start(&c2, index(2), None).state().clone();
+    assert!(fire(&c2, index(2), &s, Timer::SessionTimeout(1)).is_noop());
 }
