@@ -10,7 +10,8 @@
 #           every twin), the KRaft quorum's two presets and the matrix without its five slowest
 #           rows;
 #   heavy   the matrix's five slowest rows (.cargo/mutants-heavy.toml);
-#   sim     the simulator's sweep, safety and liveness L1–L5 (.cargo/mutants-sim.toml);
+#   sim     the simulator's sweep, safety and liveness L1–L5, and the quorum's recovery sweep
+#           (QL1) (.cargo/mutants-sim.toml);
 #   unit    the model's unit tests, model/src and model/tests (.cargo/mutants-unit.toml).
 #
 # A survivor of every stage must be listed in scripts/mutants-accepted.txt with the rule it touches and

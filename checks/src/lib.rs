@@ -22,6 +22,7 @@ pub mod matrix;
 pub mod model;
 pub mod properties;
 pub mod quorum;
+pub mod quorum_sim;
 pub mod report;
 pub mod runner;
 #[cfg(feature = "runtime")]

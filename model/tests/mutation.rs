@@ -174,3 +174,24 @@ fn sim_sweep_is_safe_and_recovers() {
 /// The seeds of stage 1c's sweep.
 #[cfg(feature = "mutation-simulation")]
 const SIM_SEEDS: u64 = 200;
+
+/// Stage 1c, the quorum: a seeded sweep of the KRaft quorum's actors under losses and voter
+/// crashes, which must recover once healed (QL1, spec section 12): one leader of the newest
+/// epoch, and every node applied every change. No safety property sees a node that waits for
+/// ever; this does. It needs no runtime, so it is built without the feature too (stage 1 skips
+/// it by name).
+#[test]
+#[ignore = "the mutation pass's harness: scripts/mutants.sh, stage 1c"]
+fn sim_quorum_sweep_recovers() {
+    use watermark_checks::quorum_sim::{self, QuorumSimOptions};
+    let failed = quorum_sim::sweep(&QuorumSimOptions::default(), 0, QUORUM_SIM_SEEDS);
+    assert!(
+        failed.is_empty(),
+        "{} of {QUORUM_SIM_SEEDS} seeds did not recover; the first: {:#?}",
+        failed.len(),
+        failed[0]
+    );
+}
+
+/// The seeds of the quorum's sweep.
+const QUORUM_SIM_SEEDS: u64 = 500;
