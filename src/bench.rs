@@ -561,10 +561,8 @@ fn controller_failover_once(
     cluster: &mut BenchCluster,
 ) -> Result<(Duration, Duration, Duration), String> {
     let controllers = cluster.local.file().controller_addresses();
-    let leader_of = |asked: &[SocketAddrV4]| {
-        let answers = client::describe_quorum(asked, Duration::from_millis(100));
-        client::QuorumStatus::from_answers(asked, &answers).leader_id
-    };
+    let leader_of =
+        |asked: &[SocketAddrV4]| client::quorum_status(asked, Duration::from_millis(100)).leader_id;
     let start = Instant::now();
     let active = loop {
         match leader_of(&controllers) {
@@ -661,8 +659,7 @@ fn controller_failover_once(
     cluster.local.start(Role::Controller(active))?;
     let back = Instant::now();
     loop {
-        let answers = client::describe_quorum(&controllers, Duration::from_millis(200));
-        let status = client::QuorumStatus::from_answers(&controllers, &answers);
+        let status = client::quorum_status(&controllers, Duration::from_millis(200));
         if status.leader_id.is_some() && status.voters.iter().all(|v| v.lag == Some(0)) {
             break;
         }

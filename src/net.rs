@@ -614,11 +614,15 @@ const BOOTSTRAP_PROBE: Duration = Duration::from_millis(1500);
 /// `--bootstrap-server HOST:PORT[,HOST:PORT...]`, as Kafka's tools take it: the first entry that
 /// answers a Metadata request serves (one entry is used as it is, and a dead one is reported
 /// by the request itself).
-fn bootstrap(s: &str) -> Result<SocketAddrV4, String> {
-    let servers = s
-        .split(',')
+/// A `HOST:PORT[,HOST:PORT...]` list, each entry checked.
+fn bootstrap_list(s: &str) -> Result<Vec<SocketAddrV4>, String> {
+    s.split(',')
         .map(|entry| bootstrap_entry(entry.trim()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+fn bootstrap(s: &str) -> Result<SocketAddrV4, String> {
+    let servers = bootstrap_list(s)?;
     if let [only] = servers.as_slice() {
         return Ok(*only);
     }
@@ -1191,30 +1195,33 @@ fn groups(args: GroupsArgs) -> Result<ExitCode, String> {
             o.lag.map_or_else(|| "-".into(), |l| l.to_string()),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    print!("{}", table(&rows, " "));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rows as a table: each column as wide as its widest cell, columns joined by `gap`, no
+/// trailing blanks.
+fn table<const N: usize>(rows: &[[String; N]], gap: &str) -> String {
+    let widths: Vec<usize> = (0..N)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
-        out += cells.join(" ").trim_end();
+        out += cells.join(gap).trim_end();
         out += "\n";
     }
-    print!("{out}");
-    Ok(ExitCode::SUCCESS)
+    out
 }
 
 fn quorum(args: QuorumArgs) -> Result<ExitCode, String> {
     debug_assert!(args.describe, "clap requires --describe");
     let controllers: Vec<SocketAddrV4> = match (&args.bootstrap_controller, &args.cluster) {
-        (Some(list), _) => list
-            .split(',')
-            .map(|entry| bootstrap_entry(entry.trim()))
-            .collect::<Result<_, _>>()?,
+        (Some(list), _) => bootstrap_list(list)?,
         (None, Some(path)) => ClusterFile::load(path)?.controller_addresses(),
         (None, None) => return Err("pass --bootstrap-controller or --cluster".into()),
     };
@@ -1266,18 +1273,7 @@ fn quorum(args: QuorumArgs) -> Result<ExitCode, String> {
             v.status.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out += cells.join("  ").trim_end();
-        out += "\n";
-    }
+    out += &table(&rows, "  ");
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }

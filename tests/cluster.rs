@@ -187,6 +187,52 @@ impl Cluster {
     }
 }
 
+/// Produces `values` to `topic` with acks=all and idempotence through `cluster.bootstrap`, and
+/// kill -9s `victim` once acknowledgements flow (after the first 1,000 bytes of output). Asserts
+/// that every record was acknowledged and the kill happened; returns the producer's output.
+fn produce_killing(cluster: &mut Cluster, topic: &str, values: &str, victim: Role) -> String {
+    let mut producer = watermark()
+        .args(["produce", topic, "--acks", "all", "--idempotent"])
+        .args([
+            "--delivery-timeout-ms",
+            "60000",
+            "--bootstrap-server",
+            &cluster.bootstrap,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = producer.stdin.take().unwrap();
+    let feed = values.to_string();
+    let writer = std::thread::spawn(move || input.write_all(feed.as_bytes()));
+    let mut reader = BufReader::new(producer.stdout.take().unwrap());
+    let mut out = String::new();
+    let mut killed = false;
+    for _ in 0..=values.lines().count() {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        out += &line;
+        if !killed && out.len() > 1_000 {
+            cluster.local.kill(victim).unwrap();
+            killed = true;
+        }
+    }
+    writer.join().unwrap().unwrap();
+    let result = producer.wait_with_output().unwrap();
+    assert!(
+        result.status.success(),
+        "every record acknowledged with {} killed: {}",
+        victim.name(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(killed);
+    out
+}
+
 fn lines(n: usize, prefix: &str) -> String {
     (0..n).map(|i| format!("{prefix}-{i:06}\n")).collect()
 }
@@ -612,52 +658,13 @@ fn kill_9_of_a_leader_mid_produce_loses_no_acknowledged_record_and_it_rejoins_th
 
     // Produce through a broker that survives, and kill the leader once acks are flowing.
     let other = (1..=3).find(|b| *b != leader).unwrap();
-    let bootstrap = cluster
+    cluster.bootstrap = cluster
         .local
         .address(Role::Broker(other))
         .unwrap()
         .to_string();
-    cluster.bootstrap = bootstrap.clone();
     let values: String = (0..60_000).map(|i| format!("{i:0100}\n")).collect();
-    let mut producer = watermark()
-        .args(["produce", "k", "--acks", "all", "--idempotent"])
-        .args([
-            "--delivery-timeout-ms",
-            "60000",
-            "--bootstrap-server",
-            &bootstrap,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = producer.stdin.take().unwrap();
-    let feed = values.clone();
-    let writer = std::thread::spawn(move || input.write_all(feed.as_bytes()));
-    let stdout = producer.stdout.take().unwrap();
-    let mut out = String::new();
-    let mut reader = BufReader::new(stdout);
-    let mut killed = false;
-    for _ in 0..=60_000 {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        out += &line;
-        if !killed && out.len() > 1_000 {
-            cluster.local.kill(Role::Broker(leader)).unwrap();
-            killed = true;
-        }
-    }
-    writer.join().unwrap().unwrap();
-    let result = producer.wait_with_output().unwrap();
-    assert!(
-        result.status.success(),
-        "every record acknowledged: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    assert!(killed);
+    let out = produce_killing(&mut cluster, "k", &values, Role::Broker(leader));
     let acked = acks(&out);
 
     // A new leader in a new epoch serves every acknowledged record exactly once.
@@ -2079,44 +2086,7 @@ fn kill_9_of_the_active_controller_under_load_elects_another_that_takes_over_and
         .unwrap()
         .to_string();
     let values: String = (0..60_000).map(|i| format!("before-{i:094}\n")).collect();
-    let mut producer = watermark()
-        .args(["produce", "q", "--acks", "all", "--idempotent"])
-        .args([
-            "--delivery-timeout-ms",
-            "60000",
-            "--bootstrap-server",
-            &cluster.bootstrap,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = producer.stdin.take().unwrap();
-    let feed = values.clone();
-    let writer = std::thread::spawn(move || input.write_all(feed.as_bytes()));
-    let mut reader = BufReader::new(producer.stdout.take().unwrap());
-    let mut out = String::new();
-    let mut killed = false;
-    for _ in 0..=60_000 {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        out += &line;
-        if !killed && out.len() > 1_000 {
-            cluster.local.kill(Role::Controller(active)).unwrap();
-            killed = true;
-        }
-    }
-    writer.join().unwrap().unwrap();
-    let result = producer.wait_with_output().unwrap();
-    assert!(
-        result.status.success(),
-        "producing goes on without the controller: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    assert!(killed);
+    let out = produce_killing(&mut cluster, "q", &values, Role::Controller(active));
     let mut acked = acks(&out);
 
     // Another controller leads a newer epoch, and the brokers follow it: when the partition's

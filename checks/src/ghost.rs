@@ -442,25 +442,6 @@ pub fn observe(
     ghost
 }
 
-/// The controller epoch of a controller message.
-fn controller_epoch_of(msg: &Msg) -> Option<ControllerEpoch> {
-    match msg {
-        Msg::LeaderAndIsr {
-            controller_epoch, ..
-        }
-        | Msg::UpdateMetadata {
-            controller_epoch, ..
-        }
-        | Msg::BrokerHeartbeatResponse {
-            controller_epoch, ..
-        }
-        | Msg::AlterPartitionResponse {
-            controller_epoch, ..
-        } => Some(*controller_epoch),
-        _ => None,
-    }
-}
-
 fn observe_delivery(
     ghost: &mut Ghost,
     index: usize,
@@ -470,7 +451,7 @@ fn observe_delivery(
 ) {
     // I6: a controller message older than one this broker was ever handed must change nothing.
     if let (Some(epoch), Some(seen)) = (
-        controller_epoch_of(msg),
+        msg.controller_epoch(),
         ghost.controller_epochs_seen.get(index).copied(),
     ) {
         if epoch < seen && before != after {
@@ -564,7 +545,7 @@ fn append_at_min_isr(msg: &Msg, before: &BrokerState, after: &BrokerState) -> u1
 /// than the one it now holds, every member it adds being at its log end offset: what only the
 /// sweep of R26 over caught-up followers asks for.
 fn isr_rejoin_on_isr_change(msg: &Msg, before: &BrokerState, after: &BrokerState) -> u16 {
-    if controller_epoch_of(msg).is_none() {
+    if msg.controller_epoch().is_none() {
         return 0;
     }
     let asked = after.replicas.values().any(|r| {

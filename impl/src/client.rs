@@ -1130,6 +1130,12 @@ pub fn consume_in_group(
     })
 }
 
+/// How the quorum stands as `controllers` (controller 1's address first) say, each asked at
+/// once and waited for at most `timeout`.
+pub fn quorum_status(controllers: &[SocketAddrV4], timeout: Duration) -> QuorumStatus {
+    QuorumStatus::from_answers(controllers, &describe_quorum(controllers, timeout))
+}
+
 /// One controller's answer to DescribeQuorum (R75), or why there was none.
 pub type QuorumAnswer = (SocketAddrV4, Result<QuorumDescription, String>);
 

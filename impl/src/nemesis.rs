@@ -1041,8 +1041,7 @@ impl Run<'_> {
             return 1;
         }
         let controllers = file.controller_addresses();
-        let answers = client::describe_quorum(&controllers, Duration::from_millis(1000));
-        client::QuorumStatus::from_answers(&controllers, &answers)
+        client::quorum_status(&controllers, Duration::from_millis(1000))
             .leader_id
             .unwrap_or(1)
     }

@@ -613,15 +613,22 @@ impl Durable<Storage> for QuorumStore {
             return Err(io::Error::other("a quorum controller saves quorum storage"));
         };
         let header = Self::header(s);
-        match &self.saved_epochs {
+        let from = match &self.saved_epochs {
             Some(saved) => {
                 let from = matching_prefix(saved, &s.log);
                 self.log
                     .append(&header, Self::entries(s, from), || Self::entries(s, 0))?;
+                from
             }
-            None => self.log.write_snapshot(&header, Self::entries(s, 0))?,
-        }
-        self.saved_epochs = Some(s.log.iter().map(|e| e.epoch).collect());
+            None => {
+                self.log.write_snapshot(&header, Self::entries(s, 0))?;
+                0
+            }
+        };
+        // What was saved now: the matching prefix, then the entries just written.
+        let saved = self.saved_epochs.get_or_insert_with(Vec::new);
+        saved.truncate(from);
+        saved.extend(s.log[from..].iter().map(|e| e.epoch));
         Ok(())
     }
 }

@@ -136,6 +136,17 @@ impl KraftController {
         o: &mut Out<Node>,
         step: impl FnOnce(&mut Cow<QuorumState>, &QuorumNode, &mut Out<QuorumNode>),
     ) {
+        self.run_quorum(s, o, step);
+        self.follow_quorum(s, o);
+    }
+
+    /// Runs `step` on the quorum's state (copied only if it changes) and relays its commands.
+    fn run_quorum(
+        &self,
+        s: &mut Cow<KraftState>,
+        o: &mut Out<Node>,
+        step: impl FnOnce(&mut Cow<QuorumState>, &QuorumNode, &mut Out<QuorumNode>),
+    ) {
         let mut q = Out::new();
         let mut quorum = Cow::Borrowed(&s.quorum);
         step(&mut quorum, &self.quorum, &mut q);
@@ -143,7 +154,6 @@ impl KraftController {
             s.to_mut().quorum = next;
         }
         relay(q, o);
-        self.follow_quorum(s, o);
     }
 
     /// R73: the quorum's leader is the active controller, in its quorum epoch; a controller
@@ -210,17 +220,9 @@ impl KraftController {
         for command in c {
             match command {
                 Command::Save(Storage::Controller(state)) => {
-                    let mut q = Out::new();
-                    let mut quorum = Cow::Borrowed(&s.quorum);
-                    self.quorum.append_record(
-                        &mut quorum,
-                        MetadataRecord::Controller(state),
-                        &mut q,
-                    );
-                    if let Cow::Owned(next) = quorum {
-                        s.to_mut().quorum = next;
-                    }
-                    relay(q, o);
+                    self.run_quorum(s, o, |quorum, node, q| {
+                        node.append_record(quorum, MetadataRecord::Controller(state), q);
+                    });
                 }
                 Command::Send(to, msg) => {
                     let offset = s.quorum.log_end_offset();

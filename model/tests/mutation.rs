@@ -13,7 +13,7 @@
 use watermark_checks::knobs::Knobs;
 use watermark_checks::matrix;
 use watermark_checks::preset;
-use watermark_checks::runner::{run, RunOptions, Strategy};
+use watermark_checks::runner::{run, RunOptions, Strategy, Verdict};
 
 /// The presets the pass checks in full, every applicable property.
 pub const PRESETS: &[&str] = &[
@@ -69,25 +69,37 @@ fn cheap_presets_hold_with_every_twin_found() {
         .map(|name| (*name, preset(name).unwrap().knobs))
         .chain([controller_restarts(), isolated_leader()]);
     for (name, knobs) in configs {
-        let outcome = run(
-            &knobs,
-            &RunOptions {
-                strategy: Strategy::Bfs,
-                threads: 2,
-                stop_at_first_violation: true,
-                ..RunOptions::default()
-            },
-        );
-        for p in &outcome.properties {
-            assert!(
-                p.verdict.is_good(),
-                "{name}: {} is {}",
-                p.name,
-                p.verdict.as_str()
-            );
-        }
-        assert!(outcome.complete, "{name}: the search did not complete");
+        let outcome = run(&knobs, &harness_options());
+        let verdicts = outcome.properties.iter().map(|p| (p.name, &p.verdict));
+        assert_all_good(name, outcome.complete, verdicts);
     }
+}
+
+/// BFS on 2 threads, stopping at the first violation: a mutant is caught as soon as one shows.
+fn harness_options() -> RunOptions {
+    RunOptions {
+        strategy: Strategy::Bfs,
+        threads: 2,
+        stop_at_first_violation: true,
+        ..RunOptions::default()
+    }
+}
+
+/// Every Always property holds, every twin is found (`verdicts`, by property name), and the
+/// search was complete.
+fn assert_all_good<'a>(
+    name: &str,
+    complete: bool,
+    verdicts: impl IntoIterator<Item = (&'static str, &'a Verdict)>,
+) {
+    for (property, verdict) in verdicts {
+        assert!(
+            verdict.is_good(),
+            "{name}: {property} is {}",
+            verdict.as_str()
+        );
+    }
+    assert!(complete, "{name}: the search did not complete");
 }
 
 /// The KRaft quorum's presets (spec section 4a, R63–R72), checked as their own model: every
@@ -96,24 +108,10 @@ fn cheap_presets_hold_with_every_twin_found() {
 #[ignore = "the mutation pass's harness: scripts/mutants.sh"]
 fn quorum_presets_hold_with_every_twin_found() {
     for name in ["quorum", "quorum-elections", "quorum-observer"] {
-        let outcome = watermark_checks::quorum::run(
-            &preset(name).unwrap().knobs,
-            &RunOptions {
-                strategy: Strategy::Bfs,
-                threads: 2,
-                stop_at_first_violation: true,
-                ..RunOptions::default()
-            },
-        );
-        for p in &outcome.properties {
-            assert!(
-                p.verdict.is_good(),
-                "{name}: {} is {}",
-                p.name,
-                p.verdict.as_str()
-            );
-        }
-        assert!(outcome.complete, "{name}: the search did not complete");
+        let outcome =
+            watermark_checks::quorum::run(&preset(name).unwrap().knobs, &harness_options());
+        let verdicts = outcome.properties.iter().map(|p| (p.name, &p.verdict));
+        assert_all_good(name, outcome.complete, verdicts);
     }
 }
 
