@@ -292,7 +292,7 @@ impl WatermarkModel {
         if tp.topic == self.topic {
             return (tp.partition < self.knobs.partitions).then_some(tp.partition as usize);
         }
-        let offsets = self.knobs.group && &*tp.topic.0 == OFFSETS_TOPIC && tp.partition == 0;
+        let offsets = self.knobs.group && tp.topic.as_str() == OFFSETS_TOPIC && tp.partition == 0;
         offsets.then_some(self.knobs.partitions as usize)
     }
 

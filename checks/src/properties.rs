@@ -556,7 +556,7 @@ fn resumed_at_commit(model: &WatermarkModel, state: &State) -> bool {
 /// S24.
 fn commit_on_new_coordinator(model: &WatermarkModel, state: &State) -> bool {
     leaders(model, state)
-        .filter(|r| &*r.partition.topic_partition.topic.0 == OFFSETS_TOPIC)
+        .filter(|r| r.partition.topic_partition.topic.as_str() == OFFSETS_TOPIC)
         .any(|r| {
             r.log.entries().take(r.high_watermark as usize).any(|e| {
                 e.leader_epoch < r.leader_epoch()

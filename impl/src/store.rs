@@ -88,7 +88,7 @@ impl<S> Durable<S> for NoStore {
 /// `[A-Za-z0-9._-]` written as `%XX`.
 pub fn partition_dir_name(tp: &TopicPartition) -> String {
     let mut name = String::new();
-    for b in tp.topic.0.bytes() {
+    for b in tp.topic.as_str().bytes() {
         if b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-' {
             name.push(b as char);
         } else {

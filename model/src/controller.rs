@@ -528,7 +528,7 @@ impl Controller {
         configs: TopicConfigs,
     ) -> Result<(), (ErrorCode, String)> {
         fired(R46);
-        validate_topic_name(&topic.0).map_err(|m| (ErrorCode::InvalidTopic, m))?;
+        validate_topic_name(topic.as_str()).map_err(|m| (ErrorCode::InvalidTopic, m))?;
         if state.partitions.keys().any(|tp| tp.topic == *topic) {
             return Err((
                 ErrorCode::TopicAlreadyExists,

@@ -46,7 +46,7 @@ impl PartitionState {
     /// codec test checks its encoding stays within it.
     pub fn size_bytes_max(&self) -> u64 {
         const INT: u64 = 5;
-        let topic = INT + self.topic_partition.topic.0.len() as u64;
+        let topic = INT + self.topic_partition.topic.as_str().len() as u64;
         let lists = 3 * INT + INT * (self.isr.len() + self.elr.len() + self.replicas.len()) as u64;
         // partition, leader (with its presence byte), leader epoch, partition epoch,
         // min.insync.replicas, unclean.leader.election.enable.

@@ -27,13 +27,107 @@ pub type ProducerId = u64;
 /// An idempotent producer's per-partition sequence number.
 pub type Sequence = u32;
 
-/// A topic name. Shared, because it appears in every message and every log.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Topic(pub Arc<str>);
+/// A topic name, interned: each distinct name is stored once per process and never freed, and a
+/// `Topic` is a pointer to it. Copying one costs no allocation and no atomic, and two topics are
+/// equal when they point at the same name. The checker copies, compares and hashes topics in
+/// every message of every state, so this is a fifth of its time (BENCHMARKS.md, issue 17).
+///
+/// Names read from the network or from disk are interned by [`Topic::deserialize`], which refuses
+/// a new name once [`TOPIC_NAMES_MAX`] distinct names are held, so that datagrams naming ever new
+/// topics cannot grow a broker's memory without bound.
+#[derive(Clone, Copy)]
+pub struct Topic(&'static str);
+
+/// How many distinct topic names a process interns from untrusted input (datagrams, files);
+/// names given by the process itself ([`Topic::new`]) are always interned.
+pub const TOPIC_NAMES_MAX: usize = 1 << 16;
+
+fn topic_names() -> std::sync::MutexGuard<'static, std::collections::HashSet<&'static str>> {
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
+        std::sync::OnceLock::new();
+    NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn intern(names: &mut std::collections::HashSet<&'static str>, name: &str) -> Topic {
+    match names.get(name) {
+        Some(interned) => Topic(interned),
+        None => {
+            let interned: &'static str = Box::leak(name.into());
+            names.insert(interned);
+            Topic(interned)
+        }
+    }
+}
 
 impl Topic {
+    /// The topic of this name, interning it if it is new.
     pub fn new(name: &str) -> Self {
-        Topic(Arc::from(name))
+        intern(&mut topic_names(), name)
+    }
+
+    /// The topic of a name read from untrusted input: refused if it is new and
+    /// [`TOPIC_NAMES_MAX`] names are already held.
+    pub fn from_untrusted(name: &str) -> Result<Self, String> {
+        let mut names = topic_names();
+        if names.len() >= TOPIC_NAMES_MAX && !names.contains(name) {
+            return Err(format!(
+                "topic name refused: this process already holds {TOPIC_NAMES_MAX} distinct \
+                 topic names (TOPIC_NAMES_MAX)"
+            ));
+        }
+        Ok(intern(&mut names, name))
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl PartialEq for Topic {
+    fn eq(&self, other: &Self) -> bool {
+        // Interned: one name, one address.
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Topic {}
+
+impl std::hash::Hash for Topic {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // By name, not address, so that a state's fingerprint is the same in every process.
+        self.0.hash(state)
+    }
+}
+
+impl PartialOrd for Topic {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Topic {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self == other {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.cmp(other.0)
+        }
+    }
+}
+
+impl Serialize for Topic {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Topic {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Topic::from_untrusted(&name).map_err(serde::de::Error::custom)
     }
 }
 

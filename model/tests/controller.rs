@@ -800,7 +800,7 @@ fn r56_a_config_change_is_a_new_partition_epoch_pushed_to_the_replicas() {
         CONTROLLER,
         &s,
         2,
-        alter_configs(&topic().0, Some(3), None),
+        alter_configs(topic().as_str(), Some(3), None),
     );
     let (result, _) = configs_result(&step);
     assert_eq!(
@@ -834,7 +834,7 @@ fn r56_a_config_change_is_a_new_partition_epoch_pushed_to_the_replicas() {
         CONTROLLER,
         &s,
         2,
-        alter_configs(&topic().0, Some(3), None),
+        alter_configs(topic().as_str(), Some(3), None),
     );
     assert!(configs_result(&step).0.is_ok());
     assert!(step.next.is_none(), "no new partition epoch");
@@ -851,7 +851,7 @@ fn r56_bad_config_changes_are_refused_in_words_and_change_nothing() {
         CONTROLLER,
         &s,
         2,
-        alter_configs(&topic().0, Some(4), None),
+        alter_configs(topic().as_str(), Some(4), None),
     );
     let (result, message) = configs_result(&step);
     assert_eq!(result, Err(ErrorCode::InvalidConfig));
@@ -863,7 +863,7 @@ fn r56_bad_config_changes_are_refused_in_words_and_change_nothing() {
         CONTROLLER,
         &s,
         2,
-        alter_configs(&topic().0, Some(0), None),
+        alter_configs(topic().as_str(), Some(0), None),
     );
     assert_eq!(configs_result(&step).0, Err(ErrorCode::InvalidConfig));
     // An unknown topic.
@@ -893,7 +893,7 @@ fn r56_enabling_unclean_election_elects_a_leader_for_an_offline_partition() {
         CONTROLLER,
         &s,
         2,
-        alter_configs(&topic().0, None, Some(true)),
+        alter_configs(topic().as_str(), None, Some(true)),
     );
     assert_eq!(
         configs_result(&step).0.map(|c| c.unclean_leader_election),
@@ -912,7 +912,7 @@ fn r56_enabling_unclean_election_elects_a_leader_for_an_offline_partition() {
         CONTROLLER,
         &s,
         2,
-        alter_configs(&topic().0, None, Some(false)),
+        alter_configs(topic().as_str(), None, Some(false)),
     );
     let p = &step.controller().partitions[&tp()];
     assert_eq!((p.leader, p.unclean_leader_election), (Some(2), false));
@@ -931,7 +931,7 @@ fn r56_with_kip_966_a_new_min_isr_empties_the_elr() {
         CONTROLLER,
         &s,
         2,
-        alter_configs(&topic().0, Some(1), None),
+        alter_configs(topic().as_str(), Some(1), None),
     );
     let p = &step.controller().partitions[&tp()];
     assert_eq!(p.min_insync_replicas, 1);
@@ -942,7 +942,7 @@ fn r56_with_kip_966_a_new_min_isr_empties_the_elr() {
         CONTROLLER,
         &s,
         2,
-        alter_configs(&topic().0, None, Some(true)),
+        alter_configs(topic().as_str(), None, Some(true)),
     );
     assert_eq!(&*step.controller().partitions[&tp()].elr, &[2][..]);
 }

@@ -316,8 +316,14 @@ pub fn describe_group(
         .cloned()
         .collect();
     partitions.sort_by(|a, b| {
-        (&a.topic_partition.topic.0, a.topic_partition.partition)
-            .cmp(&(&b.topic_partition.topic.0, b.topic_partition.partition))
+        (
+            a.topic_partition.topic.as_str(),
+            a.topic_partition.partition,
+        )
+            .cmp(&(
+                b.topic_partition.topic.as_str(),
+                b.topic_partition.partition,
+            ))
     });
     let mut coordinator = Coordinator::new(bootstrap, group)?;
     let addresses: BTreeMap<BrokerId, SocketAddrV4> =
