@@ -110,7 +110,7 @@ impl WatermarkModel {
             timing: settings.timing.clone(),
             offsets_topic_num_partitions: 1,
             topics: std::iter::once(TopicConfig {
-                topic: topic.clone(),
+                topic,
                 assignments: assignments(&knobs),
                 min_insync_replicas: knobs.min_insync_replicas,
                 unclean_leader_election: knobs.unclean_leader_election,
@@ -143,7 +143,7 @@ impl WatermarkModel {
                 .collect();
             inner = inner.actor(Node::Producer(Producer::new(ProducerConfig {
                 bootstrap: bootstrap.clone(),
-                topic: topic.clone(),
+                topic,
                 acks: knobs.acks,
                 idempotence: knobs.idempotence.then_some(p as ProducerId + 1),
                 records,

@@ -452,7 +452,7 @@ impl Validation {
         let topic = procs
             .iter()
             .find_map(|p| match &p.actor {
-                Node::Producer(pr) => Some(pr.config.topic.clone()),
+                Node::Producer(pr) => Some(pr.config.topic),
                 _ => None,
             })
             .unwrap_or_else(|| Topic::new(""));

@@ -252,7 +252,7 @@ pub(crate) fn create_topic_answer(
     request(
         bootstrap,
         &Msg::CreateTopics {
-            topic: topic.clone(),
+            topic,
             partitions,
             replication_factor,
             configs,
@@ -292,7 +292,7 @@ pub fn alter_configs(
     let (result, message) = request(
         bootstrap,
         &Msg::IncrementalAlterConfigs {
-            topic: topic.clone(),
+            topic,
             changes,
             client: None,
         },

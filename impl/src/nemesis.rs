@@ -844,7 +844,7 @@ fn run_producer(
         }
         let config = ProducerConfig {
             bootstrap: plan.bootstrap.clone(),
-            topic: topic.clone(),
+            topic,
             acks: plan.acks,
             // Unique per producer and round: a new actor restarts its sequences at 0.
             idempotence: plan

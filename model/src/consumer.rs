@@ -147,7 +147,7 @@ impl Consumer {
         outbox.send(
             self.bootstrap_target(state),
             Msg::Metadata {
-                topic: self.config.topic_partition.topic.clone(),
+                topic: self.config.topic_partition.topic,
             },
         );
         state.metadata_in_flight = true;

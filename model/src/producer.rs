@@ -163,7 +163,7 @@ impl Producer {
         outbox.send(
             target,
             Msg::Metadata {
-                topic: self.config.topic.clone(),
+                topic: self.config.topic,
             },
         );
         state.metadata_in_flight = true;

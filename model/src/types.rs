@@ -133,13 +133,13 @@ impl<'de> Deserialize<'de> for Topic {
 
 impl fmt::Debug for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0)
     }
 }
 
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0)
     }
 }
 
@@ -153,7 +153,7 @@ pub struct TopicPartition {
 impl TopicPartition {
     pub fn new(topic: &Topic, partition: u32) -> Self {
         TopicPartition {
-            topic: topic.clone(),
+            topic: *topic,
             partition,
         }
     }
