@@ -234,19 +234,30 @@ fn broker(state: &State, index: usize) -> Option<&BrokerState> {
     state.actor_states.get(index)?.as_broker()
 }
 
-/// Computes the ghost of `next`, reached from `last` by `action` (both `None` for an initial
-/// state).
+/// Sets the ghost of `next`, reached from `last` by `action` (both `None` for an initial
+/// state). `next` holds the history of `last` and what the step delivered to the application;
+/// it is moved into the new ghost, not copied.
 pub fn observe(
     model: &WatermarkModel,
     last: Option<&State>,
     action: Option<&ActorModelAction<Msg, Timer, PowerLoss>>,
+    next: &mut State,
+) {
+    let carried = std::mem::take(&mut next.history);
+    next.history = compute(model, last, action, next, carried);
+}
+
+fn compute(
+    model: &WatermarkModel,
+    last: Option<&State>,
+    action: Option<&ActorModelAction<Msg, Timer, PowerLoss>>,
     next: &State,
+    carried: Ghost,
 ) -> Ghost {
     let mut ghost = match last {
-        // `next` holds the history of `last` and what the step delivered to the application.
         Some(_) => Ghost {
             events: 0,
-            ..next.history.clone()
+            ..carried
         },
         None => Ghost {
             committed: model

@@ -15,6 +15,7 @@
 //! - [`explorer`]: the model as stateright's Explorer shows it, and Explorer paths of
 //!   counterexamples.
 
+pub mod bfs;
 pub mod explorer;
 pub mod ghost;
 pub mod knobs;

@@ -484,7 +484,7 @@ impl Model for WatermarkModel {
             .init_states()
             .into_iter()
             .map(|mut s| {
-                s.history = ghost::observe(self, None, None, &s);
+                ghost::observe(self, None, None, &mut s);
                 s
             })
             .collect()
@@ -549,7 +549,7 @@ impl Model for WatermarkModel {
             // The ghost holds what a client handed its application; it is not a message in flight.
             take_deliveries_off(&mut next.network);
         }
-        next.history = ghost::observe(self, Some(last), Some(&action), &next);
+        ghost::observe(self, Some(last), Some(&action), &mut next);
         Some(next)
     }
 

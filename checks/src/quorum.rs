@@ -606,19 +606,31 @@ pub fn run_properties(
 ) -> QuorumOutcome {
     let mut model = QuorumModel::new(knobs.clone());
     model.checked = checked.clone();
-    let mut builder = model.checker().threads(options.threads.max(1));
-    if let Some(timeout) = options.timeout {
-        builder = builder.timeout(timeout);
-    }
-    if options.stop_at_first_violation {
-        builder = builder.finish_when(HasDiscoveries::AnyFailures);
-    }
+    let finish_when = if options.stop_at_first_violation {
+        HasDiscoveries::AnyFailures
+    } else {
+        HasDiscoveries::All
+    };
+    let threads = options.threads.max(1);
     let recording = Recording::start();
     let started = Instant::now();
     let checker: Box<dyn Checker<QuorumModel>> = match options.strategy {
-        Strategy::Bfs => Box::new(builder.spawn_bfs()),
-        Strategy::Dfs => Box::new(builder.spawn_dfs()),
-        Strategy::Simulation => Box::new(builder.spawn_simulation(options.seed, UniformChooser)),
+        Strategy::Bfs => Box::new(crate::bfs::spawn(
+            model,
+            threads,
+            options.timeout,
+            finish_when,
+        )),
+        strategy => {
+            let mut builder = model.checker().threads(threads).finish_when(finish_when);
+            if let Some(timeout) = options.timeout {
+                builder = builder.timeout(timeout);
+            }
+            match strategy {
+                Strategy::Dfs => Box::new(builder.spawn_dfs()),
+                _ => Box::new(builder.spawn_simulation(options.seed, UniformChooser)),
+            }
+        }
     };
     while !checker.is_done() {
         std::thread::sleep(Duration::from_millis(20));

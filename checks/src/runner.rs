@@ -181,23 +181,33 @@ pub fn run_properties(
     options: &RunOptions,
 ) -> Outcome {
     let model = WatermarkModel::new(knobs.clone()).with_properties(defs.clone());
-    let mut builder = model.checker().threads(options.threads.max(1));
-    if let Some(timeout) = options.timeout {
-        builder = builder.timeout(timeout);
-    }
-    if let Some(names) = &options.stop_when_found {
-        builder = builder.finish_when(HasDiscoveries::AllOf(
-            names.iter().copied().collect::<BTreeSet<_>>(),
-        ));
+    let finish_when = if let Some(names) = &options.stop_when_found {
+        HasDiscoveries::AllOf(names.iter().copied().collect::<BTreeSet<_>>())
     } else if options.stop_at_first_violation {
-        builder = builder.finish_when(HasDiscoveries::AnyFailures);
-    }
+        HasDiscoveries::AnyFailures
+    } else {
+        HasDiscoveries::All
+    };
+    let threads = options.threads.max(1);
     let recording = Recording::start();
     let started = Instant::now();
     let checker: Box<dyn Checker<WatermarkModel>> = match options.strategy {
-        Strategy::Bfs => Box::new(builder.spawn_bfs()),
-        Strategy::Dfs => Box::new(builder.spawn_dfs()),
-        Strategy::Simulation => Box::new(builder.spawn_simulation(options.seed, UniformChooser)),
+        Strategy::Bfs => Box::new(crate::bfs::spawn(
+            model,
+            threads,
+            options.timeout,
+            finish_when,
+        )),
+        strategy => {
+            let mut builder = model.checker().threads(threads).finish_when(finish_when);
+            if let Some(timeout) = options.timeout {
+                builder = builder.timeout(timeout);
+            }
+            match strategy {
+                Strategy::Dfs => Box::new(builder.spawn_dfs()),
+                _ => Box::new(builder.spawn_simulation(options.seed, UniformChooser)),
+            }
+        }
     };
     let mut next_report = Instant::now() + Duration::from_secs(1);
     while !checker.is_done() {

@@ -506,7 +506,7 @@ impl<'o> World<'o> {
                 world.run_commands(i, out);
             }
         }
-        world.state.history = ghost::observe(&world.model, None, None, &world.state);
+        ghost::observe(&world.model, None, None, &mut world.state);
         world.plan_faults();
         world
     }
@@ -822,7 +822,7 @@ impl<'o> World<'o> {
 
     /// The ghost, the trace and the safety check of the step from `last` by `action`.
     fn after_step(&mut self, last: &State, action: &Action) {
-        self.state.history = ghost::observe(&self.model, Some(last), Some(action), &self.state);
+        ghost::observe(&self.model, Some(last), Some(action), &mut self.state);
         self.steps += 1;
         if self.options.trace_steps > 0 {
             let heading = trace::format_action(&self.model, action);

@@ -573,7 +573,7 @@ impl Validation {
             frozen: None,
             steps: 0,
         };
-        v.state.history = ghost::observe(&v.model, None, None, &v.state);
+        ghost::observe(&v.model, None, None, &mut v.state);
         v
     }
 
@@ -854,7 +854,7 @@ impl Validation {
         heading: String,
         at_us: u64,
     ) {
-        self.state.history = ghost::observe(&self.model, Some(last), Some(action), &self.state);
+        ghost::observe(&self.model, Some(last), Some(action), &mut self.state);
         self.steps += 1;
         if self.frozen.is_none() {
             self.context.push_back((
