@@ -7,9 +7,9 @@
 #
 #   checks  the exhaustive checks alone: model/tests/mutation.rs runs the cheap presets,
 #           controller-crash without records and an isolated leader (every applicable property,
-#           every twin), the KRaft quorum's two presets and the matrix without its five slowest
+#           every twin), the KRaft quorum's two presets and the matrix without its eight slowest
 #           rows;
-#   heavy   the matrix's five slowest rows (.cargo/mutants-heavy.toml);
+#   heavy   the matrix's eight slowest rows (.cargo/mutants-heavy.toml);
 #   sim     the simulator's sweep, safety and liveness L1–L5, and the quorum's recovery sweep
 #           (QL1) (.cargo/mutants-sim.toml);
 #   unit    the model's unit tests, model/src and model/tests (.cargo/mutants-unit.toml).

@@ -4,7 +4,7 @@
 //!
 //! State counts are not compared: a mutant that only changes how many states there are is not
 //! caught by what the checker proves. Stage 1 of the script runs the cheap presets and the matrix
-//! without its five slowest rows (`HEAVY_ROWS`), so that one mutant costs seconds, not minutes;
+//! without its slowest rows (`HEAVY_ROWS`), so that one mutant costs seconds, not minutes;
 //! stage 1b runs the heavy rows (`heavy_…`) on the mutants stage 1 missed.
 //!
 //! These tests are ignored in the ordinary test run (model_check.rs and matrix.rs run the same
@@ -30,6 +30,11 @@ pub const HEAVY_ROWS: &[&str] = &[
     "stale-hwm-checkpoint-consumed",
     "kip-101-fast-failover",
     "kip-279-fast-failover",
+    // The consumer-group rows (issue 13) came after this list and made stage 1 take 211 s per
+    // mutant (2026-12-07): more than its timeout, so every mutant timed out.
+    "offsets-rf-1-latest",
+    "offsets-rf-1-earliest",
+    "offsets-replicated-latest",
 ];
 
 /// `controller-crash` without records (48,257 states, about a second): the only configuration of
