@@ -282,7 +282,7 @@ impl WatermarkModel {
             .chain(
                 self.knobs
                     .group
-                    .then(|| TopicPartition::new(&Topic::new(OFFSETS_TOPIC), 0)),
+                    .then(|| TopicPartition::new(&watermark_model::group::offsets_topic(), 0)),
             )
             .collect()
     }
@@ -428,7 +428,7 @@ pub const GROUP: &str = "g";
 pub fn offsets_topic(knobs: &Knobs) -> TopicConfig {
     let rf = knobs.offsets_rf();
     TopicConfig {
-        topic: Topic::new(OFFSETS_TOPIC),
+        topic: watermark_model::group::offsets_topic(),
         assignments: vec![(0..rf).map(|r| knobs.brokers - r).collect()],
         min_insync_replicas: knobs.min_insync_replicas.min(rf),
         unclean_leader_election: false,

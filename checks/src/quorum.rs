@@ -11,7 +11,7 @@ use crate::runner::{RunOptions, Strategy, Verdict};
 use serde_json::{json, Value};
 use stateright::actor::model_timeout;
 use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Id};
-use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, Property, UniformChooser};
+use stateright::{Expectation, HasDiscoveries, Model, Path, Property};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use watermark_model::quorum::*;
@@ -611,27 +611,9 @@ pub fn run_properties(
     } else {
         HasDiscoveries::All
     };
-    let threads = options.threads.max(1);
     let recording = Recording::start();
     let started = Instant::now();
-    let checker: Box<dyn Checker<QuorumModel>> = match options.strategy {
-        Strategy::Bfs => Box::new(crate::bfs::spawn(
-            model,
-            threads,
-            options.timeout,
-            finish_when,
-        )),
-        strategy => {
-            let mut builder = model.checker().threads(threads).finish_when(finish_when);
-            if let Some(timeout) = options.timeout {
-                builder = builder.timeout(timeout);
-            }
-            match strategy {
-                Strategy::Dfs => Box::new(builder.spawn_dfs()),
-                _ => Box::new(builder.spawn_simulation(options.seed, UniformChooser)),
-            }
-        }
-    };
+    let checker = crate::runner::spawn(model, options, finish_when);
     while !checker.is_done() {
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -7,13 +7,16 @@ use crate::trace::{self, TraceStep};
 use serde::Serialize;
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
 use std::collections::BTreeSet;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 use watermark_model::rules::{Coverage, Recording};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
-    /// Breadth first: shortest counterexamples, the most memory.
+    /// The checker's own parallel search (`bfs.rs`), named after stateright's BFS, which it
+    /// replaces: each thread takes its newest state first, so counterexamples are short but not
+    /// always the shortest.
     Bfs,
     /// Depth first: lean on memory.
     Dfs,
@@ -169,6 +172,40 @@ impl Outcome {
     }
 }
 
+/// Starts checking `model` with `options`' strategy, threads, timeout and seed, until
+/// `finish_when` matches its discoveries: the checker's own search (`bfs.rs`) for
+/// `Strategy::Bfs`, stateright's checkers for the others.
+pub fn spawn<M>(model: M, options: &RunOptions, finish_when: HasDiscoveries) -> Box<dyn Checker<M>>
+where
+    M: Model + Send + Sync + 'static,
+    M::State: Hash + Send + Sync + Clone + PartialEq + 'static,
+    M::Action: Clone + PartialEq + Send,
+{
+    let threads = options.threads.max(1);
+    let stateright = |model: M| {
+        let builder = model
+            .checker()
+            .threads(threads)
+            .finish_when(finish_when.clone());
+        match options.timeout {
+            Some(timeout) => builder.timeout(timeout),
+            None => builder,
+        }
+    };
+    match options.strategy {
+        Strategy::Bfs => Box::new(crate::bfs::spawn(
+            model,
+            threads,
+            options.timeout,
+            finish_when.clone(),
+        )),
+        Strategy::Dfs => Box::new(stateright(model).spawn_dfs()),
+        Strategy::Simulation => {
+            Box::new(stateright(model).spawn_simulation(options.seed, UniformChooser))
+        }
+    }
+}
+
 /// Checks a configuration for every property that applies to it.
 pub fn run(knobs: &Knobs, options: &RunOptions) -> Outcome {
     run_properties(knobs, properties::enabled(knobs), options)
@@ -188,27 +225,9 @@ pub fn run_properties(
     } else {
         HasDiscoveries::All
     };
-    let threads = options.threads.max(1);
     let recording = Recording::start();
     let started = Instant::now();
-    let checker: Box<dyn Checker<WatermarkModel>> = match options.strategy {
-        Strategy::Bfs => Box::new(crate::bfs::spawn(
-            model,
-            threads,
-            options.timeout,
-            finish_when,
-        )),
-        strategy => {
-            let mut builder = model.checker().threads(threads).finish_when(finish_when);
-            if let Some(timeout) = options.timeout {
-                builder = builder.timeout(timeout);
-            }
-            match strategy {
-                Strategy::Dfs => Box::new(builder.spawn_dfs()),
-                _ => Box::new(builder.spawn_simulation(options.seed, UniformChooser)),
-            }
-        }
-    };
+    let checker = spawn(model, options, finish_when);
     let mut next_report = Instant::now() + Duration::from_secs(1);
     while !checker.is_done() {
         std::thread::sleep(Duration::from_millis(20));

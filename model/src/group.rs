@@ -15,6 +15,13 @@ use std::sync::Arc;
 /// Kafka's internal topic of group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// [`OFFSETS_TOPIC`], interned once: handlers and the checker's properties name it for every
+/// group request and state, and [`Topic::new`] takes the process's lock on its topic names.
+pub fn offsets_topic() -> Topic {
+    static TOPIC: std::sync::OnceLock<Topic> = std::sync::OnceLock::new();
+    *TOPIC.get_or_init(|| Topic::new(OFFSETS_TOPIC))
+}
+
 /// A `group.id`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Group(pub Arc<str>);

@@ -20,7 +20,7 @@ impl Broker {
     fn offsets_partition(&self, group: &Group) -> TopicPartition {
         let partitions = self.config.cluster.offsets_topic_num_partitions;
         TopicPartition::new(
-            &Topic::new(crate::group::OFFSETS_TOPIC),
+            &crate::group::offsets_topic(),
             coordinator_partition(group, partitions),
         )
     }
