@@ -51,6 +51,11 @@ pub mod event {
     /// a follower that had caught up while the change was in flight (R26's sweep over the
     /// followers at its log end, M10). Observed only when the matrix asks for it.
     pub const ISR_REJOIN_ON_ISR_CHANGE: u16 = 1 << 10;
+    /// A leader answered a follower's epoch lookup (OffsetsForLeaderEpoch, or a fetch's
+    /// divergence check) with undefined for an epoch no newer than its own (M11): its epoch
+    /// cache lacked its own epoch (KAFKA-7415, R34), and the follower falls back to its HWM.
+    /// Observed only when the matrix asks for it.
+    pub const EPOCH_LOOKUP_UNDEFINED: u16 = 1 << 11;
 }
 
 /// Invariants that are about transitions, latched once broken (bit flags).
@@ -432,7 +437,7 @@ fn compute(
     }
 
     // Deliveries.
-    if let Some(ActorModelAction::Deliver { dst, msg, .. }) = action {
+    if let Some(ActorModelAction::Deliver { src, dst, msg }) = action {
         let index = usize::from(*dst);
         if let (Some(before), Some(after)) = (broker(last, index), broker(next, index)) {
             observe_delivery(&mut ghost, index, msg, before, after);
@@ -447,6 +452,9 @@ fn compute(
             }
             if model.observe_fetch_fencing {
                 ghost.events |= fetch_from_other_epoch(msg, before, after);
+            }
+            if model.observe_undefined_lookups {
+                ghost.events |= epoch_lookup_undefined(last, next, (*src, *dst), msg, before);
             }
         }
     }
@@ -617,6 +625,81 @@ fn fetch_from_other_epoch(msg: &Msg, before: &BrokerState, after: &BrokerState) 
     }
 }
 
+/// M11: a leader, asked where an epoch no newer than its own ends (a follower's
+/// OffsetsForLeaderEpoch, or the last fetched epoch of its fetch), sent back undefined: the
+/// network holds one more such answer from it to the follower than before the step.
+fn epoch_lookup_undefined(
+    last: &State,
+    next: &State,
+    (follower, leader): (stateright::actor::Id, stateright::actor::Id),
+    msg: &Msg,
+    before: &BrokerState,
+) -> u16 {
+    let (tp, requested) = match msg {
+        Msg::OffsetsForLeaderEpoch {
+            topic_partition,
+            leader_epoch,
+            ..
+        } => (topic_partition, *leader_epoch),
+        Msg::Fetch(request) if request.replica_id.is_some() => match request.last_fetched_epoch {
+            Some(epoch) => (&request.topic_partition, epoch),
+            None => return 0,
+        },
+        _ => return 0,
+    };
+    let known = before
+        .replicas
+        .get(tp)
+        .is_some_and(|r| r.is_leader() && requested <= r.leader_epoch());
+    if !known {
+        return 0;
+    }
+    let undefined = |m: &Msg| match m {
+        Msg::OffsetsForLeaderEpochResponse {
+            topic_partition,
+            requested_epoch,
+            result: Ok(None),
+        } => topic_partition == tp && *requested_epoch == requested,
+        Msg::FetchResponse(response) => {
+            response.topic_partition == *tp
+                && matches!(response.result, FetchResult::Diverging(None))
+        }
+        _ => false,
+    };
+    let count = |state: &State| messages_between(&state.network, leader, follower, undefined);
+    if count(next) > count(last) {
+        event::EPOCH_LOOKUP_UNDEFINED
+    } else {
+        0
+    }
+}
+
+/// How many messages from `src` to `dst` the network holds that satisfy `pred`, each copy
+/// counted. (stateright 0.31's `Network::iter_all` never ends on an ordered network whose flow
+/// holds a message: it yields the flow's first message again and again.)
+fn messages_between(
+    network: &stateright::actor::Network<Msg>,
+    src: stateright::actor::Id,
+    dst: stateright::actor::Id,
+    pred: impl Fn(&Msg) -> bool,
+) -> usize {
+    use stateright::actor::Network as N;
+    match network {
+        N::UnorderedDuplicating(set, _) => set
+            .iter()
+            .filter(|e| e.src == src && e.dst == dst && pred(&e.msg))
+            .count(),
+        N::UnorderedNonDuplicating(multiset) => multiset
+            .iter()
+            .filter(|(e, _)| e.src == src && e.dst == dst && pred(&e.msg))
+            .map(|(_, n)| *n)
+            .sum(),
+        N::Ordered(flows) => flows
+            .get(&(src, dst))
+            .map_or(0, |flow| flow.iter().filter(|m| pred(m)).count()),
+    }
+}
+
 /// Whether `log` from `from` on holds an entry the current leader of `tp` (as the controller
 /// says) does not hold at that offset.
 /// M5: the follower handled the leader's answer (an epoch and its end offset) to its epoch
@@ -667,4 +750,52 @@ fn divergent(state: &State, tp: &TopicPartition, log: &Log, from: Offset) -> boo
         .and_then(|b| b.replicas.get(tp))
         .map(|r| &r.log);
     (from..log.log_end_offset()).any(|o| leader_log.and_then(|l| l.get(o)) != log.get(o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stateright::actor::{Id, Network};
+
+    fn answer(epoch: LeaderEpoch, result: EpochEndOffset) -> Envelope<Msg> {
+        Envelope {
+            src: Id::from(2),
+            dst: Id::from(1),
+            msg: Msg::OffsetsForLeaderEpochResponse {
+                topic_partition: TopicPartition::new(&Topic::new("t"), 0),
+                requested_epoch: epoch,
+                result: Ok(result),
+            },
+        }
+    }
+
+    /// Every copy on every network kind, including an ordered flow of several messages, on
+    /// which stateright's `iter_all` never ends.
+    #[test]
+    fn messages_between_counts_every_copy_on_every_network() {
+        let undefined = |m: &Msg| {
+            matches!(
+                m,
+                Msg::OffsetsForLeaderEpochResponse {
+                    result: Ok(None),
+                    ..
+                }
+            )
+        };
+        let flow = [
+            answer(1, None),
+            answer(1, Some((0, 0))),
+            answer(2, None),
+            answer(1, None),
+        ];
+        let (leader, follower) = (Id::from(2), Id::from(1));
+        let ordered = Network::new_ordered(flow.clone());
+        assert_eq!(messages_between(&ordered, leader, follower, undefined), 3);
+        assert_eq!(messages_between(&ordered, follower, leader, undefined), 0);
+        let multiset = Network::new_unordered_nonduplicating(flow.clone());
+        assert_eq!(messages_between(&multiset, leader, follower, undefined), 3);
+        // A duplicating network holds one copy of each distinct message.
+        let set = Network::new_unordered_duplicating(flow);
+        assert_eq!(messages_between(&set, leader, follower, undefined), 2);
+    }
 }

@@ -506,6 +506,36 @@ pub fn scenarios() -> Vec<Scenario> {
         "StrongIsr",
         Holds,
     ));
+    // R34 (KAFKA-7415): in the same configuration, a new leader is asked where an epoch it
+    // skipped ends before it appends in its own (the shortest case: a preferred election to a
+    // replica holding no record). Without its own epoch in its cache (KIP-279) it knows no epoch
+    // at or after the one asked about and answers undefined; from KIP-320 on it answers.
+    for (name, protocol, expected) in [
+        (
+            "kip-279-skipped-epoch-undefined",
+            Protocol::Kip279,
+            Reachable,
+        ),
+        (
+            "kip-320-skipped-epoch-answered",
+            Protocol::Kip320,
+            Unreachable,
+        ),
+    ] {
+        rows.push(row(
+            name,
+            HISTORY,
+            None,
+            Knobs {
+                protocol,
+                leader_epoch_max: 3,
+                preferred_leader_election: true,
+                ..kip101_bug()
+            },
+            "EpochLookupUndefined",
+            expected,
+        ));
+    }
     rows.push(row(
         "kip-320-stale-fetch",
         HISTORY,
@@ -746,10 +776,13 @@ pub fn matrix_properties() -> Vec<PropertyDef> {
         p("M10", "IsrRejoinOnIsrChange",
           "A leader applying an ISR change from the controller asks, in the same step, to add a follower that caught up while the change was in flight (R26).",
           has_event::<{ event::ISR_REJOIN_ON_ISR_CHANGE}>),
+        p("M11", "EpochLookupUndefined",
+          "A leader answers a follower's epoch lookup with undefined for an epoch no newer than its own: its epoch cache lacks its own epoch (KAFKA-7415, R34), so the follower falls back to its HWM.",
+          has_event::<{ event::EPOCH_LOOKUP_UNDEFINED}>),
     ]
 }
 
-/// M4–M10: the ghost recorded event `E` in the last step.
+/// M4–M11: the ghost recorded event `E` in the last step.
 fn has_event<const E: u16>(_: &WatermarkModel, state: &State) -> bool {
     state.history.has_event(E)
 }

@@ -43,6 +43,9 @@ pub struct WatermarkModel {
     /// Whether the ghost records M10's event (a caught-up follower proposed on an ISR change);
     /// the matrix only.
     pub observe_isr_rejoins: bool,
+    /// Whether the ghost records M11's event (an undefined answer to an epoch lookup for an
+    /// epoch the leader knows); the matrix only.
+    pub observe_undefined_lookups: bool,
 }
 
 pub const CONTROLLER_INDEX: usize = 0;
@@ -199,6 +202,7 @@ impl WatermarkModel {
             observe_fetch_fencing: false,
             observe_min_isr_appends: false,
             observe_isr_rejoins: false,
+            observe_undefined_lookups: false,
             knobs,
             inner,
             topic,
@@ -244,6 +248,7 @@ impl WatermarkModel {
             self.checks("FetchFromOtherEpoch") || self.checks("FetchFromOtherEpochTaken");
         self.observe_min_isr_appends = self.checks("AppendAtMinIsr");
         self.observe_isr_rejoins = self.checks("IsrRejoinOnIsrChange");
+        self.observe_undefined_lookups = self.checks("EpochLookupUndefined");
         self
     }
 
