@@ -80,6 +80,15 @@ for stage in heavy sim unit; do
         # Only the named mutants count (cargo-mutants 27 adds struct-field deletions to any
         # filtered run).
         grep -Fxf "$previous" "$OUT/$stage/mutants.out/missed.txt" > "$OUT/missed-$stage.txt" || true
+        # A named mutant this stage did not run would count as caught. Names carry line and
+        # column, so an edit to model/src after stage checks (a RESUME=1 run included) moves them.
+        not_run=$(cat "$OUT/$stage"/mutants.out/{caught,missed,timeout,unviable}.txt 2>/dev/null |
+            grep -Fvxf - "$previous" || true)
+        if [ -n "$not_run" ]; then
+            echo "stage $stage did not run these mutants (did model/src change since stage checks?):"
+            echo "$not_run"
+            exit 2
+        fi
     fi
     previous="$OUT/missed-$stage.txt"
 done
