@@ -7,7 +7,7 @@
 //! violations) and the events of the last step, which are cleared on the next.
 
 use crate::model::{alive_in, controller, State, WatermarkModel, CONTROLLER_INDEX, POWER_LOSS};
-use stateright::actor::{ActorModelAction, Envelope};
+use stateright::actor::{ActorModelAction, Envelope, Id, Network};
 use std::fmt;
 use std::sync::Arc;
 use watermark_model::broker::{FollowerState, Role};
@@ -631,7 +631,7 @@ fn fetch_from_other_epoch(msg: &Msg, before: &BrokerState, after: &BrokerState) 
 fn epoch_lookup_undefined(
     last: &State,
     next: &State,
-    (follower, leader): (stateright::actor::Id, stateright::actor::Id),
+    (follower, leader): (Id, Id),
     msg: &Msg,
     before: &BrokerState,
 ) -> u16 {
@@ -678,23 +678,22 @@ fn epoch_lookup_undefined(
 /// counted. (stateright 0.31's `Network::iter_all` never ends on an ordered network whose flow
 /// holds a message: it yields the flow's first message again and again.)
 fn messages_between(
-    network: &stateright::actor::Network<Msg>,
-    src: stateright::actor::Id,
-    dst: stateright::actor::Id,
+    network: &Network<Msg>,
+    src: Id,
+    dst: Id,
     pred: impl Fn(&Msg) -> bool,
 ) -> usize {
-    use stateright::actor::Network as N;
     match network {
-        N::UnorderedDuplicating(set, _) => set
+        Network::UnorderedDuplicating(set, _) => set
             .iter()
             .filter(|e| e.src == src && e.dst == dst && pred(&e.msg))
             .count(),
-        N::UnorderedNonDuplicating(multiset) => multiset
+        Network::UnorderedNonDuplicating(multiset) => multiset
             .iter()
             .filter(|(e, _)| e.src == src && e.dst == dst && pred(&e.msg))
             .map(|(_, n)| *n)
             .sum(),
-        N::Ordered(flows) => flows
+        Network::Ordered(flows) => flows
             .get(&(src, dst))
             .map_or(0, |flow| flow.iter().filter(|m| pred(m)).count()),
     }
@@ -755,7 +754,6 @@ fn divergent(state: &State, tp: &TopicPartition, log: &Log, from: Offset) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stateright::actor::{Id, Network};
 
     fn answer(epoch: LeaderEpoch, result: EpochEndOffset) -> Envelope<Msg> {
         Envelope {

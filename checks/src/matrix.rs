@@ -453,24 +453,28 @@ pub fn scenarios() -> Vec<Scenario> {
             Violated,
         ));
     }
+    // One configuration under two revisions, one property: the rule the later revision added
+    // makes the difference.
+    let across_revisions =
+        |property: &'static str, knobs: Knobs, cases: [(&'static str, Protocol, Expected); 2]| {
+            cases.map(|(name, protocol, expected)| {
+                let knobs = Knobs {
+                    protocol,
+                    ..knobs.clone()
+                };
+                row(name, HISTORY, None, knobs, property, expected)
+            })
+        };
     // KAFKA-6361, which KIP-279 fixed: the epoch lookup of KIP-101 leaves a divergent log
     // after a fast failover back to a leader that never saw the follower's epoch.
-    for (name, protocol, expected) in [
-        ("kip-101-fast-failover", Protocol::Kip101, Reachable),
-        ("kip-279-fast-failover", Protocol::Kip279, Unreachable),
-    ] {
-        rows.push(row(
-            name,
-            HISTORY,
-            None,
-            Knobs {
-                protocol,
-                ..kip279_bug()
-            },
-            "EpochLookupLeftDivergence",
-            expected,
-        ));
-    }
+    rows.extend(across_revisions(
+        "EpochLookupLeftDivergence",
+        kip279_bug(),
+        [
+            ("kip-101-fast-failover", Protocol::Kip101, Reachable),
+            ("kip-279-fast-failover", Protocol::Kip279, Unreachable),
+        ],
+    ));
     rows.push(row(
         "kip-101-two-restarts",
         HISTORY,
@@ -498,11 +502,7 @@ pub fn scenarios() -> Vec<Scenario> {
         "kip-320-skipped-epoch",
         HISTORY,
         None,
-        Knobs {
-            leader_epoch_max: 3,
-            preferred_leader_election: true,
-            ..kip101_bug()
-        },
+        skipped_epoch(),
         "StrongIsr",
         Holds,
     ));
@@ -510,32 +510,22 @@ pub fn scenarios() -> Vec<Scenario> {
     // skipped ends before it appends in its own (the shortest case: a preferred election to a
     // replica holding no record). Without its own epoch in its cache (KIP-279) it knows no epoch
     // at or after the one asked about and answers undefined; from KIP-320 on it answers.
-    for (name, protocol, expected) in [
-        (
-            "kip-279-skipped-epoch-undefined",
-            Protocol::Kip279,
-            Reachable,
-        ),
-        (
-            "kip-320-skipped-epoch-answered",
-            Protocol::Kip320,
-            Unreachable,
-        ),
-    ] {
-        rows.push(row(
-            name,
-            HISTORY,
-            None,
-            Knobs {
-                protocol,
-                leader_epoch_max: 3,
-                preferred_leader_election: true,
-                ..kip101_bug()
-            },
-            "EpochLookupUndefined",
-            expected,
-        ));
-    }
+    rows.extend(across_revisions(
+        "EpochLookupUndefined",
+        skipped_epoch(),
+        [
+            (
+                "kip-279-skipped-epoch-undefined",
+                Protocol::Kip279,
+                Reachable,
+            ),
+            (
+                "kip-320-skipped-epoch-answered",
+                Protocol::Kip320,
+                Unreachable,
+            ),
+        ],
+    ));
     rows.push(row(
         "kip-320-stale-fetch",
         HISTORY,
@@ -687,6 +677,16 @@ fn kip101_bug() -> Knobs {
         broker_crashes: 2,
         leader_epoch_max: 2,
         ..pair()
+    }
+}
+
+/// `kip101_bug` with leader epochs up to 3 and preferred election: a replica leads an epoch by
+/// preference that the next leader skips (R24's epoch comparison, R34's own epoch).
+fn skipped_epoch() -> Knobs {
+    Knobs {
+        leader_epoch_max: 3,
+        preferred_leader_election: true,
+        ..kip101_bug()
     }
 }
 
