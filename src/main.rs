@@ -172,6 +172,15 @@ pub struct KnobArgs {
     /// (default 1; the pipelined preset has 2).
     #[arg(long, value_name = "N")]
     max_in_flight_requests: Option<u32>,
+    /// fetch.max.bytes and replica.fetch.max.bytes of the model: a fetch response holds records
+    /// up to this many bytes, at least one. A model record is 25 bytes: 1 (the default) is one
+    /// record per response, 50 is two. The simulator and the cluster use 48 KiB.
+    #[arg(long, value_name = "BYTES")]
+    fetch_bytes_max: Option<u32>,
+    /// batch.size of the model's producers: a produce request holds records up to this many
+    /// bytes, at least one (1, the default, is one record; 50 is two).
+    #[arg(long, value_name = "BYTES")]
+    batch_bytes_max: Option<u32>,
     /// Whether clients time requests out and retry.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     client_request_timeout: Option<bool>,
@@ -263,6 +272,8 @@ impl KnobArgs {
             protocol => protocol,
             producer_attempts_max => producer_attempts_max,
             max_in_flight_requests => max_in_flight_requests,
+            fetch_bytes_max => fetch_bytes_max,
+            batch_bytes_max => batch_bytes_max,
             client_request_timeout => client_request_timeout,
             preferred_leader_election => preferred_leader_election,
             false_suspicions => false_suspicions,

@@ -121,6 +121,7 @@ const CONSUMER_GROUP_UNIQUE: usize = 632_024;
 const SMALL_PRESETS: &[(&str, usize)] = &[
     ("idempotent", IDEMPOTENT_UNIQUE),
     ("pipelined", 54_953),
+    ("batched", 221_019),
     ("lossy-duplicating", 49_188),
     ("slow-follower", SLOW_FOLLOWER_UNIQUE),
     ("consumer", CONSUMER_UNIQUE),

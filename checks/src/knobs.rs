@@ -92,6 +92,13 @@ pub struct Knobs {
     pub producer_attempts_max: u32,
     /// `max.in.flight.requests.per.connection`: each producer's unanswered batches, at most.
     pub max_in_flight_requests: u32,
+    /// `fetch.max.bytes` and `replica.fetch.max.bytes`: a fetch response holds records up to
+    /// this many bytes, and always at least one (KIP-74). A model record weighs
+    /// `RECORD_OVERHEAD_BYTES` (24) plus its value (1 byte for `a`…`z`), so the default, 1, is
+    /// one record per response, and 50 is two.
+    pub fetch_bytes_max: u32,
+    /// `batch.size`: likewise, the bytes of records one produce request holds, at least one.
+    pub batch_bytes_max: u32,
     /// Whether producers and consumers time requests out.
     pub client_request_timeout: bool,
     /// `auto.leader.rebalance.enable`.
@@ -164,6 +171,8 @@ impl Knobs {
             protocol: Protocol::Kip320,
             producer_attempts_max: 2,
             max_in_flight_requests: 1,
+            fetch_bytes_max: 1,
+            batch_bytes_max: 1,
             client_request_timeout: false,
             preferred_leader_election: true,
             isr_shrinks: 0,
@@ -229,6 +238,12 @@ impl Knobs {
         }
         if self.max_in_flight_requests == 0 {
             problems.push("--max-in-flight-requests must be at least 1".to_string());
+        }
+        if self.fetch_bytes_max == 0 || self.batch_bytes_max == 0 {
+            problems.push(
+                "--fetch-bytes-max and --batch-bytes-max must be at least 1 (1 is one record)"
+                    .to_string(),
+            );
         }
         if self.brokers > 9 || self.partitions > 8 || self.producers + self.consumers > 8 {
             problems.push("these knobs are far beyond what a model check can explore".to_string());
@@ -367,6 +382,12 @@ impl Knobs {
                 ", {} requests in flight",
                 self.max_in_flight_requests
             ));
+        }
+        if self.batch_bytes_max > 1 {
+            s.push_str(&format!(", batch.size={}", self.batch_bytes_max));
+        }
+        if self.fetch_bytes_max > 1 {
+            s.push_str(&format!(", fetch.max.bytes={}", self.fetch_bytes_max));
         }
         if self.unclean_leader_election {
             s.push_str(", unclean election");
@@ -547,6 +568,17 @@ pub fn presets() -> Vec<Preset> {
             },
         },
         Preset {
+            name: "batched",
+            description: "Produce requests and fetch responses of two records (batch.size and fetch.max.bytes of 50 bytes, two model records) while leadership moves; a consumer reads.",
+            knobs: Knobs {
+                records: 3,
+                consumers: 1,
+                fetch_bytes_max: 50,
+                batch_bytes_max: 50,
+                ..pair.clone()
+            },
+        },
+        Preset {
             name: "slow-follower",
             description: "A leader may drop a lagging follower from the ISR, which then catches up and rejoins.",
             knobs: Knobs {
@@ -625,6 +657,8 @@ impl Knobs {
             protocol => "protocol",
             producer_attempts_max => "producer-attempts-max",
             max_in_flight_requests => "max-in-flight-requests",
+            fetch_bytes_max => "fetch-bytes-max",
+            batch_bytes_max => "batch-bytes-max",
             isr_shrinks => "isr-shrinks",
             metadata_pulls => "metadata-pulls",
             offsets_replication_factor => "offsets-replication-factor",

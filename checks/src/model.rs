@@ -67,14 +67,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The checker's: every timer may fire at any moment, every batch and fetch response holds
-    /// one record, retransmission only with a lossy network, heartbeats within B7.
+    /// The checker's: every timer may fire at any moment, batches and fetch responses hold what
+    /// the knobs allow (one record unless said), retransmission only with a lossy network,
+    /// heartbeats within B7.
     pub fn model(knobs: &Knobs) -> Settings {
         Settings {
             timing: Timing::model(),
             client_timing: Timing::model(),
-            fetch_bytes_max: 1,
-            batch_bytes_max: 1,
+            fetch_bytes_max: knobs.fetch_bytes_max,
+            batch_bytes_max: knobs.batch_bytes_max,
             retransmit: knobs.network.lossy,
             heartbeat_periodic: knobs.metadata_pulls > 0,
             client_request_timeout: knobs.client_request_timeout,
@@ -101,7 +102,6 @@ impl WatermarkModel {
             controllers: Vec::new(),
             brokers: brokers.clone(),
             protocol: knobs.protocol,
-            // The checker's are tiny: every fetch response carries one record.
             fetch_bytes_max: settings.fetch_bytes_max,
             retransmit: settings.retransmit,
             // B7: with pulls allowed, a registered broker's heartbeat timer sends one; the
@@ -151,7 +151,6 @@ impl WatermarkModel {
                 idempotence: knobs.idempotence.then_some(p as ProducerId + 1),
                 records,
                 attempts_max: settings.producer_attempts_max,
-                // The checker's are tiny: every produce request carries one record.
                 batch_bytes_max: settings.batch_bytes_max,
                 request_timeout: settings.client_request_timeout,
                 max_in_flight_requests: knobs.max_in_flight_requests,

@@ -1,5 +1,6 @@
 //! The properties checked, each with the name it has in spec.md and in the output. Spec:
-//! "Invariants" (I1–I15) and "Twins" (S1–S18).
+//! "Invariants and twins" (I1–I19, I24, I25 and S1–S24, S30, S31; the quorum's are in
+//! `crate::quorum`).
 //!
 //! Every Always property has a Sometimes twin that shows the situation it guards does happen
 //! within the bounds, so that no invariant holds only because nothing happened.
@@ -57,6 +58,19 @@ fn with_idempotence(k: &Knobs) -> bool {
 /// Idempotent producers with more than one batch to keep in flight.
 fn with_pipelining(k: &Knobs) -> bool {
     with_idempotence(k) && k.max_in_flight_requests >= 2 && k.records >= 2
+}
+/// Two records fit in a fetch response, and a partition gets two (the first partition gets
+/// every `partitions`-th record of each producer).
+fn with_fetch_batches(k: &Knobs) -> bool {
+    two_records_fit(k.fetch_bytes_max) && k.producers * k.records.div_ceil(k.partitions) >= 2
+}
+/// Two records fit in a batch, and some producer writes two records to one partition.
+fn with_produce_batches(k: &Knobs) -> bool {
+    two_records_fit(k.batch_bytes_max) && with_producers(k) && k.records > k.partitions
+}
+/// Whether two of the model's records (values `a`…`z`, one byte each) fit in `bytes_max`.
+fn two_records_fit(bytes_max: u32) -> bool {
+    bytes_max as usize >= 2 * (RECORD_OVERHEAD_BYTES + 1)
 }
 /// Records are written: there are producers, and they have something to send.
 fn with_producers(k: &Knobs) -> bool {
@@ -245,6 +259,18 @@ pub fn all() -> Vec<PropertyDef> {
         p("S24", "CommitOnNewCoordinator", Sometimes, Some("CommittedOffsetSurvives"),
           "A coordinator of a later leader epoch holds, below its HWM, a commit written in an earlier one.",
           commit_on_new_coordinator, with_group_failover),
+        p("I24", "FetchWithinBytes", Always, None,
+          "A fetch response holding more than one record holds at most fetch.max.bytes of them (KIP-74: the first record always fits).",
+          fetch_within_bytes, always_applies),
+        p("S30", "FetchResponseBatched", Sometimes, Some("FetchWithinBytes"),
+          "A fetch response carries two records or more.",
+          fetch_response_batched, with_fetch_batches),
+        p("I25", "BatchWithinBytes", Always, None,
+          "A produce request holding more than one record holds at most batch.size of them.",
+          batch_within_bytes, with_producers),
+        p("S31", "ProduceBatched", Sometimes, Some("BatchWithinBytes"),
+          "A produce request carries two records or more.",
+          produce_batched, with_produce_batches),
     ]
 }
 
@@ -668,6 +694,64 @@ fn stale_fetch_response_in_flight(_: &WatermarkModel, state: &State) -> bool {
             .is_some_and(|r| response.leader_epoch < r.leader_epoch());
         stale && matches!(response.result, FetchResult::Records { ref records, .. } if !records.is_empty())
     })
+}
+
+/// The records a fetch response carries (none for an error or a divergence).
+fn fetched_records(msg: &Msg) -> Option<&[LogEntry]> {
+    match msg {
+        Msg::FetchResponse(FetchResponse {
+            result: FetchResult::Records { records, .. },
+            ..
+        }) => Some(records),
+        _ => None,
+    }
+}
+
+/// The records a produce request carries.
+fn produced_records(msg: &Msg) -> Option<&[Record]> {
+    match msg {
+        Msg::Produce(request) => Some(&request.records),
+        _ => None,
+    }
+}
+
+/// Whether `records` fit in `bytes_max`, or are one record: KIP-74's limit, and batch.size's.
+fn within_bytes<'a>(records: impl ExactSizeIterator<Item = &'a Record>, bytes_max: u32) -> bool {
+    records.len() <= 1 || records.map(Record::size_bytes).sum::<usize>() <= bytes_max as usize
+}
+
+/// I24: every fetch response in flight respects the fetch size (R26, R27).
+fn fetch_within_bytes(model: &WatermarkModel, state: &State) -> bool {
+    in_flight(state).into_iter().all(|(_, msg)| {
+        fetched_records(msg).is_none_or(|records| {
+            within_bytes(
+                records.iter().map(|e| &e.record),
+                model.knobs.fetch_bytes_max,
+            )
+        })
+    })
+}
+
+/// S30.
+fn fetch_response_batched(_: &WatermarkModel, state: &State) -> bool {
+    in_flight(state)
+        .into_iter()
+        .any(|(_, msg)| fetched_records(msg).is_some_and(|records| records.len() >= 2))
+}
+
+/// I25: every produce request in flight respects batch.size (R38).
+fn batch_within_bytes(model: &WatermarkModel, state: &State) -> bool {
+    in_flight(state).into_iter().all(|(_, msg)| {
+        produced_records(msg)
+            .is_none_or(|records| within_bytes(records.iter(), model.knobs.batch_bytes_max))
+    })
+}
+
+/// S31.
+fn produce_batched(_: &WatermarkModel, state: &State) -> bool {
+    in_flight(state)
+        .into_iter()
+        .any(|(_, msg)| produced_records(msg).is_some_and(|records| records.len() >= 2))
 }
 
 /// I6.

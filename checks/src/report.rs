@@ -152,6 +152,8 @@ pub fn knobs_json(knobs: &Knobs) -> Value {
         "protocol": knobs.protocol.name(),
         "producer_attempts_max": knobs.producer_attempts_max,
         "max_in_flight_requests": knobs.max_in_flight_requests,
+        "fetch_bytes_max": knobs.fetch_bytes_max,
+        "batch_bytes_max": knobs.batch_bytes_max,
         "client_request_timeout": knobs.client_request_timeout,
         "preferred_leader_election": knobs.preferred_leader_election,
         "false_suspicions": knobs.false_suspicions,

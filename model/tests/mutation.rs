@@ -21,6 +21,9 @@ pub const PRESETS: &[&str] = &[
     "lossy-duplicating",
     "slow-follower",
     "consumer",
+    // Batches and fetch responses of two records: the byte limits of `Log::read` and
+    // `Producer::batch` (I24, I25 and their twins).
+    "batched",
 ];
 
 /// The matrix rows left out: each takes 9 to 50 s.
