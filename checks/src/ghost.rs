@@ -70,6 +70,10 @@ pub mod violation {
     /// I14: a leader appended an `acks=all` batch while its ISR was smaller than
     /// min.insync.replicas.
     pub const APPENDED_UNDER_MIN_ISR: u16 = 1 << 3;
+    /// I26: a consumer read a record at another offset than its next: not where its incarnation
+    /// starts or its member resumed, nor one past its last read; or a member read before it
+    /// resumed.
+    pub const READ_OUT_OF_POSITION: u16 = 1 << 4;
 }
 
 /// A record once below a leader's high watermark.
@@ -114,6 +118,12 @@ pub struct Ghost {
     /// Per consumer (index = actor index), likewise: where it resumed and which commits were
     /// acknowledged to it (R61, R62), in order, across its incarnations.
     pub group_events: Vec<Arc<Vec<GroupEvent>>>,
+    /// Per consumer (index = actor index), the offset its next read must be at (I26): 0 when an
+    /// incarnation without a group starts, where a member resumed (R61), then one past each
+    /// read (R42). `None` for a member that has not resumed in this incarnation: it may read
+    /// nothing yet. It is the consumer's position whenever the consumer may read, so it splits
+    /// no states.
+    pub next_read: Vec<Option<Offset>>,
 }
 
 impl Ghost {
@@ -143,10 +153,40 @@ impl Ghost {
         }
         match msg {
             Msg::RecordAcknowledged(ack) => push(&mut self.acked, index, ack.clone()),
-            Msg::RecordConsumed(record) => push(&mut self.consumed, index, record.clone()),
-            Msg::Group(event) => push(&mut self.group_events, index, event.clone()),
+            Msg::RecordConsumed(record) => {
+                self.observe_read(index, record.offset);
+                push(&mut self.consumed, index, record.clone())
+            }
+            Msg::Group(event) => {
+                if let GroupEvent::Resumed { position, .. } = event {
+                    self.set_next_read(index, Some(*position));
+                }
+                push(&mut self.group_events, index, event.clone())
+            }
             _ => {}
         }
+    }
+
+    /// I26: consumer `index` read `offset`, which must be its next.
+    fn observe_read(&mut self, index: usize, offset: Offset) {
+        match self.next_read.get(index).copied().flatten() {
+            Some(next) if next == offset => self.set_next_read(index, Some(offset + 1)),
+            _ => self.violations |= violation::READ_OUT_OF_POSITION,
+        }
+    }
+
+    fn set_next_read(&mut self, index: usize, next: Option<Offset>) {
+        if self.next_read.len() <= index {
+            self.next_read.resize(index + 1, None);
+        }
+        self.next_read[index] = next;
+    }
+
+    /// Where a new incarnation of consumer `index` reads first (I26): at 0 without a group (the
+    /// model's consumers start there), nowhere before it resumes with one.
+    fn start_incarnation(&mut self, model: &WatermarkModel, index: usize) {
+        let start = (!model.knobs.group).then_some(0);
+        self.set_next_read(index, start);
     }
 
     /// What client `index` handed its application, as its state used to show it: ` | acked
@@ -315,6 +355,21 @@ fn compute(
                 }
             }
         }
+    }
+
+    // A consumer's incarnation starts (I26).
+    match action {
+        None => {
+            for i in model.consumer_indices() {
+                ghost.start_incarnation(model, i);
+            }
+        }
+        Some(ActorModelAction::Recover(id))
+            if model.consumer_indices().contains(&usize::from(*id)) =>
+        {
+            ghost.start_incarnation(model, usize::from(*id))
+        }
+        _ => {}
     }
 
     let Some(last) = last else {
@@ -765,6 +820,73 @@ mod tests {
                 result: Ok(result),
             },
         }
+    }
+
+    /// I26: reads must go on from where the incarnation started or the member resumed, one
+    /// offset at a time; anything else is latched.
+    #[test]
+    fn reads_out_of_position_are_latched() {
+        let tp = TopicPartition::new(&Topic::new("t"), 0);
+        let read = |offset| {
+            Msg::RecordConsumed(Consumed {
+                offset,
+                entry: LogEntry {
+                    leader_epoch: 0,
+                    record: Record {
+                        value: Value::from("a"),
+                        producer: None,
+                    },
+                },
+                leader_epoch: 0,
+            })
+        };
+        let resumed = |position| {
+            Msg::Group(GroupEvent::Resumed {
+                group: Group::new("g"),
+                topic_partition: tp.clone(),
+                committed: Some(position),
+                position,
+            })
+        };
+        let latched = |g: &Ghost| g.has_violation(violation::READ_OUT_OF_POSITION);
+
+        // Without a group: from 0, in order.
+        let mut ghost = Ghost {
+            next_read: vec![None, Some(0)],
+            ..Ghost::default()
+        };
+        ghost.record_delivery(1, &read(0));
+        ghost.record_delivery(1, &read(1));
+        assert!(!latched(&ghost));
+        assert_eq!(ghost.next_read[1], Some(2));
+        ghost.record_delivery(1, &read(3));
+        assert!(latched(&ghost), "a gap");
+
+        let mut ghost = Ghost {
+            next_read: vec![None, Some(0)],
+            ..Ghost::default()
+        };
+        ghost.record_delivery(1, &read(0));
+        ghost.record_delivery(1, &read(0));
+        assert!(latched(&ghost), "a repeat within an incarnation");
+
+        // A member: nothing before it resumes, then from where it resumed.
+        let mut ghost = Ghost {
+            next_read: vec![None, None],
+            ..Ghost::default()
+        };
+        ghost.record_delivery(1, &resumed(2));
+        ghost.record_delivery(1, &read(2));
+        assert!(!latched(&ghost));
+        ghost.record_delivery(1, &resumed(1));
+        ghost.record_delivery(1, &read(1));
+        assert!(!latched(&ghost), "a rejoin may resume lower: at-least-once");
+        let mut ghost = Ghost {
+            next_read: vec![None, None],
+            ..Ghost::default()
+        };
+        ghost.record_delivery(1, &read(0));
+        assert!(latched(&ghost), "a read before the member resumed");
     }
 
     /// Every copy on every network kind, including an ordered flow of several messages, on

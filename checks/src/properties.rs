@@ -1,5 +1,5 @@
 //! The properties checked, each with the name it has in spec.md and in the output. Spec:
-//! "Invariants and twins" (I1–I19, I24, I25 and S1–S24, S30, S31; the quorum's are in
+//! "Invariants and twins" (I1–I19, I24–I26 and S1–S24, S30–S32; the quorum's are in
 //! `crate::quorum`).
 //!
 //! Every Always property has a Sometimes twin that shows the situation it guards does happen
@@ -259,6 +259,12 @@ pub fn all() -> Vec<PropertyDef> {
         p("S24", "CommitOnNewCoordinator", Sometimes, Some("CommittedOffsetSurvives"),
           "A coordinator of a later leader epoch holds, below its HWM, a commit written in an earlier one.",
           commit_on_new_coordinator, with_group_failover),
+        p("I26", "ConsumerReadsInOrder", Always, None,
+          "Within an incarnation a consumer reads consecutive offsets from where it starts: 0 without a group, where it resumed with one; a member reads nothing before it resumes.",
+          consumer_reads_in_order, with_consumers),
+        p("S32", "ReadAfterResume", Sometimes, Some("ConsumerReadsInOrder"),
+          "A member that resumed a second time (restarted, or rejoined its group) reads a record after it.",
+          read_after_resume, with_group_and_consumer_crashes),
         p("I24", "FetchWithinBytes", Always, None,
           "A fetch response holding more than one record holds at most fetch.max.bytes of them (KIP-74: the first record always fits).",
           fetch_within_bytes, always_applies),
@@ -693,6 +699,34 @@ fn stale_fetch_response_in_flight(_: &WatermarkModel, state: &State) -> bool {
             .get(&response.topic_partition)
             .is_some_and(|r| response.leader_epoch < r.leader_epoch());
         stale && matches!(response.result, FetchResult::Records { ref records, .. } if !records.is_empty())
+    })
+}
+
+/// I26.
+fn consumer_reads_in_order(_: &WatermarkModel, state: &State) -> bool {
+    !ghost(state).has_violation(violation::READ_OUT_OF_POSITION)
+}
+
+/// S32: a member resumed twice (a restart, or a rejoin) and read a record after the second
+/// time, which its next read, past the position it resumed at, shows.
+fn read_after_resume(model: &WatermarkModel, state: &State) -> bool {
+    let history = &state.history;
+    model.consumer_indices().any(|i| {
+        let resumes: Vec<Offset> = history
+            .group_events(i)
+            .iter()
+            .filter_map(|e| match e {
+                GroupEvent::Resumed { position, .. } => Some(*position),
+                GroupEvent::Committed { .. } => None,
+            })
+            .collect();
+        resumes.len() >= 2
+            && history
+                .next_read
+                .get(i)
+                .copied()
+                .flatten()
+                .is_some_and(|next| next > resumes[resumes.len() - 1])
     })
 }
 
