@@ -1,5 +1,5 @@
 //! The properties checked, each with the name it has in spec.md and in the output. Spec:
-//! "Invariants and twins" (I1–I19, I24–I26 and S1–S24, S30–S32; the quorum's are in
+//! "Invariants and twins" (I1–I19, I24–I28 and S1–S24, S30–S34; the quorum's are in
 //! `crate::quorum`).
 //!
 //! Every Always property has a Sometimes twin that shows the situation it guards does happen
@@ -10,7 +10,7 @@ use crate::knobs::Knobs;
 use crate::model::{controller, State, WatermarkModel};
 use stateright::actor::{Id, Network};
 use stateright::Expectation;
-use watermark_model::broker::{DelayedFetch, FollowerState};
+use watermark_model::broker::{DelayedFetch, FollowerState, HeldRequest};
 use watermark_model::*;
 
 pub type Condition = fn(&WatermarkModel, &State) -> bool;
@@ -101,6 +101,13 @@ fn with_lossy_network_and_leader_change(k: &Knobs) -> bool {
 /// Nothing is lost on the way: a request not answered is somewhere (brokers do not retransmit).
 fn without_loss(k: &Knobs) -> bool {
     !k.network.lossy
+}
+/// Acknowledged producers on a network that loses nothing.
+fn without_loss_and_with_acks(k: &Knobs) -> bool {
+    without_loss(k) && with_acks(k)
+}
+fn without_loss_and_with_acks_all(k: &Knobs) -> bool {
+    without_loss_and_with_acks(k) && k.acks == Acks::All
 }
 /// An ISR member can be dropped: by its leader (B6), or by the controller when it dies.
 fn with_isr_change(k: &Knobs) -> bool {
@@ -265,6 +272,18 @@ pub fn all() -> Vec<PropertyDef> {
         p("S32", "ReadAfterResume", Sometimes, Some("ConsumerReadsInOrder"),
           "A member that resumed a second time (restarted, or rejoined its group) reads a record after it.",
           read_after_resume, with_group_and_consumer_crashes),
+        p("I27", "ProduceNotForgotten", Always, None,
+          "On a network that loses nothing, a producer's first unanswered batch, sent to the live leader of the epoch it named, has its request in flight, held by that leader, or its answer in flight.",
+          produce_not_forgotten, without_loss_and_with_acks),
+        p("S33", "ProduceHeld", Sometimes, Some("ProduceNotForgotten"),
+          "A leader holds an acks=all batch until its HWM passes it.",
+          produce_held, without_loss_and_with_acks_all),
+        p("I28", "ProducerWithinLimits", Always, None,
+          "A producer has at most max.in.flight.requests.per.connection batches unanswered, and sends each batch at most retries + 1 times: every produce request names an attempt from 1 to producer_attempts_max.",
+          producer_within_limits, with_acks),
+        p("S34", "BatchGivenUp", Sometimes, Some("ProducerWithinLimits"),
+          "A producer gives a batch up after its last attempt or a fatal error.",
+          batch_given_up, with_leader_change_and_acks),
         p("I24", "FetchWithinBytes", Always, None,
           "A fetch response holding more than one record holds at most fetch.max.bytes of them (KIP-74: the first record always fits).",
           fetch_within_bytes, always_applies),
@@ -495,6 +514,82 @@ fn follower_fetch_not_forgotten(model: &WatermarkModel, state: &State) -> bool {
                 _ => false,
             })
         })
+    })
+}
+
+/// I27: I16's producer side. A producer's first unanswered batch is answered in order (R38), so
+/// it is the one whose answer the producer waits for; a later one may have been answered early
+/// and wait for it. Without a request timeout nothing resends it, so a request or answer that
+/// a leader dropped would leave the producer waiting for good.
+fn produce_not_forgotten(model: &WatermarkModel, state: &State) -> bool {
+    let messages = in_flight(state);
+    model.producer_indices().all(|i| {
+        let (Some(Node::Producer(producer)), Some(p)) = (
+            model.inner.actors.get(i),
+            state.actor_states[i].as_producer(),
+        ) else {
+            return true;
+        };
+        let Some(head) = p.in_flight.first().filter(|f| f.sent && !state.crashed[i]) else {
+            return true;
+        };
+        let partition = producer.batch(head.batch).0;
+        let Some(&(_, leader, epoch)) = p.leaders.iter().find(|(q, _, _)| *q == partition) else {
+            return true;
+        };
+        let tp = TopicPartition::new(&model.topic, partition);
+        let Some(held) = leading_replica(state, leader, &tp, epoch) else {
+            return true;
+        };
+        let client = Id::from(i);
+        let wanted = HeldRequest::Produce {
+            batch: head.batch,
+            attempt: head.attempt,
+        };
+        held.leader_state().is_some_and(|l| {
+            l.delayed_produces
+                .iter()
+                .any(|d| d.client == client && d.request == wanted)
+        }) || messages.iter().any(|(dst, msg)| match msg {
+            Msg::Produce(r) => {
+                *dst == leader as usize && r.batch == head.batch && r.attempt == head.attempt
+            }
+            Msg::ProduceResponse(r) => {
+                *dst == i && r.batch == head.batch && r.attempt == head.attempt
+            }
+            _ => false,
+        })
+    })
+}
+
+/// I28: the producer's own bounds (R38, R39).
+fn producer_within_limits(model: &WatermarkModel, state: &State) -> bool {
+    let window = model.knobs.max_in_flight_requests as usize;
+    let attempts = 1..=model.knobs.producer_attempts_max;
+    model.producer_indices().all(|i| {
+        state.actor_states[i]
+            .as_producer()
+            .is_none_or(|p| p.in_flight.len() <= window)
+    }) && in_flight(state).into_iter().all(|(_, msg)| match msg {
+        Msg::Produce(r) => attempts.contains(&r.attempt),
+        _ => true,
+    })
+}
+
+/// S34.
+fn batch_given_up(model: &WatermarkModel, state: &State) -> bool {
+    model.producer_indices().any(|i| {
+        state.actor_states[i]
+            .as_producer()
+            .is_some_and(|p| p.failed > 0)
+    })
+}
+
+/// S33.
+fn produce_held(model: &WatermarkModel, state: &State) -> bool {
+    leaders(model, state).any(|r| {
+        r.leader_state()
+            .is_some_and(|l| !l.delayed_produces.is_empty())
     })
 }
 
