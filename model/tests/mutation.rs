@@ -96,6 +96,11 @@ fn group_members() -> [(&'static str, Knobs); 2] {
     ]
 }
 
+/// Twins a configuration cut from a preset does not find, left out of its verdicts: without a
+/// member crash, `consumer-group`'s configuration (one replica of the data partition) reaches no
+/// two diverging logs, which the whole preset does.
+const UNFINDABLE: &[(&str, &str)] = &[("consumer-group without a consumer crash", "LogsDiverge")];
+
 /// `batched` with limits of 74 bytes instead of 50: two 25-byte records fit and a third does
 /// not, with room to spare. The preset's exact fit sees a limit compared with `>=` instead of
 /// `>`; this one sees a record weighed a byte light (its value's length times the overhead,
@@ -123,7 +128,11 @@ fn cheap_presets_hold_with_every_twin_found() {
         .chain(group_members());
     for (name, knobs) in configs {
         let outcome = run(&knobs, &harness_options());
-        let verdicts = outcome.properties.iter().map(|p| (p.name, &p.verdict));
+        let verdicts = outcome
+            .properties
+            .iter()
+            .filter(|p| !UNFINDABLE.contains(&(name, p.name)))
+            .map(|p| (p.name, &p.verdict));
         assert_all_good(name, outcome.complete, verdicts);
     }
 }
