@@ -6,7 +6,9 @@
 use watermark_model::rules::RULE_COUNT;
 
 /// The rules with accepted survivors ("-": code that decides no rule).
-const ACCEPTED_RULES: &[&str] = &["-", "R17", "R22", "R27", "R28", "R34", "R35", "R38", "R39", "R9"];
+const ACCEPTED_RULES: &[&str] = &[
+    "-", "R17", "R22", "R27", "R28", "R34", "R35", "R38", "R39", "R9",
+];
 
 struct Accepted {
     rule: String,
