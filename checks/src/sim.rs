@@ -135,6 +135,9 @@ impl SimOptions {
             consumers: self.knobs.consumers.max(self.knobs.partitions),
             producer_attempts_max: u32::MAX,
             client_request_timeout: true,
+            // The real cluster's limits, which the actors get (`World::new`) and I24, I25 read.
+            fetch_bytes_max: BATCH_BYTES_MAX,
+            batch_bytes_max: BATCH_BYTES_MAX,
             ..self.knobs.clone()
         }
     }

@@ -488,6 +488,12 @@ impl Validation {
             producers: producers.len() as u32,
             consumers: consumers.len() as u32,
             records: u32::from(!producers.is_empty()),
+            // The run's own limits, which I24, I25 and I28 hold it to.
+            fetch_bytes_max: cluster.as_ref().map_or(u32::MAX, |c| c.fetch_bytes_max),
+            batch_bytes_max: first_producer
+                .as_ref()
+                .map_or(u32::MAX, |p| p.batch_bytes_max),
+            producer_attempts_max: first_producer.as_ref().map_or(u32::MAX, |p| p.attempts_max),
             // A real run may crash anything and suspect anyone: every property that such runs
             // can break applies.
             broker_crashes: 1,
