@@ -1,5 +1,5 @@
 //! The properties checked, each with the name it has in spec.md and in the output. Spec:
-//! "Invariants and twins" (I1–I19, I24–I28 and S1–S24, S30–S34; the quorum's are in
+//! "Invariants and twins" (I1–I19, I24–I28 and S1–S24, S30–S35; the quorum's are in
 //! `crate::quorum`).
 //!
 //! Every Always property has a Sometimes twin that shows the situation it guards does happen
@@ -284,6 +284,9 @@ pub fn all() -> Vec<PropertyDef> {
         p("S34", "BatchGivenUp", Sometimes, Some("ProducerWithinLimits"),
           "A producer gives a batch up after its last attempt or a fatal error.",
           batch_given_up, with_leader_change_and_acks),
+        p("S35", "PipelineRefilled", Sometimes, Some("ProducerWithinLimits"),
+          "A producer with an answered batch behind it has two batches sent and unanswered: its window is refilled as answers come, not only once it is empty.",
+          pipeline_refilled, with_pipelining),
         p("I24", "FetchWithinBytes", Always, None,
           "A fetch response holding more than one record holds at most fetch.max.bytes of them (KIP-74: the first record always fits).",
           fetch_within_bytes, always_applies),
@@ -582,6 +585,15 @@ fn batch_given_up(model: &WatermarkModel, state: &State) -> bool {
         state.actor_states[i]
             .as_producer()
             .is_some_and(|p| p.failed > 0)
+    })
+}
+
+/// S35.
+fn pipeline_refilled(model: &WatermarkModel, state: &State) -> bool {
+    model.producer_indices().any(|i| {
+        state.actor_states[i].as_producer().is_some_and(|p| {
+            p.next_record > 0 && p.in_flight.iter().filter(|f| f.sent).count() >= 2
+        })
     })
 }
 
