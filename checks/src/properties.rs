@@ -569,32 +569,21 @@ fn produce_not_forgotten(model: &WatermarkModel, state: &State) -> bool {
 fn producer_within_limits(model: &WatermarkModel, state: &State) -> bool {
     let window = model.knobs.max_in_flight_requests as usize;
     let attempts = 1..=model.knobs.producer_attempts_max;
-    model.producer_indices().all(|i| {
-        state.actor_states[i]
-            .as_producer()
-            .is_none_or(|p| p.in_flight.len() <= window)
-    }) && in_flight(state).into_iter().all(|(_, msg)| match msg {
-        Msg::Produce(r) => attempts.contains(&r.attempt),
-        _ => true,
-    })
+    producers(state).all(|p| p.in_flight.len() <= window)
+        && in_flight(state).into_iter().all(|(_, msg)| match msg {
+            Msg::Produce(r) => attempts.contains(&r.attempt),
+            _ => true,
+        })
 }
 
 /// S34.
-fn batch_given_up(model: &WatermarkModel, state: &State) -> bool {
-    model.producer_indices().any(|i| {
-        state.actor_states[i]
-            .as_producer()
-            .is_some_and(|p| p.failed > 0)
-    })
+fn batch_given_up(_: &WatermarkModel, state: &State) -> bool {
+    producers(state).any(|p| p.failed > 0)
 }
 
-/// S35.
-fn pipeline_refilled(model: &WatermarkModel, state: &State) -> bool {
-    model.producer_indices().any(|i| {
-        state.actor_states[i].as_producer().is_some_and(|p| {
-            p.next_record > 0 && p.in_flight.iter().filter(|f| f.sent).count() >= 2
-        })
-    })
+/// S35: S18 after a batch was answered.
+fn pipeline_refilled(_: &WatermarkModel, state: &State) -> bool {
+    producers(state).any(|p| p.next_record > 0 && batches_sent(p) >= 2)
 }
 
 /// S33.
@@ -769,10 +758,17 @@ fn producer_order_kept(model: &WatermarkModel, state: &State) -> bool {
 
 /// S18: a producer with two batches sent and not answered.
 fn pipelined_batches_unanswered(_: &WatermarkModel, state: &State) -> bool {
-    state.actor_states.iter().any(|a| {
-        a.as_producer()
-            .is_some_and(|p| p.in_flight.iter().filter(|f| f.sent).count() >= 2)
-    })
+    producers(state).any(|p| batches_sent(p) >= 2)
+}
+
+/// Every producer's state, crashed or not.
+fn producers(state: &State) -> impl Iterator<Item = &ProducerState> {
+    state.actor_states.iter().filter_map(|a| a.as_producer())
+}
+
+/// A producer's batches sent and not answered.
+fn batches_sent(p: &ProducerState) -> usize {
+    p.in_flight.iter().filter(|f| f.sent).count()
 }
 
 /// Every message in flight, with its destination's actor index.

@@ -135,7 +135,7 @@ impl SimOptions {
             consumers: self.knobs.consumers.max(self.knobs.partitions),
             producer_attempts_max: u32::MAX,
             client_request_timeout: true,
-            // The real cluster's limits, which the actors get (`World::new`) and I24, I25 read.
+            // The real cluster's limits: the actors' (`World::new`), and what I24, I25, I28 read.
             fetch_bytes_max: BATCH_BYTES_MAX,
             batch_bytes_max: BATCH_BYTES_MAX,
             ..self.knobs.clone()
@@ -429,12 +429,12 @@ impl<'o> World<'o> {
         let settings = Settings {
             timing: TimingMs::default().timing(),
             client_timing: TimingMs::client().timing(),
-            fetch_bytes_max: BATCH_BYTES_MAX,
-            batch_bytes_max: BATCH_BYTES_MAX,
+            fetch_bytes_max: knobs.fetch_bytes_max,
+            batch_bytes_max: knobs.batch_bytes_max,
             retransmit: true,
             heartbeat_periodic: true,
             client_request_timeout: true,
-            producer_attempts_max: u32::MAX,
+            producer_attempts_max: knobs.producer_attempts_max,
         };
         let model = WatermarkModel::with_settings(knobs, settings)
             .with_properties(crate::properties::enabled(&options.property_knobs()));
