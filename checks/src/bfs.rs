@@ -98,8 +98,31 @@ impl<S> Market<S> {
     }
 
     fn close(&self) {
-        self.inner.lock().expect("market").closed = true;
+        // Also from a thread that panicked: a poisoned lock still closes the market.
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.closed = true;
+        drop(m);
         self.ready.notify_all();
+    }
+}
+
+/// Closes the market when the thread holding it unwinds.
+struct CloseOnPanic<'a, S>(&'a Market<S>);
+
+impl<S> Drop for CloseOnPanic<'_, S> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.close();
+        }
+    }
+}
+
+/// Sets a flag when dropped, unwinding or not.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -181,8 +204,11 @@ where
         std::thread::Builder::new()
             .name("checker".into())
             .spawn(move || {
+                // Done even if a thread panics (a handler's bug, or a mutant's): whoever waits
+                // on `is_done` then joins this thread and sees the panic, rather than waiting
+                // for ever.
+                let _done = SetOnDrop(&shared.done);
                 shared.search(threads.max(1));
-                shared.done.store(true, Ordering::Release);
             })
             .expect("spawning the checker thread")
     };
@@ -217,7 +243,12 @@ where
         let market = Market::new(threads, initial);
         std::thread::scope(|scope| {
             for _ in 0..threads {
-                scope.spawn(|| self.work(&market));
+                scope.spawn(|| {
+                    // A panicking thread closes the market, so that the others stop waiting
+                    // for the work it held; the scope then passes the panic on.
+                    let _close = CloseOnPanic(&market);
+                    self.work(&market)
+                });
             }
         });
     }
@@ -428,6 +459,42 @@ mod tests {
 
     /// The same states, the same counts and the same verdicts as stateright's checker, on a
     /// preset where every property holds and on one where two are violated.
+    /// A model whose successor function panics three steps in, as a handler with a bug (or a
+    /// mutant) does.
+    struct PanicsAtDepthThree;
+
+    impl Model for PanicsAtDepthThree {
+        type State = u8;
+        type Action = ();
+        fn init_states(&self) -> Vec<u8> {
+            vec![0]
+        }
+        fn actions(&self, _: &u8, actions: &mut Vec<()>) {
+            actions.push(());
+        }
+        fn next_state(&self, state: &u8, _: ()) -> Option<u8> {
+            assert!(*state < 3, "a handler's bug");
+            Some(state + 1)
+        }
+        fn properties(&self) -> Vec<Property<Self>> {
+            vec![Property::always("anything", |_, _| true)]
+        }
+    }
+
+    /// A thread that panics ends the search (the other thread, waiting for work, is not left
+    /// waiting for ever), and joining the checker passes the panic on.
+    #[test]
+    fn a_panicking_thread_ends_the_search_and_its_panic_is_passed_on() {
+        let mut checker = spawn(PanicsAtDepthThree, 2, None, HasDiscoveries::All);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !checker.is_done() {
+            assert!(Instant::now() < deadline, "the search hangs after a panic");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let joined: Vec<_> = checker.handles().into_iter().map(|h| h.join()).collect();
+        assert!(joined.iter().any(|j| j.is_err()), "the panic was lost");
+    }
+
     #[test]
     fn agrees_with_stateright_and_its_counterexamples_replay() {
         let holds = preset("idempotent").unwrap().knobs;

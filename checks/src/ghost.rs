@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use watermark_model::broker::{FollowerState, Role};
 use watermark_model::consumer::Consumed;
-use watermark_model::group::GroupEvent;
+use watermark_model::group::{group_view, GroupEvent, GroupRecord};
 use watermark_model::producer::Ack;
 use watermark_model::*;
 
@@ -74,6 +74,13 @@ pub mod violation {
     /// starts or its member resumed, nor one past its last read; or a member read before it
     /// resumed.
     pub const READ_OUT_OF_POSITION: u16 = 1 << 4;
+    /// I29: a coordinator wrote a group record its log's generations do not allow (R58, R59): a
+    /// generation not above every generation the log held for the member, or an offset in
+    /// another generation than the log's latest (a zombie's commit).
+    pub const GROUP_WRITE_UNFENCED: u16 = 1 << 5;
+    /// I30: a member was told its commit was acknowledged before the commit's offset record was
+    /// committed (R59's answer waits for the HWM, R28).
+    pub const COMMIT_ACKNOWLEDGED_UNCOMMITTED: u16 = 1 << 6;
 }
 
 /// A record once below a leader's high watermark.
@@ -491,6 +498,19 @@ fn compute(
         }
     }
 
+    // I30: a commit acknowledged to a member in this step.
+    for i in model.consumer_indices() {
+        let seen = last.history.group_events(i).len();
+        let unbacked = ghost.group_events(i)[seen.min(ghost.group_events(i).len())..]
+            .iter()
+            .any(|e| {
+                matches!(e, GroupEvent::Committed { .. }) && !commit_committed(model, &ghost, e)
+            });
+        if unbacked {
+            ghost.violations |= violation::COMMIT_ACKNOWLEDGED_UNCOMMITTED;
+        }
+    }
+
     // Deliveries.
     if let Some(ActorModelAction::Deliver { src, dst, msg }) = action {
         let index = usize::from(*dst);
@@ -590,7 +610,92 @@ fn observe_delivery(
                 ghost.violations |= violation::APPENDED_UNDER_MIN_ISR;
             }
         }
+        Msg::JoinGroup { .. } | Msg::OffsetCommit { .. } => {
+            ghost.violations |= group_write_violations(before, after);
+        }
         _ => {}
+    }
+}
+
+/// I30: whether the ghost holds, among the committed records of `__consumer_offsets`, the offset
+/// record of an acknowledged commit.
+fn commit_committed(model: &WatermarkModel, ghost: &Ghost, acknowledged: &GroupEvent) -> bool {
+    let GroupEvent::Committed {
+        group,
+        topic_partition,
+        offset,
+    } = acknowledged
+    else {
+        return true;
+    };
+    if !model.knobs.group {
+        // Traces of a real run (`watermark validate`) have no model of `__consumer_offsets`.
+        return true;
+    }
+    model
+        .topic_partitions()
+        .iter()
+        .zip(&ghost.committed)
+        .filter(|(tp, _)| tp.topic.as_str() == OFFSETS_TOPIC)
+        .flat_map(|(_, records)| records.iter())
+        .any(|c| {
+            matches!(
+                GroupRecord::parse(&c.entry.record),
+                Some(GroupRecord::Offset { group: g, topic_partition: t, offset: o, .. })
+                    if g == *group && t == *topic_partition && o == *offset
+            )
+        })
+}
+
+/// I14 and I29 for a coordinator's writes: what the leader of a `__consumer_offsets` partition
+/// appended while it handled a JoinGroup or OffsetCommit. R18 holds for them as for an acks=all
+/// batch (`offsets.commit.required.acks=-1`), and each record must be one R58 or R59 allows
+/// against the generations the log held before it, committed or not.
+fn group_write_violations(before: &BrokerState, after: &BrokerState) -> u16 {
+    let mut violations = 0;
+    for (tp, r) in before.replicas.iter() {
+        if tp.topic.as_str() != OFFSETS_TOPIC || !r.is_leader() {
+            continue;
+        }
+        let Some(now) = after.replicas.get(tp) else {
+            continue;
+        };
+        let end = r.log_end_offset();
+        if now.log_end_offset() <= end {
+            continue;
+        }
+        if r.under_min_isr() {
+            violations |= violation::APPENDED_UNDER_MIN_ISR;
+        }
+        for entry in now.log.entries().skip(end as usize) {
+            if !group_write_fenced(&r.log, end, entry) {
+                violations |= violation::GROUP_WRITE_UNFENCED;
+            }
+        }
+    }
+    violations
+}
+
+/// I29: whether a group record appended at `end` of `log` is one its generations allow: a new
+/// generation above every one the log holds for the member (R58), an offset in the log's latest
+/// generation (R59). Anything else in the partition (a record a client produced) is not judged.
+fn group_write_fenced(log: &Log, end: Offset, entry: &LogEntry) -> bool {
+    match GroupRecord::parse(&entry.record) {
+        Some(GroupRecord::Generation {
+            group,
+            topic_partition,
+            generation,
+        }) => generation > group_view(log, end, &group, &topic_partition).generation,
+        Some(GroupRecord::Offset {
+            group,
+            topic_partition,
+            generation,
+            ..
+        }) => {
+            let latest = group_view(log, end, &group, &topic_partition).generation;
+            generation == latest && latest > 0
+        }
+        None => true,
     }
 }
 

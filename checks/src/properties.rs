@@ -1,5 +1,5 @@
 //! The properties checked, each with the name it has in spec.md and in the output. Spec:
-//! "Invariants and twins" (I1–I19, I24–I28 and S1–S24, S30–S35; the quorum's are in
+//! "Invariants and twins" (I1–I19, I24–I30 and S1–S24, S30–S38; the quorum's are in
 //! `crate::quorum`).
 //!
 //! Every Always property has a Sometimes twin that shows the situation it guards does happen
@@ -124,6 +124,22 @@ fn with_isr_under_min(k: &Knobs) -> bool {
         && k.replication_factor.saturating_sub(removable) < k.min_insync_replicas
 }
 
+/// `__consumer_offsets` can fall below its min.insync.replicas (the topic's, capped at its
+/// replication factor): the coordinator's writes meet R18.
+fn with_offsets_under_min_isr(k: &Knobs) -> bool {
+    let removable = k.broker_crashes + k.isr_shrinks + u32::from(k.false_suspicions);
+    let min_isr = k.min_insync_replicas.min(k.offsets_rf());
+    with_group(k) && min_isr >= 2 && k.offsets_rf().saturating_sub(removable) < min_isr
+}
+/// I14's writes: acks=all batches, or group records that can meet an ISR under the minimum.
+fn with_writes_under_min_isr(k: &Knobs) -> bool {
+    with_isr_under_min(k) || with_offsets_under_min_isr(k)
+}
+/// A coordinator's writes wait for a second replica before they are answered.
+fn with_replicated_offsets(k: &Knobs) -> bool {
+    with_group(k) && k.offsets_rf() >= 2
+}
+
 /// Every property, in spec order.
 pub fn all() -> Vec<PropertyDef> {
     use Expectation::{Always, Sometimes};
@@ -225,8 +241,8 @@ pub fn all() -> Vec<PropertyDef> {
           "A broker that lost a LeaderAndIsr learns the partition state it missed from a heartbeat response.",
           lost_metadata_repaired, with_lossy_network_and_leader_change),
         p("I14", "NoAppendUnderMinIsr", Always, None,
-          "No leader appends an acks=all batch while its ISR is smaller than min.insync.replicas: the producer is told NotEnoughReplicas.",
-          no_append_under_min_isr, with_isr_under_min),
+          "No leader appends an acks=all batch, nor a coordinator a group record, while its ISR is smaller than min.insync.replicas: the producer is told NotEnoughReplicas, the member CoordinatorNotAvailable.",
+          no_append_under_min_isr, with_writes_under_min_isr),
         p("S17", "ProduceUnderMinIsr", Sometimes, Some("NoAppendUnderMinIsr"),
           "An acks=all batch reaches its leader while the leader's ISR is smaller than min.insync.replicas.",
           produce_under_min_isr, with_isr_under_min),
@@ -266,6 +282,21 @@ pub fn all() -> Vec<PropertyDef> {
         p("S24", "CommitOnNewCoordinator", Sometimes, Some("CommittedOffsetSurvives"),
           "A coordinator of a later leader epoch holds, below its HWM, a commit written in an earlier one.",
           commit_on_new_coordinator, with_group_failover),
+        p("S38", "GroupWriteUnderMinIsr", Sometimes, Some("NoAppendUnderMinIsr"),
+          "A JoinGroup or OffsetCommit reaches a loaded coordinator whose ISR is smaller than min.insync.replicas.",
+          group_write_under_min_isr, with_offsets_under_min_isr),
+        p("I29", "GroupWritesFenced", Always, None,
+          "A coordinator writes a generation above every one its log holds for the member, and an offset only in the latest generation its log holds: a fenced member's commit is never written.",
+          group_writes_fenced, with_group),
+        p("S36", "ZombieCommitDelivered", Sometimes, Some("GroupWritesFenced"),
+          "A commit from a member's earlier generation reaches a coordinator that takes writes, after a newer generation was written.",
+          zombie_commit_delivered, with_group_and_consumer_crashes),
+        p("I30", "CommitAcknowledgedOnceCommitted", Always, None,
+          "A member is told its commit is acknowledged only once the commit's offset record is committed.",
+          commit_acknowledged_once_committed, with_group),
+        p("S37", "CommitHeld", Sometimes, Some("CommitAcknowledgedOnceCommitted"),
+          "A coordinator holds a commit's answer until its HWM passes the offset record.",
+          commit_held, with_replicated_offsets),
         p("I26", "ConsumerReadsInOrder", Always, None,
           "Within an incarnation a consumer reads consecutive offsets from where it starts: 0 without a group, where it resumed with one; a member reads nothing before it resumes.",
           consumer_reads_in_order, with_consumers),
@@ -696,6 +727,75 @@ fn commit_on_new_coordinator(model: &WatermarkModel, state: &State) -> bool {
         })
 }
 
+/// The replica of `__consumer_offsets` that broker actor `dst` leads and would write group
+/// records to now (R58's refusals aside from R18): running, loaded (its HWM has reached its
+/// epoch's start).
+fn loaded_coordinator(state: &State, dst: usize) -> Option<&Replica> {
+    if state.crashed[dst] {
+        return None;
+    }
+    state.actor_states[dst]
+        .as_broker()?
+        .replicas
+        .iter()
+        .map(|(_, r)| r)
+        .find(|r| {
+            r.partition.topic_partition.topic.as_str() == OFFSETS_TOPIC
+                && r.is_leader()
+                && r.high_watermark >= r.leader_state().map_or(0, |l| l.epoch_start_offset)
+        })
+}
+
+/// S38.
+fn group_write_under_min_isr(_: &WatermarkModel, state: &State) -> bool {
+    in_flight(state).into_iter().any(|(dst, msg)| {
+        matches!(msg, Msg::JoinGroup { .. } | Msg::OffsetCommit { .. })
+            && loaded_coordinator(state, dst).is_some_and(|r| r.under_min_isr())
+    })
+}
+
+/// I29.
+fn group_writes_fenced(_: &WatermarkModel, state: &State) -> bool {
+    !ghost(state).has_violation(violation::GROUP_WRITE_UNFENCED)
+}
+
+/// S36: an OffsetCommit in flight to a coordinator that would write it, whose log holds a newer
+/// generation of the member than the commit's.
+fn zombie_commit_delivered(_: &WatermarkModel, state: &State) -> bool {
+    in_flight(state).into_iter().any(|(dst, msg)| {
+        let Msg::OffsetCommit {
+            group,
+            topic_partition,
+            generation,
+            ..
+        } = msg
+        else {
+            return false;
+        };
+        loaded_coordinator(state, dst).is_some_and(|r| {
+            !r.under_min_isr()
+                && group_view(&r.log, r.log_end_offset(), group, topic_partition).generation
+                    > *generation
+        })
+    })
+}
+
+/// I30.
+fn commit_acknowledged_once_committed(_: &WatermarkModel, state: &State) -> bool {
+    !ghost(state).has_violation(violation::COMMIT_ACKNOWLEDGED_UNCOMMITTED)
+}
+
+/// S37.
+fn commit_held(model: &WatermarkModel, state: &State) -> bool {
+    leaders(model, state).any(|r| {
+        r.leader_state().is_some_and(|l| {
+            l.delayed_produces
+                .iter()
+                .any(|d| matches!(d.request, HeldRequest::Commit { .. }))
+        })
+    })
+}
+
 /// I19: from the group's first acknowledged commit on, each resume lands where everything
 /// before it (from that commit) has been read. Checked in every state, so at the moment of each
 /// resume against what had been read by then. Before its first commit a group has no durable
@@ -1079,7 +1179,7 @@ fn consumed(model: &WatermarkModel, state: &State) -> Vec<(TopicPartition, Consu
         .collect()
 }
 use watermark_model::consumer::Consumed;
-use watermark_model::group::{GroupEvent, GroupRecord};
+use watermark_model::group::{group_view, GroupEvent, GroupRecord};
 
 /// I10.
 fn consumer_reads_committed(model: &WatermarkModel, state: &State) -> bool {

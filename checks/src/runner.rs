@@ -227,7 +227,7 @@ pub fn run_properties(
     };
     let recording = Recording::start();
     let started = Instant::now();
-    let checker = spawn(model, options, finish_when);
+    let mut checker = spawn(model, options, finish_when);
     let mut next_report = Instant::now() + Duration::from_secs(1);
     while !checker.is_done() {
         std::thread::sleep(Duration::from_millis(20));
@@ -244,6 +244,14 @@ pub fn run_properties(
         }
     }
     let elapsed = started.elapsed();
+    // A checker thread that panicked (a handler's `expect`, an index out of bounds) fails the
+    // run here, with its own message, instead of leaving a partial search to be read as a
+    // verdict.
+    for handle in checker.handles() {
+        if let Err(panic) = handle.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
     let mut discoveries = checker.discoveries();
     let timed_out = options
         .timeout
