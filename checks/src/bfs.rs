@@ -457,8 +457,6 @@ mod tests {
         checker
     }
 
-    /// The same states, the same counts and the same verdicts as stateright's checker, on a
-    /// preset where every property holds and on one where two are violated.
     /// A model whose successor function panics three steps in, as a handler with a bug (or a
     /// mutant) does.
     struct PanicsAtDepthThree;
@@ -496,6 +494,8 @@ mod tests {
     }
 
     #[test]
+    /// The same states, the same counts and the same verdicts as stateright's checker, on a
+    /// preset where every property holds and on one where two are violated.
     fn agrees_with_stateright_and_its_counterexamples_replay() {
         let holds = preset("idempotent").unwrap().knobs;
         let violated = crate::knobs::Knobs {

@@ -117,17 +117,21 @@ fn with_isr_change(k: &Knobs) -> bool {
 /// acks=all producers, and the ISR can fall below min.insync.replicas within the bounds: a
 /// crash, a false suspicion or an ISR shrink for each replica above the minimum less one.
 fn with_isr_under_min(k: &Knobs) -> bool {
-    let removable = k.broker_crashes + k.isr_shrinks + u32::from(k.false_suspicions);
+    let removable = removable_from_isr(k);
     k.acks == Acks::All
         && with_producers(k)
         && k.min_insync_replicas >= 2
         && k.replication_factor.saturating_sub(removable) < k.min_insync_replicas
 }
 
+/// How many ISR members the bounds can remove: crashes, a false suspicion, ISR shrinks.
+fn removable_from_isr(k: &Knobs) -> u32 {
+    k.broker_crashes + k.isr_shrinks + u32::from(k.false_suspicions)
+}
 /// `__consumer_offsets` can fall below its min.insync.replicas (the topic's, capped at its
 /// replication factor): the coordinator's writes meet R18.
 fn with_offsets_under_min_isr(k: &Knobs) -> bool {
-    let removable = k.broker_crashes + k.isr_shrinks + u32::from(k.false_suspicions);
+    let removable = removable_from_isr(k);
     let min_isr = k.min_insync_replicas.min(k.offsets_rf());
     with_group(k) && min_isr >= 2 && k.offsets_rf().saturating_sub(removable) < min_isr
 }
