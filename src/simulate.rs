@@ -28,7 +28,8 @@ pub struct SimulateArgs {
     fault_s: u64,
     /// Virtual seconds after healing within which the cluster must recover: every partition led,
     /// every ISR full, every broker's metadata the controller's, every acknowledged record read,
-    /// every producer done.
+    /// every producer done, every group member reading with its position committed, every consumer
+    /// knowing its partition's leader.
     #[arg(long, default_value_t = 30)]
     heal_s: u64,
     /// Probability that a datagram is lost during the fault phase.
@@ -49,6 +50,10 @@ pub struct SimulateArgs {
     /// Probability that a broker's crash is a power loss (only a prefix of its logs survives).
     #[arg(long, default_value_t = Faults::default().power_loss)]
     power_loss: f64,
+    /// Brokers, drawn by the seed, that die when the world heals and never restart: the cluster
+    /// must recover without them (their replicas are left out of L2 and L3).
+    #[arg(long, default_value_t = 0)]
+    brokers_dead_after_heal: u32,
     /// Steps of trace printed for each failing seed (replayed).
     #[arg(long, default_value_t = 40)]
     trace_steps: usize,
@@ -104,6 +109,18 @@ pub fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
             return Err(format!("--{name} must be a rate of 0 or more, not {rate}"));
         }
     }
+    let survivable = sim::brokers_losable(&knobs);
+    if args.brokers_dead_after_heal > survivable {
+        return Err(format!(
+            "--brokers-dead-after-heal {} is more than the cluster can lose: with RF={}{} and min.insync.replicas={}, {} broker{} can stay dead while every partition still takes acks=all writes",
+            args.brokers_dead_after_heal,
+            knobs.replication_factor,
+            if knobs.group { format!(" (offsets RF={})", knobs.offsets_rf()) } else { String::new() },
+            knobs.min_insync_replicas,
+            survivable,
+            if survivable == 1 { "" } else { "s" }
+        ));
+    }
     if args.heal_s == 0 {
         return Err("--heal-s must be at least 1: recovery needs time".into());
     }
@@ -114,6 +131,7 @@ pub fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
         partitions_per_min: args.partitions_per_min,
         crashes_per_min: args.crashes_per_min,
         power_loss: probability("power-loss", args.power_loss)?,
+        brokers_dead_after_heal: args.brokers_dead_after_heal,
     };
     let options = SimOptions {
         knobs: knobs.clone(),

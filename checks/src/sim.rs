@@ -22,7 +22,8 @@
 //! - **Liveness**: after the fault phase the network heals and every dead process restarts; within
 //!   the heal phase every partition must have a leader (L1), every replica be back in its ISR
 //!   (L2), every broker's metadata equal the controller's (L3), every acknowledged record be read
-//!   by a consumer at its offset (L4), and every producer be done (L5).
+//!   by a consumer at its offset (L4), every producer be done (L5), every group member be
+//!   reading with its position committed (L6), and every consumer know its leader (L7).
 
 use crate::ghost::{self, Ghost};
 use crate::knobs::Knobs;
@@ -43,6 +44,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 use watermark_model::broker::BrokerStorage;
+use watermark_model::consumer::MemberStep;
+use watermark_model::group::GroupEvent;
+use watermark_model::producer::Ack;
 use watermark_model::rules::{Coverage, Recording};
 use watermark_model::*;
 use watermark_net::cluster::{TimingMs, BATCH_BYTES_MAX};
@@ -74,10 +78,14 @@ pub struct Faults {
     /// cut from each other, or the nodes split into two sides; each lasts 1 to 8 s.
     pub partitions_per_min: f64,
     /// Crashes per virtual minute, of a broker (or the controller, if the knobs allow
-    /// controller crashes); each process is dead for 0.5 to 8 s.
+    /// controller crashes, or a consumer, if they allow consumer crashes); each process is dead
+    /// for 0.5 to 8 s.
     pub crashes_per_min: f64,
     /// Probability that a broker's crash is a power loss, which keeps only a prefix of its logs.
     pub power_loss: f64,
+    /// Brokers, drawn by the seed, that die when the world heals and never restart: the cluster
+    /// must recover without them, as Kafka does with a broker lost for good.
+    pub brokers_dead_after_heal: u32,
 }
 
 impl Default for Faults {
@@ -89,6 +97,7 @@ impl Default for Faults {
             partitions_per_min: 4.0,
             crashes_per_min: 4.0,
             power_loss: 0.0,
+            brokers_dead_after_heal: 0,
         }
     }
 }
@@ -110,7 +119,34 @@ impl Faults {
                 self.power_loss * 100.0
             ));
         }
+        if self.brokers_dead_after_heal > 0 {
+            s.push_str(&format!(
+                ", {} broker{} dead for good at the heal",
+                self.brokers_dead_after_heal,
+                if self.brokers_dead_after_heal == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ));
+        }
         s
+    }
+}
+
+/// How many brokers the cluster of `knobs` can lose for good and still take `acks=all` writes on
+/// every partition: the fewest replicas any topic (`__consumer_offsets` too, with a group) can
+/// lose before its ISR falls under min.insync.replicas. The most `brokers_dead_after_heal` may be.
+pub fn brokers_losable(knobs: &Knobs) -> u32 {
+    let losable = |rf: u32| {
+        rf.min(knobs.brokers)
+            .saturating_sub(knobs.min_insync_replicas.min(rf))
+    };
+    let data = losable(knobs.replication_factor);
+    if knobs.group {
+        data.min(losable(knobs.offsets_rf()))
+    } else {
+        data
     }
 }
 
@@ -121,7 +157,7 @@ pub struct SimOptions {
     pub faults: Faults,
     /// Virtual seconds of faults.
     pub fault_s: u64,
-    /// Virtual seconds after healing within which the cluster must recover (L1–L5).
+    /// Virtual seconds after healing within which the cluster must recover (L1–L7).
     pub heal_s: u64,
     /// Steps of the trace kept for a failure (0: none).
     pub trace_steps: usize,
@@ -406,6 +442,12 @@ struct World<'o> {
     /// Server nodes (controller and brokers): what faults pick from.
     servers: Vec<usize>,
     healed_at: Option<Micros>,
+    /// The brokers that died for good after the heal (`brokers_dead_after_heal`).
+    dead_after_heal: Vec<usize>,
+    /// Whether they have been drawn and killed.
+    lost_for_good: bool,
+    /// Per link, once healed: when its last datagram arrives.
+    link_clock: HashMap<(usize, usize), Micros>,
     cuts: HashMap<u64, Vec<(usize, usize)>>,
     events: u64,
     fault_counts: BTreeMap<&'static str, u64>,
@@ -481,6 +523,9 @@ impl<'o> World<'o> {
             nodes,
             servers,
             healed_at: None,
+            dead_after_heal: Vec::new(),
+            lost_for_good: false,
+            link_clock: HashMap::new(),
             cuts: HashMap::new(),
             events: 0,
             fault_counts: BTreeMap::new(),
@@ -553,11 +598,20 @@ impl<'o> World<'o> {
         let fault_micros = self.options.fault_s * MICROS_PER_S;
         let faults = self.options.faults.clone();
         let minutes = self.options.fault_s as f64 / 60.0;
-        let crashable: Vec<usize> = if self.options.knobs.controller_crashes > 0 {
+        let options = self.options;
+        let knobs = &options.knobs;
+        let crashable: Vec<usize> = if knobs.controller_crashes > 0 {
             self.servers.clone()
         } else {
             self.model.broker_indices().collect()
-        };
+        }
+        .into_iter()
+        .chain(
+            self.model
+                .consumer_indices()
+                .filter(|_| knobs.consumer_crashes > 0),
+        )
+        .collect();
         for _ in 0..self.draw_count(faults.crashes_per_min * minutes) {
             let at = self.random(0..fault_micros.max(1));
             let node = crashable[self.random(0..crashable.len() as u64) as usize];
@@ -573,6 +627,52 @@ impl<'o> World<'o> {
             self.schedule((at + lasts).min(fault_micros), Event::PartitionEnd { id });
         }
         self.schedule(fault_micros, Event::Heal);
+    }
+
+    /// Once the healed cluster has recovered (L1–L3), kills `brokers_dead_after_heal` brokers
+    /// drawn by the seed, for good: each one whose loss leaves every partition it is in sync for
+    /// another live member of its ISR (as the controller has it), so that a clean election is
+    /// possible. (Losing the last in-sync replica takes its partition offline for good, as in
+    /// Kafka without unclean election: a loss the cluster cannot survive, not one it should.)
+    fn lose_brokers_for_good(&mut self) {
+        self.lost_for_good = true;
+        for _ in 0..self.options.faults.brokers_dead_after_heal {
+            let candidates: Vec<usize> = self
+                .model
+                .broker_indices()
+                .filter(|b| !self.dead_after_heal.contains(b) && self.losable(*b))
+                .collect();
+            if candidates.is_empty() {
+                self.count_fault("dead-after-heal-skipped");
+                continue;
+            }
+            let i = self.random(0..candidates.len() as u64) as usize;
+            let node = candidates[i];
+            self.dead_after_heal.push(node);
+            self.note(format!("{} dies for good", self.model.actor_name(node)));
+            self.kill(node, false);
+        }
+    }
+
+    /// Whether broker `b` can die for good now and leave every partition whose ISR holds it
+    /// another live, not yet doomed, member of that ISR.
+    fn losable(&self, b: usize) -> bool {
+        let Some(c) = controller(&self.state) else {
+            return false;
+        };
+        let live = |m: &BrokerId| {
+            let i = *m as usize;
+            i != b && !self.state.crashed[i] && !self.dead_after_heal.contains(&i)
+        };
+        c.partitions
+            .values()
+            .filter(|p| p.isr.contains(&(b as BrokerId)))
+            .all(|p| p.isr.iter().any(live))
+    }
+
+    /// Whether `node` died for good after the heal.
+    fn dead_for_good(&self, node: usize) -> bool {
+        self.dead_after_heal.contains(&node)
     }
 
     /// A count whose mean is `mean`: its whole part, plus one with the fraction's chance.
@@ -651,7 +751,15 @@ impl<'o> World<'o> {
             } else {
                 bytes.clone().unwrap_or_default()
             };
-            self.schedule(self.now + delay, Event::Datagram { from, to, bytes });
+            let mut at = self.now + delay;
+            if !faulty {
+                // Healed, a link is FIFO as loopback is: a datagram never overtakes the one
+                // sent before it, which the transport would count as lost.
+                let last = self.link_clock.entry((from, to)).or_default();
+                at = at.max(*last);
+                *last = at;
+            }
+            self.schedule(at, Event::Datagram { from, to, bytes });
         }
     }
 
@@ -717,14 +825,25 @@ impl<'o> World<'o> {
                 self.cuts.clear();
                 self.note("the world heals: no more loss, duplication, delay or partitions; dead processes restart".into());
                 for node in 0..self.nodes.len() {
-                    if self.state.crashed[node] {
+                    if self.state.crashed[node] && !self.dead_for_good(node) {
                         self.restart(node);
                     }
                 }
                 self.schedule(self.now + LIVENESS_CHECK_MICROS, Event::CheckLiveness);
             }
             Event::CheckLiveness => {
-                if self.unrecovered().is_empty() {
+                let failing = self.unrecovered();
+                let cluster_recovered = !failing.iter().any(|c| {
+                    ["no controller", "L1", "L2", "L3"]
+                        .iter()
+                        .any(|l| c.starts_with(l))
+                });
+                let to_lose =
+                    self.options.faults.brokers_dead_after_heal > 0 && !self.lost_for_good;
+                if to_lose && cluster_recovered {
+                    self.lose_brokers_for_good();
+                    self.schedule(self.now + LIVENESS_CHECK_MICROS, Event::CheckLiveness);
+                } else if failing.is_empty() {
                     let healed_at = self.healed_at.unwrap_or(self.now);
                     self.failure = Some(Verdict::Recovered {
                         recovery_s: (self.now - healed_at) as f64 / MICROS_PER_S as f64,
@@ -966,6 +1085,13 @@ impl<'o> World<'o> {
         if self.healed_at.is_some() || self.state.crashed[node] {
             return;
         }
+        self.kill(node, power_loss);
+        let downtime = self.random(MICROS_PER_S / 2..8 * MICROS_PER_S);
+        self.schedule(self.now + downtime, Event::Restart { node });
+    }
+
+    /// Kills `node` (its restart, if any, is the caller's to schedule).
+    fn kill(&mut self, node: usize, power_loss: bool) {
         self.count_fault(if power_loss { "power-loss" } else { "crash" });
         let last = self.state.clone();
         self.state.crashed[node] = true;
@@ -986,12 +1112,10 @@ impl<'o> World<'o> {
             ActorModelAction::Crash(Id::from(node))
         };
         self.after_step(&last, &action);
-        let downtime = self.random(MICROS_PER_S / 2..8 * MICROS_PER_S);
-        self.schedule(self.now + downtime, Event::Restart { node });
     }
 
     fn restart(&mut self, node: usize) {
-        if !self.state.crashed[node] {
+        if !self.state.crashed[node] || self.dead_for_good(node) {
             return;
         }
         let last = self.state.clone();
@@ -1014,7 +1138,7 @@ impl<'o> World<'o> {
         self.after_step(&last, &ActorModelAction::Recover(Id::from(node)));
     }
 
-    /// The recovery conditions (L1–L5) that do not hold yet.
+    /// The recovery conditions (L1–L7) that do not hold yet.
     fn unrecovered(&self) -> Vec<String> {
         let mut failing = Vec::new();
         let Some(c) = controller(&self.state) else {
@@ -1035,7 +1159,11 @@ impl<'o> World<'o> {
         let short: Vec<_> = c
             .partitions
             .values()
-            .filter(|p| p.isr.len() < p.replicas.len())
+            .filter(|p| {
+                p.replicas
+                    .iter()
+                    .any(|b| !p.isr.contains(b) && !self.dead_after_heal.contains(&(*b as usize)))
+            })
             .map(|p| format!("{:?} ISR {:?}", p.topic_partition, p.isr))
             .collect();
         if !short.is_empty() {
@@ -1046,6 +1174,9 @@ impl<'o> World<'o> {
         }
         let mut stale = Vec::new();
         for i in self.model.broker_indices() {
+            if self.dead_for_good(i) {
+                continue;
+            }
             let Some(b) = self.state.actor_states[i].as_broker() else {
                 continue;
             };
@@ -1082,8 +1213,19 @@ impl<'o> World<'o> {
         }
         let mut unread = 0;
         let history = &self.state.history;
+        // `auto.offset.reset=latest`: a member with nothing committed skips what is below the
+        // high watermark it reset to.
+        let skipped_by_reset = |ack: &Ack| {
+            self.model.consumer_indices().any(|ci| {
+                consumer_partition(&self.model, ci) == Some(&ack.topic_partition)
+                    && history.group_events(ci).iter().any(|e| {
+                        matches!(e, GroupEvent::Resumed { committed: None, position, .. }
+                            if ack.offset < *position)
+                    })
+            })
+        };
         for p in self.model.producer_indices() {
-            for ack in history.acked(p) {
+            for ack in history.acked(p).iter().filter(|a| !skipped_by_reset(a)) {
                 let read = self.model.consumer_indices().any(|ci| {
                     history
                         .consumed(ci)
@@ -1119,6 +1261,53 @@ impl<'o> World<'o> {
             failing.push(format!(
                 "L5 every producer is done: {} still sending",
                 busy.join(", ")
+            ));
+        }
+        let uncommitted: Vec<_> = self
+            .model
+            .consumer_indices()
+            .filter_map(|ci| {
+                let s = self.state.actor_states[ci].as_consumer()?;
+                let m = s.member.as_ref()?;
+                let done = m.step == MemberStep::Consuming && m.committed == s.position;
+                (!done).then(|| {
+                    format!(
+                        "{} ({:?}, position {}, committed {})",
+                        self.model.actor_name(ci),
+                        m.step,
+                        s.position,
+                        m.committed
+                    )
+                })
+            })
+            .collect();
+        if !uncommitted.is_empty() {
+            failing.push(format!(
+                "L6 every group member reads with its position committed: {}",
+                uncommitted.join(", ")
+            ));
+        }
+        let astray: Vec<_> = self
+            .model
+            .consumer_indices()
+            .filter_map(|ci| {
+                let s = self.state.actor_states[ci].as_consumer()?;
+                let p = c.partitions.get(consumer_partition(&self.model, ci)?)?;
+                let leader = p.leader.map(|l| (l, p.leader_epoch));
+                (s.leader != leader).then(|| {
+                    format!(
+                        "{} (knows {:?}, the controller's: {:?})",
+                        self.model.actor_name(ci),
+                        s.leader,
+                        leader
+                    )
+                })
+            })
+            .collect();
+        if !astray.is_empty() {
+            failing.push(format!(
+                "L7 every consumer knows its partition's leader and leader epoch: {}",
+                astray.join(", ")
             ));
         }
         failing

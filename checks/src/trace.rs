@@ -139,6 +139,12 @@ pub fn state_table(model: &WatermarkModel, state: &State) -> Vec<String> {
         }
     }
     for i in model.consumer_indices() {
+        // A group member's step, generation and commits: where it stands in R61 and R62.
+        if let Some(c) = state.actor_states[i].as_consumer() {
+            if c.member.is_some() {
+                lines.push(format!("{}: {c:?}", model.actor_name(i)));
+            }
+        }
         let consumed = state.history.consumed(i);
         if !consumed.is_empty() {
             let read: Vec<String> = consumed

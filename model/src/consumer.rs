@@ -324,6 +324,16 @@ impl Consumer {
         }
     }
 
+    /// R43: the leader is unknown (an error, or no answer in time): stop waiting on it and ask
+    /// for metadata. The next fetch, or a `latest` member's ListOffsets, goes once it is known.
+    fn forget_leader(&self, state: &mut ConsumerState, outbox: &mut Outbox) {
+        state.fetching = false;
+        state.leader = None;
+        if !state.metadata_in_flight {
+            self.request_metadata(state, outbox);
+        }
+    }
+
     /// Whether a JoinGroup answer is to this member's latest join (it echoes the generation the
     /// member held when it sent it).
     fn latest_join(&self, state: &ConsumerState, member_epoch: u32) -> bool {
@@ -416,10 +426,7 @@ impl Consumer {
                     _ => {
                         // R43: leadership moved; refresh metadata.
                         fired(R43);
-                        s.leader = None;
-                        if !s.metadata_in_flight {
-                            self.request_metadata(s, &mut outbox);
-                        }
+                        self.forget_leader(s, &mut outbox);
                     }
                 }
             }
@@ -503,10 +510,7 @@ impl Consumer {
                     }) => self.resume(s, None, high_watermark, &mut outbox),
                     _ => {
                         s.member.as_mut().expect("a member").in_flight = false;
-                        s.leader = None;
-                        if !s.metadata_in_flight {
-                            self.request_metadata(s, &mut outbox);
-                        }
+                        self.forget_leader(s, &mut outbox);
                     }
                 }
             }
@@ -579,18 +583,25 @@ impl Consumer {
             }
             Timer::RequestTimeout => {
                 o.set_timer(Timer::RequestTimeout, timing.request_timeout.clone());
+                let lists_offsets = self.awaits(state, MemberStep::ListOffsets);
                 if state.metadata_in_flight {
                     let s = state.to_mut();
                     s.bootstrap_index =
                         (s.bootstrap_index + 1) % self.config.bootstrap.len() as u32;
                     self.request_metadata(s, &mut outbox);
-                } else if state.fetching {
-                    self.send_fetch(state.to_mut(), &mut outbox);
+                } else if state.fetching || lists_offsets {
+                    // R43: the leader did not answer in time; it may be gone for good. Kafka's
+                    // client drops the connection and refreshes its metadata; asking the same
+                    // leader again would wait for ever on a dead broker.
+                    let s = state.to_mut();
+                    if lists_offsets {
+                        s.member.as_mut().expect("a member").in_flight = false;
+                    }
+                    self.forget_leader(s, &mut outbox);
                 }
-                let unanswered = state
-                    .member
-                    .as_ref()
-                    .is_some_and(|m| m.in_flight || m.committing.is_some());
+                let unanswered = state.member.as_ref().is_some_and(|m| {
+                    (m.in_flight && m.step != MemberStep::ListOffsets) || m.committing.is_some()
+                });
                 if unanswered {
                     // R61, R62: an unanswered group request: its broker may be gone. Look the
                     // coordinator up again, at the next bootstrap broker, as Kafka's consumer

@@ -258,6 +258,52 @@ fn r41_r42_r43_the_consumer_reads_from_its_position_and_follows_the_leader() {
     ));
 }
 
+/// R43: a fetch unanswered in time means the leader may be gone for good: the consumer forgets
+/// it and asks for metadata, instead of sending the fetch to the same broker again (which waited
+/// for ever on a broker lost for good, found by the simulator's `--brokers-dead-after-heal`). A
+/// late answer to the forgotten fetch is ignored; the new leader gets the next fetch.
+#[test]
+fn r43_a_fetch_that_times_out_forgets_the_leader_and_refreshes_metadata() {
+    const C: usize = 5;
+    let c = Node::Consumer(Consumer::new(ConsumerConfig {
+        bootstrap: vec![id(2), id(3)],
+        request_timeout: true,
+        ..match consumer() {
+            Node::Consumer(c) => c.config,
+            _ => unreachable!(),
+        }
+    }));
+    let s = start(&c, C, None).next.unwrap();
+    let s = after(&s, &deliver(&c, C, &s, 2, metadata(Some(1), 0)));
+    assert!(s.as_consumer().unwrap().fetching);
+    let step = fire(&c, C, &s, Timer::RequestTimeout);
+    assert!(
+        step.sends_to(1).is_empty(),
+        "the fetch went to the same leader again"
+    );
+    assert!(matches!(
+        step.sends_to(2).as_slice(),
+        [Msg::Metadata { .. }]
+    ));
+    let cs = step.state().as_consumer().unwrap();
+    assert_eq!((cs.leader, cs.fetching), (None, false));
+    let s = after(&s, &step);
+    let late = Msg::FetchResponse(FetchResponse {
+        topic_partition: tp(),
+        fetch_offset: 0,
+        leader_epoch: 0,
+        result: FetchResult::Records {
+            records: vec![entry(0, "a")].into(),
+            high_watermark: 1,
+        },
+    });
+    assert!(deliver(&c, C, &s, 1, late).consumed().is_empty());
+    let step = deliver(&c, C, &s, 2, metadata(Some(3), 1));
+    assert!(
+        matches!(step.sends_to(3).as_slice(), [Msg::Fetch(f)] if f.current_leader_epoch == Some(1))
+    );
+}
+
 #[test]
 fn r37_sequences_count_per_partition_and_survive_a_round_trip_through_serde() {
     let records = ["a", "b", "c", "d"]
