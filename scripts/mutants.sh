@@ -129,7 +129,7 @@ import re, sys
 accepted = set()
 for line in open(sys.argv[2]):
     if line.strip() and not line.startswith("#"):
-        accepted.add(line.split(" | ")[1].strip())
+        accepted.add(" | ".join(line.split(" | ")[1:-1]).strip())
 for line in open(sys.argv[1]):
     name = re.sub(r"^([^:]+):\d+:\d+: ", r"\1: ", line.strip())
     if name and name not in accepted:

@@ -7,7 +7,7 @@ use watermark_model::rules::RULE_COUNT;
 
 /// The rules with accepted survivors ("-": code that decides no rule).
 const ACCEPTED_RULES: &[&str] = &[
-    "-", "R17", "R22", "R27", "R28", "R34", "R35", "R38", "R39", "R9",
+    "-", "R17", "R22", "R27", "R28", "R34", "R35", "R38", "R39", "R41", "R43", "R61", "R9",
 ];
 
 struct Accepted {
@@ -21,12 +21,18 @@ fn accepted() -> Vec<Accepted> {
     text.lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .map(|l| {
-            let fields: Vec<&str> = l.split(" | ").map(str::trim).collect();
-            assert_eq!(fields.len(), 3, "not `rule | mutant | reason`: {l}");
+            // A mutant's name may hold ` | ` itself (a match arm of two patterns); the rule and
+            // the reason do not.
+            let fields = l
+                .split_once(" | ")
+                .and_then(|(rule, rest)| Some((rule, rest.rsplit_once(" | ")?)));
+            let Some((rule, (name, reason))) = fields else {
+                panic!("not `rule | mutant | reason`: {l}");
+            };
             Accepted {
-                rule: fields[0].to_string(),
-                name: fields[1].to_string(),
-                reason: fields[2].to_string(),
+                rule: rule.trim().to_string(),
+                name: name.trim().to_string(),
+                reason: reason.trim().to_string(),
             }
         })
         .collect()

@@ -62,6 +62,10 @@ const MICROS_PER_S: Micros = 1_000_000;
 const HWM_CHECKPOINT_MICROS: Micros = HWM_CHECKPOINT_INTERVAL.as_micros() as Micros;
 /// How often liveness is checked once the world has healed.
 const LIVENESS_CHECK_MICROS: Micros = 100_000;
+/// How long L1–L3 must have held before `brokers_dead_after_heal` brokers die: longer than the
+/// brokers' session timeout (3 s, with jitter), so that every fencing the faults left pending has
+/// happened.
+const STEADY_BEFORE_LOSS_MICROS: Micros = 5 * MICROS_PER_S;
 /// The loopback latency of every datagram, uniformly in this range.
 const LATENCY_MICROS: Range<Micros> = 50..500;
 
@@ -446,6 +450,8 @@ struct World<'o> {
     dead_after_heal: Vec<usize>,
     /// Whether they have been drawn and killed.
     lost_for_good: bool,
+    /// Since when L1–L3 have held without a break, once healed.
+    cluster_recovered_at: Option<Micros>,
     /// Per link, once healed: when its last datagram arrives.
     link_clock: HashMap<(usize, usize), Micros>,
     cuts: HashMap<u64, Vec<(usize, usize)>>,
@@ -525,6 +531,7 @@ impl<'o> World<'o> {
             healed_at: None,
             dead_after_heal: Vec::new(),
             lost_for_good: false,
+            cluster_recovered_at: None,
             link_clock: HashMap::new(),
             cuts: HashMap::new(),
             events: 0,
@@ -629,7 +636,7 @@ impl<'o> World<'o> {
         self.schedule(fault_micros, Event::Heal);
     }
 
-    /// Once the healed cluster has recovered (L1–L3), kills `brokers_dead_after_heal` brokers
+    /// Once the healed cluster has recovered (L1–L3, for 5 s without a break), kills `brokers_dead_after_heal` brokers
     /// drawn by the seed, for good: each one whose loss leaves every partition it is in sync for
     /// another live member of its ISR (as the controller has it), so that a clean election is
     /// possible. (Losing the last in-sync replica takes its partition offline for good, as in
@@ -840,7 +847,16 @@ impl<'o> World<'o> {
                 });
                 let to_lose =
                     self.options.faults.brokers_dead_after_heal > 0 && !self.lost_for_good;
-                if to_lose && cluster_recovered {
+                self.cluster_recovered_at = match (cluster_recovered, self.cluster_recovered_at) {
+                    (false, _) => None,
+                    (true, at) => at.or(Some(self.now)),
+                };
+                // Recovered for longer than a session timeout: no broker fenced for a heartbeat
+                // lost during the faults is still to come, to shrink an ISR to the one killed.
+                let steady = self
+                    .cluster_recovered_at
+                    .is_some_and(|at| self.now - at >= STEADY_BEFORE_LOSS_MICROS);
+                if to_lose && steady {
                     self.lose_brokers_for_good();
                     self.schedule(self.now + LIVENESS_CHECK_MICROS, Event::CheckLiveness);
                 } else if failing.is_empty() {
