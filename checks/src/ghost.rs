@@ -11,7 +11,7 @@ use stateright::actor::{ActorModelAction, Envelope, Id, Network};
 use std::fmt;
 use std::sync::Arc;
 use watermark_model::broker::{FollowerState, Role};
-use watermark_model::consumer::Consumed;
+use watermark_model::consumer::{Consumed, MemberStep};
 use watermark_model::group::{group_view, GroupEvent, GroupRecord};
 use watermark_model::producer::Ack;
 use watermark_model::*;
@@ -81,6 +81,10 @@ pub mod violation {
     /// I30: a member was told its commit was acknowledged before the commit's offset record was
     /// committed (R59's answer waits for the HWM, R28).
     pub const COMMIT_ACKNOWLEDGED_UNCOMMITTED: u16 = 1 << 6;
+    /// I31: a member resumed (took a position from its group's commit or from
+    /// `auto.offset.reset`) other than in answer to the OffsetFetch or ListOffsets it was
+    /// waiting on after joining (R61): a stale answer moved a member that had moved on.
+    pub const RESUMED_OUT_OF_STEP: u16 = 1 << 7;
 }
 
 /// A record once below a leader's high watermark.
@@ -511,6 +515,17 @@ fn compute(
         }
     }
 
+    // I31: a member resumed in this step only from the step that waits for its offset.
+    for i in model.consumer_indices() {
+        let seen = last.history.group_events(i).len();
+        let resumed = ghost.group_events(i)[seen.min(ghost.group_events(i).len())..]
+            .iter()
+            .any(|e| matches!(e, GroupEvent::Resumed { .. }));
+        if resumed && !awaits_offset(last, i) {
+            ghost.violations |= violation::RESUMED_OUT_OF_STEP;
+        }
+    }
+
     // Deliveries.
     if let Some(ActorModelAction::Deliver { src, dst, msg }) = action {
         let index = usize::from(*dst);
@@ -909,6 +924,19 @@ fn divergent(state: &State, tp: &TopicPartition, log: &Log, from: Offset) -> boo
         .and_then(|b| b.replicas.get(tp))
         .map(|r| &r.log);
     (from..log.log_end_offset()).any(|o| leader_log.and_then(|l| l.get(o)) != log.get(o))
+}
+
+/// R61: whether consumer `index` waits, in `state`, for the answer that resumes it: its
+/// OffsetFetch, or with `latest` and nothing committed its ListOffsets.
+pub(crate) fn awaits_offset(state: &State, index: usize) -> bool {
+    state
+        .actor_states
+        .get(index)
+        .and_then(|s| s.as_consumer())
+        .and_then(|c| c.member.as_ref())
+        .is_some_and(|m| {
+            m.in_flight && matches!(m.step, MemberStep::FetchOffset | MemberStep::ListOffsets)
+        })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The properties checked, each with the name it has in spec.md and in the output. Spec:
-//! "Invariants and twins" (I1–I19, I24–I30 and S1–S24, S30–S38; the quorum's are in
+//! "Invariants and twins" (I1–I19, I24–I31 and S1–S24, S30–S39; the quorum's are in
 //! `crate::quorum`).
 //!
 //! Every Always property has a Sometimes twin that shows the situation it guards does happen
@@ -301,6 +301,12 @@ pub fn all() -> Vec<PropertyDef> {
         p("S37", "CommitHeld", Sometimes, Some("CommitAcknowledgedOnceCommitted"),
           "A coordinator holds a commit's answer until its HWM passes the offset record.",
           commit_held, with_replicated_offsets),
+        p("I31", "ResumedOnlyAfterJoining", Always, None,
+          "A member resumes (at its group's commit, or where auto.offset.reset says) only in answer to the OffsetFetch or ListOffsets it waits on after joining: a stale answer never moves a member that has moved on.",
+          resumed_only_after_joining, with_group),
+        p("S39", "StaleOffsetAnswerInFlight", Sometimes, Some("ResumedOnlyAfterJoining"),
+          "An OffsetFetch or ListOffsets answer is on its way to a member that no longer waits for it (a restarted member, or one that moved on).",
+          stale_offset_answer_in_flight, with_group_and_consumer_crashes),
         p("I26", "ConsumerReadsInOrder", Always, None,
           "Within an incarnation a consumer reads consecutive offsets from where it starts: 0 without a group, where it resumed with one; a member reads nothing before it resumes.",
           consumer_reads_in_order, with_consumers),
@@ -787,6 +793,22 @@ fn zombie_commit_delivered(_: &WatermarkModel, state: &State) -> bool {
 /// I30.
 fn commit_acknowledged_once_committed(_: &WatermarkModel, state: &State) -> bool {
     !ghost(state).has_violation(violation::COMMIT_ACKNOWLEDGED_UNCOMMITTED)
+}
+
+/// I31.
+fn resumed_only_after_joining(_: &WatermarkModel, state: &State) -> bool {
+    !ghost(state).has_violation(violation::RESUMED_OUT_OF_STEP)
+}
+
+/// S39.
+fn stale_offset_answer_in_flight(model: &WatermarkModel, state: &State) -> bool {
+    in_flight(state).into_iter().any(|(dst, msg)| {
+        matches!(
+            msg,
+            Msg::OffsetFetchResponse { .. } | Msg::ListOffsetsResponse { .. }
+        ) && model.consumer_indices().contains(&dst)
+            && !crate::ghost::awaits_offset(state, dst)
+    })
 }
 
 /// S37.

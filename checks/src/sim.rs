@@ -66,6 +66,10 @@ const LIVENESS_CHECK_MICROS: Micros = 100_000;
 /// brokers' session timeout (3 s, with jitter), so that every fencing the faults left pending has
 /// happened.
 const STEADY_BEFORE_LOSS_MICROS: Micros = 5 * MICROS_PER_S;
+/// How long every liveness condition must hold, without a break, for the world to count as
+/// recovered: longer than the clients' request timeout (5 s, with jitter), so that what a
+/// timeout undoes (a member that rejoins on each one) is seen undone.
+const RECOVERY_HELD_MICROS: Micros = 6 * MICROS_PER_S;
 /// The loopback latency of every datagram, uniformly in this range.
 const LATENCY_MICROS: Range<Micros> = 50..500;
 
@@ -452,6 +456,8 @@ struct World<'o> {
     lost_for_good: bool,
     /// Since when L1–L3 have held without a break, once healed.
     cluster_recovered_at: Option<Micros>,
+    /// Since when every liveness condition has held without a break, once healed.
+    recovered_at: Option<Micros>,
     /// Per link, once healed: when its last datagram arrives.
     link_clock: HashMap<(usize, usize), Micros>,
     cuts: HashMap<u64, Vec<(usize, usize)>>,
@@ -532,6 +538,7 @@ impl<'o> World<'o> {
             dead_after_heal: Vec::new(),
             lost_for_good: false,
             cluster_recovered_at: None,
+            recovered_at: None,
             link_clock: HashMap::new(),
             cuts: HashMap::new(),
             events: 0,
@@ -775,7 +782,12 @@ impl<'o> World<'o> {
     fn run(&mut self) -> Verdict {
         let end = (self.options.fault_s + self.options.heal_s) * MICROS_PER_S;
         while let Some(Reverse(q)) = self.queue.pop() {
-            if q.at > end {
+            // Recovery must begin within the heal phase; once begun, it is watched for as long
+            // as it must last, past the phase's end if need be.
+            let watching = self
+                .recovered_at
+                .is_some_and(|at| q.at <= at + RECOVERY_HELD_MICROS);
+            if q.at > end && !watching {
                 break;
             }
             self.now = q.at;
@@ -858,13 +870,22 @@ impl<'o> World<'o> {
                     .is_some_and(|at| self.now - at >= STEADY_BEFORE_LOSS_MICROS);
                 if to_lose && steady {
                     self.lose_brokers_for_good();
+                    self.recovered_at = None;
                     self.schedule(self.now + LIVENESS_CHECK_MICROS, Event::CheckLiveness);
                 } else if failing.is_empty() {
-                    let healed_at = self.healed_at.unwrap_or(self.now);
-                    self.failure = Some(Verdict::Recovered {
-                        recovery_s: (self.now - healed_at) as f64 / MICROS_PER_S as f64,
-                    });
+                    // Recovered, and it must stay so for longer than a request timeout: a
+                    // member that rejoins on every timeout, say, recovers only for a while.
+                    let since = *self.recovered_at.get_or_insert(self.now);
+                    if self.now - since >= RECOVERY_HELD_MICROS {
+                        let healed_at = self.healed_at.unwrap_or(since);
+                        self.failure = Some(Verdict::Recovered {
+                            recovery_s: (since - healed_at) as f64 / MICROS_PER_S as f64,
+                        });
+                    } else {
+                        self.schedule(self.now + LIVENESS_CHECK_MICROS, Event::CheckLiveness);
+                    }
                 } else {
+                    self.recovered_at = None;
                     self.schedule(self.now + LIVENESS_CHECK_MICROS, Event::CheckLiveness);
                 }
             }

@@ -14,6 +14,7 @@ use watermark_checks::knobs::Knobs;
 use watermark_checks::matrix;
 use watermark_checks::preset;
 use watermark_checks::runner::{run, RunOptions, Strategy, Verdict};
+use watermark_model::OffsetReset;
 
 /// The presets the pass checks in full, every applicable property.
 pub const PRESETS: &[&str] = &[
@@ -71,13 +72,14 @@ fn isolated_leader() -> (&'static str, Knobs) {
     ("isolated leader", knobs)
 }
 
-/// `consumer-group` cut in three (3,834, 3,568 and 31,347 states; the preset itself has 632,024):
-/// a member that crashes and resumes at its group's commit with no broker crash (I18, I19, I26,
-/// I29 and their twins S22, S23, S32, S36), the same member committing after each poll instead
-/// of on its timer, and a coordinator that fails over with no member crash (S24). Without
-/// them only the heavy `offsets-*` rows saw the group's rules (R57–R62). (`latest` is left to
-/// those rows: with it a restarted member never reads a record twice, so S23 is not found.)
-fn group_members() -> [(&'static str, Knobs); 3] {
+/// `consumer-group` cut in four (3,834, 3,568, 31,347 and 4,455 states; the preset itself has
+/// 632,024): a member that crashes and resumes at its group's commit with no broker crash (I18,
+/// I19, I26, I29, I31 and their twins S22, S23, S32, S36, S39), the same member committing after
+/// each poll instead of on its timer, a coordinator that fails over with no member crash (S24),
+/// and a member with `latest` and no broker crash (with it a restarted member never reads a
+/// record twice, so S23 is left out by name). Without them only the heavy `offsets-*` rows saw
+/// the group's rules (R57–R62).
+fn group_members() -> [(&'static str, Knobs); 4] {
     let group = preset("consumer-group").unwrap().knobs;
     [
         (
@@ -101,6 +103,17 @@ fn group_members() -> [(&'static str, Knobs); 3] {
             "consumer-group without a consumer crash",
             Knobs {
                 consumer_crashes: 0,
+                ..group.clone()
+            },
+        ),
+        // `auto.offset.reset=latest` (4,455 states): the only configuration of stage 1 whose
+        // member asks the leader for its HWM (ListOffsets, R61), so the only one in which a
+        // stale ListOffsets answer can move a member that has moved on (I31).
+        (
+            "consumer-group with latest and no broker crash",
+            Knobs {
+                broker_crashes: 0,
+                offset_reset: OffsetReset::Latest,
                 ..group
             },
         ),
@@ -118,6 +131,11 @@ const UNFINDABLE: &[(&str, &str)] = &[
     ("consumer-group without a consumer crash", "LogsDiverge"),
     (
         "consumer-group with manual commit and no broker crash",
+        "Reprocessed",
+    ),
+    // With `latest` a restarted member never reads a record twice (spec section 6b).
+    (
+        "consumer-group with latest and no broker crash",
         "Reprocessed",
     ),
 ];
@@ -277,7 +295,6 @@ fn sim_sweep_is_safe_and_recovers() {
 #[ignore = "the mutation pass's harness: scripts/mutants.sh, stage 1c"]
 fn sim_group_sweep_is_safe_and_recovers() {
     use watermark_checks::sim::{self, Faults, SimOptions};
-    use watermark_model::OffsetReset;
     // Auto-commit from the earliest offset; manual commit from the latest with a broker lost
     // for good, which needs a longer heal: a member goes through several steps, each of which
     // may wait for a request timeout (BENCHMARKS.md).
