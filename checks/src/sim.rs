@@ -1199,7 +1199,7 @@ impl<'o> World<'o> {
             .filter(|p| {
                 p.replicas
                     .iter()
-                    .any(|b| !p.isr.contains(b) && !self.dead_after_heal.contains(&(*b as usize)))
+                    .any(|b| !p.isr.contains(b) && !self.dead_for_good(*b as usize))
             })
             .map(|p| format!("{:?} ISR {:?}", p.topic_partition, p.isr))
             .collect();
