@@ -502,26 +502,21 @@ fn compute(
         }
     }
 
-    // I30: a commit acknowledged to a member in this step.
+    // The group events each member handed its application in this step: I30, a commit
+    // acknowledged only once committed; I31, a resume only from the step that waits for it.
     for i in model.consumer_indices() {
         let seen = last.history.group_events(i).len();
-        let unbacked = ghost.group_events(i)[seen.min(ghost.group_events(i).len())..]
-            .iter()
-            .any(|e| {
-                matches!(e, GroupEvent::Committed { .. }) && !commit_committed(model, &ghost, e)
-            });
+        let events = ghost.group_events(i);
+        let new = &events[seen.min(events.len())..];
+        let unbacked = new.iter().any(|e| {
+            matches!(e, GroupEvent::Committed { .. }) && !commit_committed(model, &ghost, e)
+        });
+        let resumed_out_of_step =
+            new.iter().any(|e| matches!(e, GroupEvent::Resumed { .. })) && !awaits_offset(last, i);
         if unbacked {
             ghost.violations |= violation::COMMIT_ACKNOWLEDGED_UNCOMMITTED;
         }
-    }
-
-    // I31: a member resumed in this step only from the step that waits for its offset.
-    for i in model.consumer_indices() {
-        let seen = last.history.group_events(i).len();
-        let resumed = ghost.group_events(i)[seen.min(ghost.group_events(i).len())..]
-            .iter()
-            .any(|e| matches!(e, GroupEvent::Resumed { .. }));
-        if resumed && !awaits_offset(last, i) {
+        if resumed_out_of_step {
             ghost.violations |= violation::RESUMED_OUT_OF_STEP;
         }
     }
@@ -927,7 +922,9 @@ fn divergent(state: &State, tp: &TopicPartition, log: &Log, from: Offset) -> boo
 }
 
 /// R61: whether consumer `index` waits, in `state`, for the answer that resumes it: its
-/// OffsetFetch, or with `latest` and nothing committed its ListOffsets.
+/// OffsetFetch, or with `latest` and nothing committed its ListOffsets. Written from the member's
+/// fields here rather than by calling the consumer's own `awaits`: a property that calls the
+/// code it judges would bend with a mutant of it.
 pub(crate) fn awaits_offset(state: &State, index: usize) -> bool {
     state
         .actor_states

@@ -851,12 +851,8 @@ impl<'o> World<'o> {
                 self.schedule(self.now + LIVENESS_CHECK_MICROS, Event::CheckLiveness);
             }
             Event::CheckLiveness => {
-                let failing = self.unrecovered();
-                let cluster_recovered = !failing.iter().any(|c| {
-                    ["no controller", "L1", "L2", "L3"]
-                        .iter()
-                        .any(|l| c.starts_with(l))
-                });
+                let cluster_recovered = self.cluster_unrecovered().is_empty();
+                let recovered = cluster_recovered && self.clients_unrecovered().is_empty();
                 let to_lose =
                     self.options.faults.brokers_dead_after_heal > 0 && !self.lost_for_good;
                 self.cluster_recovered_at = match (cluster_recovered, self.cluster_recovered_at) {
@@ -872,7 +868,7 @@ impl<'o> World<'o> {
                     self.lose_brokers_for_good();
                     self.recovered_at = None;
                     self.schedule(self.now + LIVENESS_CHECK_MICROS, Event::CheckLiveness);
-                } else if failing.is_empty() {
+                } else if recovered {
                     // Recovered, and it must stay so for longer than a request timeout: a
                     // member that rejoins on every timeout, say, recovers only for a while.
                     let since = *self.recovered_at.get_or_insert(self.now);
@@ -1177,6 +1173,13 @@ impl<'o> World<'o> {
 
     /// The recovery conditions (L1–L7) that do not hold yet.
     fn unrecovered(&self) -> Vec<String> {
+        let mut failing = self.cluster_unrecovered();
+        failing.extend(self.clients_unrecovered());
+        failing
+    }
+
+    /// The cluster's recovery conditions (L1–L3) that do not hold yet.
+    fn cluster_unrecovered(&self) -> Vec<String> {
         let mut failing = Vec::new();
         let Some(c) = controller(&self.state) else {
             return vec!["no controller".into()];
@@ -1248,6 +1251,12 @@ impl<'o> World<'o> {
                 stale.join(", ")
             ));
         }
+        failing
+    }
+
+    /// The clients' recovery conditions (L4–L7) that do not hold yet.
+    fn clients_unrecovered(&self) -> Vec<String> {
+        let mut failing = Vec::new();
         let mut unread = 0;
         let history = &self.state.history;
         // `auto.offset.reset=latest`: a member with nothing committed skips what is below the
@@ -1329,6 +1338,7 @@ impl<'o> World<'o> {
             .consumer_indices()
             .filter_map(|ci| {
                 let s = self.state.actor_states[ci].as_consumer()?;
+                let c = controller(&self.state)?;
                 let p = c.partitions.get(consumer_partition(&self.model, ci)?)?;
                 let leader = p.leader.map(|l| (l, p.leader_epoch));
                 (s.leader != leader).then(|| {

@@ -200,8 +200,8 @@ fn r39_an_unknown_leader_is_asked_for_again_on_metadata_retry() {
     ));
 }
 
-fn consumer() -> Node {
-    Node::Consumer(Consumer::new(ConsumerConfig {
+fn consumer_config() -> ConsumerConfig {
+    ConsumerConfig {
         bootstrap: vec![id(2)],
         topic_partition: tp(),
         fetch_bytes_max: 1,
@@ -210,7 +210,24 @@ fn consumer() -> Node {
         start_offset: 0,
         group: None,
         records_max: None,
-    }))
+    }
+}
+
+fn consumer() -> Node {
+    Node::Consumer(Consumer::new(consumer_config()))
+}
+
+/// The leader's answer to a consumer's fetch at offset 0: record `a`, HWM 1.
+fn fetched_a() -> Msg {
+    Msg::FetchResponse(FetchResponse {
+        topic_partition: tp(),
+        fetch_offset: 0,
+        leader_epoch: 0,
+        result: FetchResult::Records {
+            records: vec![entry(0, "a")].into(),
+            high_watermark: 1,
+        },
+    })
 }
 
 #[test]
@@ -223,16 +240,7 @@ fn r41_r42_r43_the_consumer_reads_from_its_position_and_follows_the_leader() {
         matches!(step.sends_to(1).as_slice(), [Msg::Fetch(f)] if f.replica_id.is_none() && f.fetch_offset == 0)
     );
     let s = after(&s, &step);
-    let records = Msg::FetchResponse(FetchResponse {
-        topic_partition: tp(),
-        fetch_offset: 0,
-        leader_epoch: 0,
-        result: FetchResult::Records {
-            records: vec![entry(0, "a")].into(),
-            high_watermark: 1,
-        },
-    });
-    let step = deliver(&c, C, &s, 1, records);
+    let step = deliver(&c, C, &s, 1, fetched_a());
     let cs = step.state().as_consumer().unwrap();
     let consumed = step.consumed();
     assert_eq!((cs.position, consumed.len()), (1, 1));
@@ -268,10 +276,7 @@ fn r43_a_fetch_that_times_out_forgets_the_leader_and_refreshes_metadata() {
     let c = Node::Consumer(Consumer::new(ConsumerConfig {
         bootstrap: vec![id(2), id(3)],
         request_timeout: true,
-        ..match consumer() {
-            Node::Consumer(c) => c.config,
-            _ => unreachable!(),
-        }
+        ..consumer_config()
     }));
     let s = start(&c, C, None).next.unwrap();
     let s = after(&s, &deliver(&c, C, &s, 2, metadata(Some(1), 0)));
@@ -288,16 +293,8 @@ fn r43_a_fetch_that_times_out_forgets_the_leader_and_refreshes_metadata() {
     let cs = step.state().as_consumer().unwrap();
     assert_eq!((cs.leader, cs.fetching), (None, false));
     let s = after(&s, &step);
-    let late = Msg::FetchResponse(FetchResponse {
-        topic_partition: tp(),
-        fetch_offset: 0,
-        leader_epoch: 0,
-        result: FetchResult::Records {
-            records: vec![entry(0, "a")].into(),
-            high_watermark: 1,
-        },
-    });
-    assert!(deliver(&c, C, &s, 1, late).consumed().is_empty());
+    // The late answer to the forgotten fetch.
+    assert!(deliver(&c, C, &s, 1, fetched_a()).consumed().is_empty());
     let step = deliver(&c, C, &s, 2, metadata(Some(3), 1));
     assert!(
         matches!(step.sends_to(3).as_slice(), [Msg::Fetch(f)] if f.current_leader_epoch == Some(1))

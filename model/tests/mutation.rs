@@ -248,7 +248,7 @@ fn assert_rows_keep_their_verdicts(include: impl Fn(&str) -> bool) {
 #[test]
 #[ignore = "the mutation pass's harness: scripts/mutants.sh, stage 1c"]
 fn sim_sweep_is_safe_and_recovers() {
-    use watermark_checks::sim::{self, Faults, SimOptions};
+    use watermark_checks::sim::{Faults, SimOptions};
     let options = SimOptions {
         knobs: watermark_checks::Knobs {
             producers: 2,
@@ -270,17 +270,9 @@ fn sim_sweep_is_safe_and_recovers() {
             },
             ..options.clone()
         };
-        let report = sim::sweep(&options, 0..SIM_SEEDS, 2, None);
-        let failures: Vec<String> = report
-            .failures
-            .iter()
-            .map(|f| format!("seed {}: {:?}", f.seed, f.verdict))
-            .collect();
-        assert_eq!(
-            report.passed,
-            SIM_SEEDS,
-            "{brokers_dead_after_heal} dead after the heal: {}",
-            failures.join("\n")
+        assert_sweep_recovers(
+            &options,
+            &format!("{brokers_dead_after_heal} dead after the heal"),
         );
     }
 }
@@ -294,7 +286,7 @@ fn sim_sweep_is_safe_and_recovers() {
 #[test]
 #[ignore = "the mutation pass's harness: scripts/mutants.sh, stage 1c"]
 fn sim_group_sweep_is_safe_and_recovers() {
-    use watermark_checks::sim::{self, Faults, SimOptions};
+    use watermark_checks::sim::{Faults, SimOptions};
     // Auto-commit from the earliest offset; manual commit from the latest with a broker lost
     // for good, which needs a longer heal: a member goes through several steps, each of which
     // may wait for a request timeout (BENCHMARKS.md).
@@ -321,19 +313,23 @@ fn sim_group_sweep_is_safe_and_recovers() {
             heal_s,
             trace_steps: 0,
         };
-        let report = sim::sweep(&options, 0..SIM_SEEDS, 2, None);
-        let failures: Vec<String> = report
-            .failures
-            .iter()
-            .map(|f| format!("seed {}: {:?}", f.seed, f.verdict))
-            .collect();
-        assert_eq!(
-            report.passed,
-            SIM_SEEDS,
-            "auto commit {auto_commit}, {offset_reset:?}: {}",
-            failures.join("\n")
+        assert_sweep_recovers(
+            &options,
+            &format!("auto commit {auto_commit}, {offset_reset:?}"),
         );
     }
+}
+
+/// Every seed of stage 1c's sweep of `options` is safe and recovers; `what` names the sweep.
+#[cfg(feature = "mutation-simulation")]
+fn assert_sweep_recovers(options: &watermark_checks::sim::SimOptions, what: &str) {
+    let report = watermark_checks::sim::sweep(options, 0..SIM_SEEDS, 2, None);
+    let failures: Vec<String> = report
+        .failures
+        .iter()
+        .map(|f| format!("seed {}: {:?}", f.seed, f.verdict))
+        .collect();
+    assert_eq!(report.passed, SIM_SEEDS, "{what}: {}", failures.join("\n"));
 }
 
 /// The seeds of stage 1c's sweeps.
