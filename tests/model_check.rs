@@ -292,7 +292,8 @@ fn no_stale_controller_request_catches_a_broker_that_forgot_a_newer_controller_e
                 unclean_leader_election: false,
             },
         );
-        next.actor_states[broker] = std::sync::Arc::new(NodeState::Broker(b));
+        next.actor_states[broker] =
+            std::sync::Arc::new(watermark_checks::hashed::Hashed::new(NodeState::Broker(b)));
         next
     };
     // Controller epoch 3 reaches the broker, which applies it but records nothing.

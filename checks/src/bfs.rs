@@ -126,12 +126,9 @@ impl Drop for SetOnDrop<'_> {
     }
 }
 
-/// stateright's fingerprint (its `stable` hasher: ahash under fixed seeds), so that a state has
-/// the same fingerprint here as in stateright's checkers and Explorer.
+/// A state's fingerprint (`crate::hashed::fingerprint`, stateright's own), never zero.
 fn fingerprint<T: Hash>(value: &T) -> u64 {
-    const KEY1: u64 = 123_456_789_987_654_321;
-    const KEY2: u64 = 98_765_432_123_456_789;
-    let fp = ahash::RandomState::with_seeds(KEY1, KEY2, 0, 0).hash_one(value);
+    let fp = crate::hashed::fingerprint(value);
     assert_ne!(fp, 0, "the hasher returned zero, an invalid fingerprint");
     fp
 }

@@ -353,7 +353,7 @@ impl fmt::Debug for ExplorerState {
 /// broke, what the last step did.
 fn write_history(f: &mut fmt::Formatter<'_>, ghost: &Ghost) -> fmt::Result {
     f.write_str("history (ghost): committed")?;
-    for (p, records) in ghost.committed.iter().enumerate() {
+    for (p, records) in ghost.histories().committed.iter().enumerate() {
         write!(f, " t-{p} [")?;
         for (o, c) in records.iter().enumerate() {
             let sep = if o == 0 { "" } else { " " };

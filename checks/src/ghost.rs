@@ -6,6 +6,7 @@
 //! holds only what properties read: facts that are monotone (committed records, sticky
 //! violations) and the events of the last step, which are cleared on the next.
 
+use crate::hashed::Hashed;
 use crate::model::{alive_in, controller, State, WatermarkModel, CONTROLLER_INDEX, POWER_LOSS};
 use stateright::actor::{ActorModelAction, Envelope, Id, Network};
 use std::fmt;
@@ -97,8 +98,6 @@ pub struct Committed {
 
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Ghost {
-    /// Per partition, in partition order: every offset ever below some leader's high watermark.
-    pub committed: Vec<Arc<Vec<Committed>>>,
     pub violations: u16,
     pub events: u16,
     /// ISR shrinks leaders have asked for (bound B6).
@@ -114,13 +113,23 @@ pub struct Ghost {
     pub controller_crashes: u8,
     /// Crashes of consumers, in all (bound B4).
     pub consumer_crashes: u8,
+    /// Brokers (bit = broker id) to whose running incarnation the network lost a LeaderAndIsr or
+    /// UpdateMetadata (S16). Kept only when S16 is checked.
+    pub pushes_lost: u16,
+    /// What grows with the run: shared with the parent state's ghost (and its hash with it)
+    /// until a step changes it (`histories_mut`).
+    histories: Arc<Hashed<Histories>>,
+}
+
+/// The ghost's lists, which most steps leave as they were.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Histories {
+    /// Per partition, in partition order: every offset ever below some leader's high watermark.
+    pub committed: Vec<Arc<Vec<Committed>>>,
     /// Per broker (index = broker id), the newest controller epoch of any controller message
     /// delivered to it, in any incarnation (I6). Kept only when I6 is checked, so that other
     /// checks keep their state counts.
     pub controller_epochs_seen: Vec<ControllerEpoch>,
-    /// Brokers (bit = broker id) to whose running incarnation the network lost a LeaderAndIsr or
-    /// UpdateMetadata (S16). Kept only when S16 is checked.
-    pub pushes_lost: u16,
     /// Per producer (index = actor index; none past the last producer that has one): the
     /// acknowledgements it handed its application (R38), in order.
     pub acked: Vec<Arc<Vec<Ack>>>,
@@ -138,19 +147,46 @@ pub struct Ghost {
 }
 
 impl Ghost {
+    /// A ghost with nothing counted yet and these lists.
+    pub fn with_histories(histories: Histories) -> Ghost {
+        Ghost {
+            histories: Arc::new(Hashed::new(histories)),
+            ..Ghost::default()
+        }
+    }
+
+    /// The lists, to read.
+    pub fn histories(&self) -> &Histories {
+        &self.histories
+    }
+
+    /// The lists, to change: copied first if the parent state's ghost still shares them.
+    pub fn histories_mut(&mut self) -> &mut Histories {
+        Arc::make_mut(&mut self.histories).get_mut()
+    }
+
     /// The acknowledgements actor `index` handed its application.
     pub fn acked(&self, index: usize) -> &[Ack] {
-        self.acked.get(index).map_or(&[], |a| a.as_slice())
+        self.histories
+            .acked
+            .get(index)
+            .map_or(&[], |a| a.as_slice())
     }
 
     /// The records actor `index` handed its application.
     pub fn consumed(&self, index: usize) -> &[Consumed] {
-        self.consumed.get(index).map_or(&[], |c| c.as_slice())
+        self.histories
+            .consumed
+            .get(index)
+            .map_or(&[], |c| c.as_slice())
     }
 
     /// The group events actor `index` handed its application.
     pub fn group_events(&self, index: usize) -> &[GroupEvent] {
-        self.group_events.get(index).map_or(&[], |c| c.as_slice())
+        self.histories
+            .group_events
+            .get(index)
+            .map_or(&[], |c| c.as_slice())
     }
 
     /// Folds in what a client sent its application (`msg`, from actor `index`): the ghost is
@@ -163,16 +199,18 @@ impl Ghost {
             Arc::make_mut(&mut lists[index]).push(item);
         }
         match msg {
-            Msg::RecordAcknowledged(ack) => push(&mut self.acked, index, ack.clone()),
+            Msg::RecordAcknowledged(ack) => {
+                push(&mut self.histories_mut().acked, index, ack.clone())
+            }
             Msg::RecordConsumed(record) => {
                 self.observe_read(index, record.offset);
-                push(&mut self.consumed, index, record.clone())
+                push(&mut self.histories_mut().consumed, index, record.clone())
             }
             Msg::Group(event) => {
                 if let GroupEvent::Resumed { position, .. } = event {
                     self.set_next_read(index, Some(*position));
                 }
-                push(&mut self.group_events, index, event.clone())
+                push(&mut self.histories_mut().group_events, index, event.clone())
             }
             _ => {}
         }
@@ -180,17 +218,18 @@ impl Ghost {
 
     /// I26: consumer `index` read `offset`, which must be its next.
     fn observe_read(&mut self, index: usize, offset: Offset) {
-        match self.next_read.get(index).copied().flatten() {
+        match self.histories.next_read.get(index).copied().flatten() {
             Some(next) if next == offset => self.set_next_read(index, Some(offset + 1)),
             _ => self.violations |= violation::READ_OUT_OF_POSITION,
         }
     }
 
     fn set_next_read(&mut self, index: usize, next: Option<Offset>) {
-        if self.next_read.len() <= index {
-            self.next_read.resize(index + 1, None);
+        let next_read = &mut self.histories_mut().next_read;
+        if next_read.len() <= index {
+            next_read.resize(index + 1, None);
         }
-        self.next_read[index] = next;
+        next_read[index] = next;
     }
 
     /// Where a new incarnation of consumer `index` reads first (I26): at 0 without a group (the
@@ -265,7 +304,7 @@ pub fn record_msg_out(_: &(), ghost: &Ghost, envelope: Envelope<&Msg>) -> Option
 impl fmt::Debug for Ghost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("committed")?;
-        for (p, records) in self.committed.iter().enumerate() {
+        for (p, records) in self.histories.committed.iter().enumerate() {
             write!(f, " p{p}[")?;
             for (o, c) in records.iter().enumerate() {
                 if o > 0 {
@@ -315,7 +354,7 @@ fn compute(
             events: 0,
             ..carried
         },
-        None => Ghost {
+        None => Ghost::with_histories(Histories {
             committed: model
                 .topic_partitions()
                 .iter()
@@ -326,8 +365,8 @@ fn compute(
             } else {
                 Vec::new()
             },
-            ..Ghost::default()
-        },
+            ..Histories::default()
+        }),
     };
 
     // Committed records: everything below a (live) leader's high watermark. A broker that was
@@ -349,20 +388,22 @@ fn compute(
             let Some(p) = model.partition_index(&r.partition.topic_partition) else {
                 continue;
             };
-            if !r.is_leader() || p >= ghost.committed.len() {
+            if !r.is_leader() || p >= ghost.histories.committed.len() {
                 continue;
             }
             for (offset, entry) in r.log.entries().take(r.high_watermark as usize).enumerate() {
                 // Beyond the log end, I1 is violated; that property reports it.
-                match ghost.committed[p].get(offset) {
+                match ghost.histories.committed[p].get(offset) {
                     Some(c) if c.entry != *entry => {
                         ghost.violations |= violation::COMMITTED_RECORD_CHANGED;
                     }
                     Some(_) => {}
-                    None => Arc::make_mut(&mut ghost.committed[p]).push(Committed {
-                        entry: entry.clone(),
-                        leader_epoch: r.leader_epoch(),
-                    }),
+                    None => {
+                        Arc::make_mut(&mut ghost.histories_mut().committed[p]).push(Committed {
+                            entry: entry.clone(),
+                            leader_epoch: r.leader_epoch(),
+                        })
+                    }
                 }
             }
         }
@@ -414,8 +455,13 @@ fn compute(
         }
     }
 
-    // ISR expansion at the controller.
-    if let (Some(before), Some(after)) = (controller(last), controller(next)) {
+    // ISR expansion at the controller, and its fencing of live brokers: only a step that
+    // replaced the controller's state can do either.
+    let controller_step = match (controller(last), controller(next)) {
+        (Some(before), Some(after)) if !std::ptr::eq(before, after) => Some((before, after)),
+        _ => None,
+    };
+    if let Some((before, after)) = controller_step {
         let expanded = after.partitions.values().any(|p| {
             before
                 .partitions
@@ -428,7 +474,7 @@ fn compute(
     }
 
     // The controller fencing a broker that is alive, in the incarnation it fences.
-    if let (Some(before), Some(after)) = (controller(last), controller(next)) {
+    if let Some((before, after)) = controller_step {
         let falsely_fenced = after.brokers.iter().any(|(b, r)| {
             r.fenced
                 && before.brokers.iter().any(|(c, q)| c == b && !q.fenced)
@@ -444,7 +490,7 @@ fn compute(
         let i = usize::from(*actor);
         let lagged = model.observe_stale_checkpoints
             && random.log_end_offset == Offset::MAX
-            && match (broker(last, i), &next.actor_storages[i]) {
+            && match (broker(last, i), next.actor_storages[i].as_deref()) {
                 (Some(b), Some(Storage::Broker(s))) => b.replicas.iter().any(|(tp, r)| {
                     s.replicas
                         .get(tp)
@@ -556,13 +602,13 @@ fn observe_delivery(
     // I6: a controller message older than one this broker was ever handed must change nothing.
     if let (Some(epoch), Some(seen)) = (
         msg.controller_epoch(),
-        ghost.controller_epochs_seen.get(index).copied(),
+        ghost.histories.controller_epochs_seen.get(index).copied(),
     ) {
         if epoch < seen && before != after {
             ghost.violations |= violation::STALE_CONTROLLER_REQUEST_APPLIED;
         }
         if epoch > seen {
-            ghost.controller_epochs_seen[index] = epoch;
+            ghost.histories_mut().controller_epochs_seen[index] = epoch;
         }
     }
     match msg {
@@ -645,7 +691,7 @@ fn commit_committed(model: &WatermarkModel, ghost: &Ghost, acknowledged: &GroupE
     model
         .topic_partitions()
         .iter()
-        .zip(&ghost.committed)
+        .zip(&ghost.histories.committed)
         .filter(|(tp, _)| tp.topic.as_str() == OFFSETS_TOPIC)
         .flat_map(|(_, records)| records.iter())
         .any(|c| {
@@ -981,40 +1027,40 @@ mod tests {
         let latched = |g: &Ghost| g.has_violation(violation::READ_OUT_OF_POSITION);
 
         // Without a group: from 0, in order.
-        let mut ghost = Ghost {
+        let mut ghost = Ghost::with_histories(Histories {
             next_read: vec![None, Some(0)],
-            ..Ghost::default()
-        };
+            ..Histories::default()
+        });
         ghost.record_delivery(1, &read(0));
         ghost.record_delivery(1, &read(1));
         assert!(!latched(&ghost));
-        assert_eq!(ghost.next_read[1], Some(2));
+        assert_eq!(ghost.histories.next_read[1], Some(2));
         ghost.record_delivery(1, &read(3));
         assert!(latched(&ghost), "a gap");
 
-        let mut ghost = Ghost {
+        let mut ghost = Ghost::with_histories(Histories {
             next_read: vec![None, Some(0)],
-            ..Ghost::default()
-        };
+            ..Histories::default()
+        });
         ghost.record_delivery(1, &read(0));
         ghost.record_delivery(1, &read(0));
         assert!(latched(&ghost), "a repeat within an incarnation");
 
         // A member: nothing before it resumes, then from where it resumed.
-        let mut ghost = Ghost {
+        let mut ghost = Ghost::with_histories(Histories {
             next_read: vec![None, None],
-            ..Ghost::default()
-        };
+            ..Histories::default()
+        });
         ghost.record_delivery(1, &resumed(2));
         ghost.record_delivery(1, &read(2));
         assert!(!latched(&ghost));
         ghost.record_delivery(1, &resumed(1));
         ghost.record_delivery(1, &read(1));
         assert!(!latched(&ghost), "a rejoin may resume lower: at-least-once");
-        let mut ghost = Ghost {
+        let mut ghost = Ghost::with_histories(Histories {
             next_read: vec![None, None],
-            ..Ghost::default()
-        };
+            ..Histories::default()
+        });
         ghost.record_delivery(1, &read(0));
         assert!(latched(&ghost), "a read before the member resumed");
     }

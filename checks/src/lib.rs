@@ -4,6 +4,7 @@
 //! - [`model`]: the actors in a stateright `ActorModel`, wrapped with the bounds and the ghost
 //!   history;
 //! - [`ghost`]: the history that properties about the past need;
+//! - [`hashed`]: a value that caches its hash, for the parts of a state its parent shares;
 //! - [`properties`]: the invariants (I1…) and their twins (S1…), named as in spec.md;
 //! - [`quorum`]: the KRaft quorum of controllers as a model of its own (spec section 4a);
 //! - [`runner`]: runs the checker and collects verdicts;
@@ -18,6 +19,7 @@
 pub mod bfs;
 pub mod explorer;
 pub mod ghost;
+pub mod hashed;
 pub mod knobs;
 pub mod matrix;
 pub mod model;

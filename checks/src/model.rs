@@ -5,16 +5,19 @@
 //! consumers.
 
 use crate::ghost::{self, Ghost};
+use crate::hashed::Hashed;
 use crate::knobs::Knobs;
 use crate::properties;
 use stateright::actor::{
-    ActorModel, ActorModelAction, ActorModelState, Id, LossyNetwork, Network as SrNetwork,
+    Actor, ActorModel, ActorModelAction, ActorModelState, Command, Id, LossyNetwork,
+    Network as SrNetwork, Out,
 };
 use stateright::{Model, Path, Property};
+use std::borrow::Cow;
 use std::sync::Arc;
 use watermark_model::*;
 
-pub type State = ActorModelState<Node, Ghost>;
+pub type State = ActorModelState<Checked, Ghost>;
 pub type Action = ActorModelAction<Msg, Timer, PowerLoss>;
 
 /// The `SelectRandom` key of the power losses the checker injects.
@@ -23,7 +26,7 @@ pub const POWER_LOSS: &str = "power loss";
 /// The model of a configuration.
 pub struct WatermarkModel {
     pub knobs: Knobs,
-    pub inner: ActorModel<Node, (), Ghost>,
+    pub inner: ActorModel<Checked, (), Ghost>,
     pub topic: Topic,
     /// The properties the checker evaluates: those that apply to the knobs, unless replaced
     /// (`with_properties`, as the matrix does).
@@ -49,6 +52,80 @@ pub struct WatermarkModel {
 }
 
 pub const CONTROLLER_INDEX: usize = 0;
+
+/// An actor as the checker hosts it: the protocol's `Node`, whose state and storage are kept
+/// with their hashes (`Hashed`), so that a state's fingerprint hashes only the actor states and
+/// storages its step replaced; the others are its parent's `Arc`s. Every handler is `Node`'s.
+#[derive(Clone)]
+pub struct Checked(pub Node);
+
+impl Checked {
+    /// `Node`'s step on a borrowed state, and the new state kept with its hash if it changed.
+    fn step(
+        state: &mut Cow<Hashed<NodeState>>,
+        o: &mut Out<Self>,
+        handler: impl FnOnce(&mut Cow<NodeState>, &mut Out<Node>),
+    ) {
+        let mut out = Out::new();
+        let mut inner = Cow::Borrowed(&***state);
+        handler(&mut inner, &mut out);
+        if let Cow::Owned(next) = inner {
+            *state = Cow::Owned(Hashed::new(next));
+        }
+        forward(out, o);
+    }
+}
+
+/// `Node`'s commands as `Checked`'s: the same, a saved storage kept with its hash.
+fn forward(out: Out<Node>, o: &mut Out<Checked>) {
+    for command in out {
+        match command {
+            Command::Send(dst, msg) => o.send(dst, msg),
+            Command::SetTimer(timer, duration) => o.set_timer(timer, duration),
+            Command::CancelTimer(timer) => o.cancel_timer(timer),
+            Command::ChooseRandom(key, random) => o.choose_random(key, random),
+            Command::Save(storage) => o.save(Hashed::new(storage)),
+        }
+    }
+}
+
+impl Actor for Checked {
+    type Msg = Msg;
+    type State = Hashed<NodeState>;
+    type Timer = Timer;
+    type Storage = Hashed<Storage>;
+    type Random = PowerLoss;
+
+    fn name(&self) -> String {
+        self.0.name()
+    }
+
+    fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> Self::State {
+        let storage = storage.as_deref().cloned();
+        let mut out = Out::new();
+        let state = self.0.on_start(id, &storage, &mut out);
+        forward(out, o);
+        Hashed::new(state)
+    }
+
+    fn on_msg(&self, id: Id, state: &mut Cow<Self::State>, src: Id, msg: Msg, o: &mut Out<Self>) {
+        Self::step(state, o, |s, out| self.0.on_msg(id, s, src, msg, out))
+    }
+
+    fn on_timeout(&self, id: Id, state: &mut Cow<Self::State>, timer: &Timer, o: &mut Out<Self>) {
+        Self::step(state, o, |s, out| self.0.on_timeout(id, s, timer, out))
+    }
+
+    fn on_random(
+        &self,
+        id: Id,
+        state: &mut Cow<Self::State>,
+        random: &PowerLoss,
+        o: &mut Out<Self>,
+    ) {
+        Self::step(state, o, |s, out| self.0.on_random(id, s, random, out))
+    }
+}
 
 /// How the actors are configured: as the checker explores them, with no clock and batches of
 /// one record, or as a real cluster runs them (the simulator, `crate::sim`).
@@ -123,17 +200,19 @@ impl WatermarkModel {
         });
         let mut inner = ActorModel::new((), Ghost::default())
             .record_msg_out(ghost::record_msg_out)
-            .actor(Node::Controller(Controller::new(ControllerConfig {
-                cluster: cluster.clone(),
-                preferred_leader_election: knobs.preferred_leader_election,
-                racks: Vec::new(),
-                metadata_bytes_max: u64::MAX,
-            })))
+            .actor(Checked(Node::Controller(Controller::new(
+                ControllerConfig {
+                    cluster: cluster.clone(),
+                    preferred_leader_election: knobs.preferred_leader_election,
+                    racks: Vec::new(),
+                    metadata_bytes_max: u64::MAX,
+                },
+            ))))
             .actors(brokers.iter().map(|(broker_id, _)| {
-                Node::Broker(Broker::new(BrokerConfig {
+                Checked(Node::Broker(Broker::new(BrokerConfig {
                     broker_id: *broker_id,
                     cluster: cluster.clone(),
-                }))
+                })))
             }));
         let bootstrap: Vec<Id> = brokers.iter().map(|(_, id)| *id).collect();
         let values = record_values(&knobs);
@@ -144,7 +223,7 @@ impl WatermarkModel {
                     (partition, values[(p * knobs.records + i) as usize].clone())
                 })
                 .collect();
-            inner = inner.actor(Node::Producer(Producer::new(ProducerConfig {
+            inner = inner.actor(Checked(Node::Producer(Producer::new(ProducerConfig {
                 bootstrap: bootstrap.clone(),
                 topic,
                 acks: knobs.acks,
@@ -155,10 +234,10 @@ impl WatermarkModel {
                 request_timeout: settings.client_request_timeout,
                 max_in_flight_requests: knobs.max_in_flight_requests,
                 timing: settings.client_timing.clone(),
-            })));
+            }))));
         }
         for c in 0..knobs.consumers {
-            inner = inner.actor(Node::Consumer(Consumer::new(ConsumerConfig {
+            inner = inner.actor(Checked(Node::Consumer(Consumer::new(ConsumerConfig {
                 bootstrap: bootstrap.clone(),
                 topic_partition: TopicPartition::new(&topic, c % knobs.partitions),
                 fetch_bytes_max: settings.fetch_bytes_max,
@@ -176,7 +255,7 @@ impl WatermarkModel {
                     auto_commit_interval: settings.client_timing.retry_backoff.clone(),
                 }),
                 records_max: None,
-            })));
+            }))));
         }
         inner = inner
             .init_network(initial_network(&knobs))
@@ -190,7 +269,7 @@ impl WatermarkModel {
     /// The model of `inner`, checking the properties that apply to `knobs`.
     fn checking_what_applies(
         knobs: Knobs,
-        inner: ActorModel<Node, (), Ghost>,
+        inner: ActorModel<Checked, (), Ghost>,
         topic: Topic,
     ) -> Self {
         WatermarkModel {
@@ -215,10 +294,15 @@ impl WatermarkModel {
     pub fn hosting(knobs: Knobs, topic: Topic, actors: Vec<Node>) -> Self {
         let inner = ActorModel::new((), Ghost::default())
             .record_msg_out(ghost::record_msg_out)
-            .actors(actors)
+            .actors(actors.into_iter().map(Checked))
             .init_network(SrNetwork::new_ordered([]))
             .lossy_network(LossyNetwork::Yes);
         Self::checking_what_applies(knobs, inner, topic)
+    }
+
+    /// The protocol actor at `index`.
+    pub fn node(&self, index: usize) -> &Node {
+        &self.inner.actors[index].0
     }
 
     /// Whether this property is among those checked.
@@ -511,7 +595,8 @@ impl Model for WatermarkModel {
                 })
                 .collect();
             for id in crashable {
-                let (log_end_offset, high_watermark) = match &state.actor_storages[usize::from(id)]
+                let (log_end_offset, high_watermark) = match state.actor_storages[usize::from(id)]
+                    .as_deref()
                 {
                     Some(Storage::Broker(s)) => (s.log_end_offset_max(), s.high_watermark_max()),
                     _ => (0, 0),
@@ -541,9 +626,9 @@ impl Model for WatermarkModel {
                     .inner
                     .next_state(last, ActorModelAction::Crash(actor))?;
                 let i = usize::from(actor);
-                if let Some(Storage::Broker(s)) = &next.actor_storages[i] {
+                if let Some(Storage::Broker(s)) = next.actor_storages[i].as_deref() {
                     let cut = s.after_power_loss(*random);
-                    next.actor_storages[i] = Some(Storage::Broker(Arc::new(cut)));
+                    next.actor_storages[i] = Some(Hashed::new(Storage::Broker(Arc::new(cut))));
                 }
                 next
             }

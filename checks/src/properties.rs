@@ -568,10 +568,9 @@ fn follower_fetch_not_forgotten(model: &WatermarkModel, state: &State) -> bool {
 fn produce_not_forgotten(model: &WatermarkModel, state: &State) -> bool {
     let messages = in_flight(state);
     model.producer_indices().all(|i| {
-        let (Some(Node::Producer(producer)), Some(p)) = (
-            model.inner.actors.get(i),
-            state.actor_states[i].as_producer(),
-        ) else {
+        let (Node::Producer(producer), Some(p)) =
+            (model.node(i), state.actor_states[i].as_producer())
+        else {
             return true;
         };
         let Some(head) = p.in_flight.first().filter(|f| f.sent && !state.crashed[i]) else {
@@ -951,6 +950,7 @@ fn read_after_resume(model: &WatermarkModel, state: &State) -> bool {
             .collect();
         resumes.len() >= 2
             && history
+                .histories()
                 .next_read
                 .get(i)
                 .copied()
@@ -1118,7 +1118,7 @@ fn committed_records_survive(model: &WatermarkModel, state: &State) -> bool {
     let g = ghost(state);
     !g.has_violation(violation::COMMITTED_RECORD_CHANGED)
         && model.topic_partitions().iter().all(|tp| {
-            g.committed[model.partition_index(tp).expect("a model partition")]
+            g.histories().committed[model.partition_index(tp).expect("a model partition")]
                 .iter()
                 .enumerate()
                 .all(|(o, c)| {
@@ -1133,7 +1133,7 @@ fn committed_records_survive(model: &WatermarkModel, state: &State) -> bool {
 fn committed_record_on_new_leader(model: &WatermarkModel, state: &State) -> bool {
     let g = ghost(state);
     model.topic_partitions().iter().any(|tp| {
-        g.committed[model.partition_index(tp).expect("a model partition")]
+        g.histories().committed[model.partition_index(tp).expect("a model partition")]
             .iter()
             .enumerate()
             .any(|(o, c)| {
@@ -1194,7 +1194,7 @@ fn consumed(model: &WatermarkModel, state: &State) -> Vec<(TopicPartition, Consu
     model
         .consumer_indices()
         .filter_map(|i| {
-            let tp = match &model.inner.actors[i] {
+            let tp = match model.node(i) {
                 Node::Consumer(c) => c.config.topic_partition.clone(),
                 _ => return None,
             };
@@ -1211,7 +1211,7 @@ use watermark_model::group::{group_view, GroupEvent, GroupRecord};
 fn consumer_reads_committed(model: &WatermarkModel, state: &State) -> bool {
     let g = ghost(state);
     consumed(model, state).iter().all(|(tp, c)| {
-        g.committed[model.partition_index(tp).expect("a model partition")]
+        g.histories().committed[model.partition_index(tp).expect("a model partition")]
             .get(c.offset as usize)
             .is_some_and(|committed| committed.entry == c.entry)
     })

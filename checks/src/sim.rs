@@ -26,6 +26,7 @@
 //!   reading with its position committed (L6), and every consumer know its leader (L7).
 
 use crate::ghost::{self, Ghost};
+use crate::hashed::Hashed;
 use crate::knobs::Knobs;
 use crate::model::{controller, Action, Settings, State, WatermarkModel};
 use crate::properties::PropertyDef;
@@ -557,9 +558,9 @@ impl<'o> World<'o> {
             let mut out = Out::new();
             world.nodes[i].transport = Some(world.new_transport(i));
             world.nodes[i].starts = 1;
-            let actor = &world.model.inner.actors[i];
+            let actor = world.model.node(i);
             let s = actor.on_start(Id::from(i), &None, &mut out);
-            world.state.actor_states.push(Arc::new(s));
+            world.state.actor_states.push(Arc::new(Hashed::new(s)));
             if producers.contains(&i) {
                 let at = world.random(0..fault_micros / 2 + 1);
                 world.nodes[i].held = Some(out);
@@ -942,9 +943,9 @@ impl<'o> World<'o> {
             .model
             .is_client(index)
             .then(|| self.state.history.clone());
-        let actor = &self.model.inner.actors[index];
+        let actor = self.model.node(index);
         let id = Id::from(index);
-        let mut cow = Cow::Borrowed(&*before);
+        let mut cow = Cow::Borrowed(&**before);
         let mut out = Out::new();
         match &action {
             ActorModelAction::Deliver { src, msg, .. } => {
@@ -955,7 +956,7 @@ impl<'o> World<'o> {
         }
         let changed = matches!(cow, Cow::Owned(_));
         if let Cow::Owned(next) = cow {
-            self.state.actor_states[index] = Arc::new(next);
+            self.state.actor_states[index] = Arc::new(Hashed::new(next));
         }
         self.run_commands(index, out);
         if changed {
@@ -1110,7 +1111,7 @@ impl<'o> World<'o> {
             }
             _ => storage,
         };
-        self.state.actor_storages[index] = Some(kept.clone());
+        self.state.actor_storages[index] = Some(Hashed::new(kept.clone()));
         node.durable = Some(kept);
     }
 
@@ -1163,10 +1164,13 @@ impl<'o> World<'o> {
         self.nodes[node].transport = Some(self.new_transport(node));
         self.state.crashed[node] = false;
         let storage = self.nodes[node].durable.clone();
-        self.state.actor_storages[node] = storage.clone();
+        self.state.actor_storages[node] = storage.clone().map(Hashed::new);
         let mut out = Out::new();
-        let s = self.model.inner.actors[node].on_start(Id::from(node), &storage, &mut out);
-        self.state.actor_states[node] = Arc::new(s);
+        let s = self
+            .model
+            .node(node)
+            .on_start(Id::from(node), &storage, &mut out);
+        self.state.actor_states[node] = Arc::new(Hashed::new(s));
         self.run_commands(node, out);
         self.after_step(&last, &ActorModelAction::Recover(Id::from(node)));
     }
@@ -1293,7 +1297,7 @@ impl<'o> World<'o> {
             .model
             .producer_indices()
             .filter(|p| {
-                let records = match &self.model.inner.actors[*p] {
+                let records = match self.model.node(*p) {
                     Node::Producer(pr) => pr.config.records.len(),
                     _ => 0,
                 };
@@ -1362,7 +1366,7 @@ impl<'o> World<'o> {
 }
 
 fn consumer_partition(model: &WatermarkModel, index: usize) -> Option<&TopicPartition> {
-    match &model.inner.actors[index] {
+    match model.node(index) {
         Node::Consumer(c) => Some(&c.config.topic_partition),
         _ => None,
     }

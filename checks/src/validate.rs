@@ -26,6 +26,7 @@
 //! The first finding is printed with the steps that led to it, in `check`'s trace format.
 
 use crate::ghost::{self, Ghost};
+use crate::hashed::Hashed;
 use crate::knobs::Knobs;
 use crate::model::{Action, State, WatermarkModel, CONTROLLER_INDEX};
 use crate::properties::PropertyDef;
@@ -163,7 +164,7 @@ struct Process {
     /// The next incarnation at the same index, started once this one is done.
     successor: Option<usize>,
     /// The replayed state (after the start).
-    state: Option<Arc<NodeState>>,
+    state: Option<Arc<Hashed<NodeState>>>,
     timers: HashSet<Timer>,
 }
 
@@ -526,7 +527,7 @@ impl Validation {
                 .cloned()
                 .collect()
         };
-        let actor_states: Vec<Arc<NodeState>> = model
+        let actor_states: Vec<Arc<Hashed<NodeState>>> = model
             .inner
             .actors
             .iter()
@@ -674,7 +675,7 @@ impl Validation {
                 let s = actor.on_start(*real_id, storage, &mut out);
                 self.procs[p].timers.clear();
                 if self.procs[p].index < self.state.actor_storages.len() {
-                    self.state.actor_storages[index] = storage.clone();
+                    self.state.actor_storages[index] = storage.clone().map(Hashed::new);
                 }
                 let what = if storage.is_some() {
                     "restarts"
@@ -709,7 +710,7 @@ impl Validation {
                     return;
                 };
                 let before = self.procs[p].state.clone().expect("started");
-                let mut cow = Cow::Borrowed(&*before);
+                let mut cow = Cow::Borrowed(&**before);
                 self.procs[p].actor.on_msg(
                     address_id(&self.procs[p]),
                     &mut cow,
@@ -750,7 +751,7 @@ impl Validation {
                     );
                 }
                 let before = self.procs[p].state.clone().expect("started");
-                let mut cow = Cow::Borrowed(&*before);
+                let mut cow = Cow::Borrowed(&**before);
                 self.procs[p].actor.on_timeout(
                     address_id(&self.procs[p]),
                     &mut cow,
@@ -816,9 +817,9 @@ impl Validation {
         if let Some(s) = saved_in_step {
             let before = self.saved[index].1.take();
             self.saved[index] = (before, Some(s.clone()));
-            self.state.actor_storages[index] = Some(s);
+            self.state.actor_storages[index] = Some(Hashed::new(s));
         }
-        let next_state = Arc::new(next_state);
+        let next_state = Arc::new(Hashed::new(next_state));
         self.procs[p].state = Some(next_state.clone());
         // The global state and the properties.
         let changed = last.actor_states[index] != next_state || last.crashed[index];
@@ -1025,7 +1026,7 @@ fn footprint(state: &State) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     for (i, s) in state.actor_states.iter().enumerate() {
         state.crashed[i].hash(&mut h);
-        match &**s {
+        match &***s {
             NodeState::Broker(b) => {
                 b.metadata.hash(&mut h);
                 for (tp, r) in b.replicas.iter() {
@@ -1040,7 +1041,7 @@ fn footprint(state: &State) -> u64 {
         (acked.len(), acked.last(), consumed.len(), consumed.last()).hash(&mut h);
     }
     state.history.violations.hash(&mut h);
-    for c in &state.history.committed {
+    for c in &state.history.histories().committed {
         c.len().hash(&mut h);
     }
     h.finish()
