@@ -164,12 +164,12 @@ macro_rules! conditions {
     };
 }
 
-/// One slot per property (there are 61; room for more).
-const CONDITIONS: [fn(&ExplorerModel, &ExplorerState) -> bool; 64] = conditions!(
+/// One slot per property (there are 63; room for more).
+const CONDITIONS: [fn(&ExplorerModel, &ExplorerState) -> bool; 80] = conditions!(
     0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19
     20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39
     40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
-    60 61 62 63
+    60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79
 );
 
 impl Model for ExplorerModel {

@@ -7,12 +7,14 @@
 //! violations) and the events of the last step, which are cleared on the next.
 
 use crate::hashed::Hashed;
-use crate::model::{alive_in, controller, State, WatermarkModel, CONTROLLER_INDEX, POWER_LOSS};
+use crate::model::{
+    alive_in, controller, Action, State, WatermarkModel, CONTROLLER_INDEX, POWER_LOSS,
+};
 use stateright::actor::{ActorModelAction, Envelope, Id, Network};
 use std::fmt;
 use std::sync::Arc;
 use watermark_model::broker::{FollowerState, Role};
-use watermark_model::consumer::{Consumed, MemberStep};
+use watermark_model::consumer::{Consumed, Member, MemberStep};
 use watermark_model::group::{group_view, GroupEvent, GroupRecord};
 use watermark_model::producer::Ack;
 use watermark_model::*;
@@ -86,6 +88,10 @@ pub mod violation {
     /// `auto.offset.reset`) other than in answer to the OffsetFetch or ListOffsets it was
     /// waiting on after joining (R61): a stale answer moved a member that had moved on.
     pub const RESUMED_OUT_OF_STEP: u16 = 1 << 7;
+    /// I32: a member stopped consuming (went back to an earlier step of R61) in a step that
+    /// was neither its coordinator's error answer to its commit nor a request timeout with a
+    /// group request of its own unanswered.
+    pub const LEFT_CONSUMING_UNTOLD: u16 = 1 << 8;
 }
 
 /// A record once below a leader's high watermark.
@@ -567,6 +573,13 @@ fn compute(
         }
     }
 
+    // I32: a member stops consuming only when told to (R61, R62).
+    for i in model.consumer_indices() {
+        if left_consuming(last, next, i) && !told_to_rejoin(last, action, i) {
+            ghost.violations |= violation::LEFT_CONSUMING_UNTOLD;
+        }
+    }
+
     // Deliveries.
     if let Some(ActorModelAction::Deliver { src, dst, msg }) = action {
         let index = usize::from(*dst);
@@ -980,6 +993,52 @@ pub(crate) fn awaits_offset(state: &State, index: usize) -> bool {
         .is_some_and(|m| {
             m.in_flight && matches!(m.step, MemberStep::FetchOffset | MemberStep::ListOffsets)
         })
+}
+
+/// The group member of consumer `index` in `state`, if it has one and runs.
+fn member(state: &State, index: usize) -> Option<&Member> {
+    match state.crashed.get(index) {
+        Some(false) => state
+            .actor_states
+            .get(index)?
+            .as_consumer()?
+            .member
+            .as_ref(),
+        _ => None,
+    }
+}
+
+/// I32: whether member `index`, consuming in `last`, no longer is in `next`, within one
+/// incarnation (a crash or a restart is not a step of the member's).
+fn left_consuming(last: &State, next: &State, index: usize) -> bool {
+    match (member(last, index), member(next, index)) {
+        (Some(before), Some(after)) => {
+            before.step == MemberStep::Consuming && after.step != MemberStep::Consuming
+        }
+        _ => false,
+    }
+}
+
+/// I32: whether `action` tells consumer `index` to leave its generation: its coordinator
+/// answers its commit with an error (R62: fenced, or the coordinator moved), or its request
+/// timer fires while a group request of its own is unanswered (R61, R62: the coordinator may
+/// be gone). Written from the member's fields rather than by calling the consumer's code, as
+/// `awaits_offset` is.
+fn told_to_rejoin(last: &State, action: Option<&Action>, index: usize) -> bool {
+    match action {
+        Some(ActorModelAction::Deliver {
+            dst,
+            msg: Msg::OffsetCommitResponse { result: Err(_), .. },
+            ..
+        }) => usize::from(*dst) == index,
+        Some(ActorModelAction::Timeout(id, Timer::RequestTimeout)) => {
+            usize::from(*id) == index
+                && member(last, index).is_some_and(|m| {
+                    m.committing.is_some() || (m.in_flight && m.step != MemberStep::ListOffsets)
+                })
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::model::{controller, State, WatermarkModel};
 use stateright::actor::{Id, Network};
 use stateright::Expectation;
 use watermark_model::broker::{DelayedFetch, FollowerState, HeldRequest};
+use watermark_model::consumer::MemberStep;
 use watermark_model::*;
 
 pub type Condition = fn(&WatermarkModel, &State) -> bool;
@@ -307,6 +308,12 @@ pub fn all() -> Vec<PropertyDef> {
         p("S39", "StaleOffsetAnswerInFlight", Sometimes, Some("ResumedOnlyAfterJoining"),
           "An OffsetFetch or ListOffsets answer is on its way to a member that no longer waits for it (a restarted member, or one that moved on).",
           stale_offset_answer_in_flight, with_group_and_consumer_crashes),
+        p("I32", "LeftConsumingOnlyWhenTold", Always, None,
+          "A member stops consuming (goes back to finding its coordinator or joining) only when its coordinator answers its commit with an error, or when its request timer fires with a group request of its own unanswered.",
+          left_consuming_only_when_told, with_group),
+        p("S40", "MemberRejoining", Sometimes, Some("LeftConsumingOnlyWhenTold"),
+          "A member that resumed is back at finding its coordinator or joining, in the same incarnation.",
+          member_rejoining, with_group_failover),
         p("I26", "ConsumerReadsInOrder", Always, None,
           "Within an incarnation a consumer reads consecutive offsets from where it starts: 0 without a group, where it resumed with one; a member reads nothing before it resumes.",
           consumer_reads_in_order, with_consumers),
@@ -797,6 +804,29 @@ fn commit_acknowledged_once_committed(_: &WatermarkModel, state: &State) -> bool
 /// I31.
 fn resumed_only_after_joining(_: &WatermarkModel, state: &State) -> bool {
     !ghost(state).has_violation(violation::RESUMED_OUT_OF_STEP)
+}
+
+/// I32.
+fn left_consuming_only_when_told(_: &WatermarkModel, state: &State) -> bool {
+    !ghost(state).has_violation(violation::LEFT_CONSUMING_UNTOLD)
+}
+
+/// S40: a member that resumed in this incarnation (the ghost knows where its next read is) is
+/// finding its coordinator or joining again: it left consuming.
+fn member_rejoining(model: &WatermarkModel, state: &State) -> bool {
+    model.consumer_indices().any(|i| {
+        let resumed = ghost(state)
+            .histories()
+            .next_read
+            .get(i)
+            .is_some_and(|n| n.is_some());
+        resumed
+            && !state.crashed[i]
+            && state.actor_states[i]
+                .as_consumer()
+                .and_then(|c| c.member.as_ref())
+                .is_some_and(|m| matches!(m.step, MemberStep::FindCoordinator | MemberStep::Join))
+    })
 }
 
 /// S39.
