@@ -398,6 +398,49 @@ impl WatermarkModel {
     }
 
     /// The bounds of the explored state space (spec: "Model bounds").
+    /// Whether every state `action` can lead to from `state` lies beyond a bound (spec section
+    /// 9), so that the checker need not compute the step to throw it away: a crash past B2's or
+    /// B4's count, a live broker's session expiring past B3's, an ISR shrink past B6's, a
+    /// registered broker's heartbeat past B7's. Each test is the ghost's count (or B3's state
+    /// test) as the step would leave it; `within_bounds` still judges every step taken.
+    fn exceeds_bound(&self, state: &State, action: &Action) -> bool {
+        let ghost = &state.history;
+        match action {
+            ActorModelAction::Crash(id) => self.crashes_spent(state, usize::from(*id)),
+            ActorModelAction::SelectRandom { actor, key, .. } if key == POWER_LOSS => {
+                self.crashes_spent(state, usize::from(*actor))
+            }
+            ActorModelAction::Timeout(id, Timer::SessionTimeout(broker))
+                if usize::from(*id) == CONTROLLER_INDEX =>
+            {
+                let suspicions_spent = !self.knobs.false_suspicions || ghost.false_suspicions >= 1;
+                suspicions_spent && session_of_live_broker(state, *broker)
+            }
+            ActorModelAction::Timeout(_, Timer::IsrShrink) => {
+                u32::from(ghost.isr_shrinks) >= self.knobs.isr_shrinks
+            }
+            ActorModelAction::Timeout(id, Timer::Heartbeat) => {
+                u32::from(ghost.metadata_pulls) >= self.knobs.metadata_pulls
+                    && broker(state, usize::from(*id)).is_some_and(|b| b.registered)
+            }
+            _ => false,
+        }
+    }
+
+    /// B2, B4: whether actor `index` may crash no more (the ghost counts crashes by role).
+    fn crashes_spent(&self, state: &State, index: usize) -> bool {
+        let ghost = &state.history;
+        if index == CONTROLLER_INDEX {
+            u32::from(ghost.controller_crashes) >= self.knobs.controller_crashes
+        } else if self.consumer_indices().contains(&index) {
+            u32::from(ghost.consumer_crashes) >= self.knobs.consumer_crashes
+        } else if self.producer_indices().contains(&index) {
+            true
+        } else {
+            u32::from(ghost.broker_crashes) >= self.knobs.broker_crashes
+        }
+    }
+
     fn within_bounds(&self, state: &State) -> bool {
         // B1: leader epochs stay within `leader_epoch_max`.
         if let Some(controller) = controller(state) {
@@ -540,6 +583,19 @@ pub fn record_values(knobs: &Knobs) -> Vec<Value> {
 
 /// Whether broker `broker` is running, in incarnation `broker_epoch` (B3: fencing it then is a
 /// false suspicion).
+/// B3: whether the controller holds `broker` registered and unfenced in the incarnation it is
+/// running, so that its session expiring (R2) would fence a live broker.
+fn session_of_live_broker(state: &State, broker: BrokerId) -> bool {
+    controller(state)
+        .and_then(|c| c.registration(broker))
+        .is_some_and(|r| !r.fenced && alive_in(state, broker, r.broker_epoch))
+}
+
+/// The broker state of actor `index`, if it is a broker.
+fn broker(state: &State, index: usize) -> Option<&BrokerState> {
+    state.actor_states.get(index)?.as_broker()
+}
+
 pub fn alive_in(state: &State, broker: BrokerId, broker_epoch: BrokerEpoch) -> bool {
     let i = broker as usize;
     !state.crashed[i]
@@ -616,6 +672,7 @@ impl Model for WatermarkModel {
                 }
             }
         }
+        actions.retain(|action| !self.exceeds_bound(state, action));
     }
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
