@@ -8,7 +8,7 @@
 
 use crate::hashed::Hashed;
 use crate::model::{
-    alive_in, controller, Action, State, WatermarkModel, CONTROLLER_INDEX, POWER_LOSS,
+    alive_in, broker, controller, Action, State, WatermarkModel, CONTROLLER_INDEX, POWER_LOSS,
 };
 use stateright::actor::{ActorModelAction, Envelope, Id, Network};
 use std::fmt;
@@ -328,11 +328,6 @@ impl fmt::Debug for Ghost {
         }
         Ok(())
     }
-}
-
-/// The broker state of actor `index`, if it is a broker.
-fn broker(state: &State, index: usize) -> Option<&BrokerState> {
-    state.actor_states.get(index)?.as_broker()
 }
 
 /// Sets the ghost of `next`, reached from `last` by `action` (both `None` for an initial

@@ -592,7 +592,7 @@ fn session_of_live_broker(state: &State, broker: BrokerId) -> bool {
 }
 
 /// The broker state of actor `index`, if it is a broker.
-fn broker(state: &State, index: usize) -> Option<&BrokerState> {
+pub(crate) fn broker(state: &State, index: usize) -> Option<&BrokerState> {
     state.actor_states.get(index)?.as_broker()
 }
 
