@@ -549,8 +549,9 @@ fn compute(
         }
     }
 
-    // The group events each member handed its application in this step: I30, a commit
-    // acknowledged only once committed; I31, a resume only from the step that waits for it.
+    // Each member's step: I30, a commit acknowledged only once committed, and I31, a resume only
+    // from the step that waits for it (the group events it handed its application); I32, reading
+    // left only when told to.
     for i in model.consumer_indices() {
         let seen = last.history.group_events(i).len();
         let events = ghost.group_events(i);
@@ -566,10 +567,7 @@ fn compute(
         if resumed_out_of_step {
             ghost.violations |= violation::RESUMED_OUT_OF_STEP;
         }
-    }
-
-    // I32: a member stops consuming only when told to (R61, R62).
-    for i in model.consumer_indices() {
+        // I32: a member stops consuming only when told to (R61, R62).
         if left_consuming(last, next, i) && !told_to_rejoin(last, action, i) {
             ghost.violations |= violation::LEFT_CONSUMING_UNTOLD;
         }
@@ -991,7 +989,7 @@ pub(crate) fn awaits_offset(state: &State, index: usize) -> bool {
 }
 
 /// The group member of consumer `index` in `state`, if it has one and runs.
-fn member(state: &State, index: usize) -> Option<&Member> {
+pub(crate) fn member(state: &State, index: usize) -> Option<&Member> {
     match state.crashed.get(index) {
         Some(false) => state
             .actor_states

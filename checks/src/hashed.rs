@@ -53,10 +53,6 @@ impl<T> Hashed<T> {
         *self.hash.get_mut() = 0;
         &mut self.value
     }
-
-    pub fn into_inner(self) -> T {
-        self.value
-    }
 }
 
 impl<T> Deref for Hashed<T> {

@@ -397,19 +397,16 @@ impl WatermarkModel {
         }
     }
 
-    /// The bounds of the explored state space (spec: "Model bounds").
     /// Whether every state `action` can lead to from `state` lies beyond a bound (spec section
     /// 9), so that the checker need not compute the step to throw it away: a crash past B2's or
     /// B4's count, a live broker's session expiring past B3's, an ISR shrink past B6's, a
     /// registered broker's heartbeat past B7's. Each test is the ghost's count (or B3's state
-    /// test) as the step would leave it; `within_bounds` still judges every step taken.
+    /// test) as the step would leave it; `within_bounds` still judges every step taken. (A power
+    /// loss is drawn only for a crash that this kept, so it needs no test of its own.)
     fn exceeds_bound(&self, state: &State, action: &Action) -> bool {
         let ghost = &state.history;
         match action {
             ActorModelAction::Crash(id) => self.crashes_spent(state, usize::from(*id)),
-            ActorModelAction::SelectRandom { actor, key, .. } if key == POWER_LOSS => {
-                self.crashes_spent(state, usize::from(*actor))
-            }
             ActorModelAction::Timeout(id, Timer::SessionTimeout(broker))
                 if usize::from(*id) == CONTROLLER_INDEX =>
             {
@@ -441,6 +438,7 @@ impl WatermarkModel {
         }
     }
 
+    /// The bounds of the explored state space (spec: "Model bounds").
     fn within_bounds(&self, state: &State) -> bool {
         // B1: leader epochs stay within `leader_epoch_max`.
         if let Some(controller) = controller(state) {
@@ -581,8 +579,6 @@ pub fn record_values(knobs: &Knobs) -> Vec<Value> {
         .collect()
 }
 
-/// Whether broker `broker` is running, in incarnation `broker_epoch` (B3: fencing it then is a
-/// false suspicion).
 /// B3: whether the controller holds `broker` registered and unfenced in the incarnation it is
 /// running, so that its session expiring (R2) would fence a live broker.
 fn session_of_live_broker(state: &State, broker: BrokerId) -> bool {
@@ -596,6 +592,8 @@ pub(crate) fn broker(state: &State, index: usize) -> Option<&BrokerState> {
     state.actor_states.get(index)?.as_broker()
 }
 
+/// Whether broker `broker` is running, in incarnation `broker_epoch` (B3: fencing it then is a
+/// false suspicion).
 pub fn alive_in(state: &State, broker: BrokerId, broker_epoch: BrokerEpoch) -> bool {
     let i = broker as usize;
     !state.crashed[i]
@@ -636,6 +634,7 @@ impl Model for WatermarkModel {
 
     fn actions(&self, state: &State, actions: &mut Vec<Action>) {
         self.inner.actions(state, actions);
+        actions.retain(|action| !self.exceeds_bound(state, action));
         if self.knobs.unclean_shutdown || self.knobs.stale_hwm_checkpoints {
             // A broker that may crash may instead lose power, keeping any shorter prefix of
             // its persisted logs, or come back with any older HWM checkpoint.
@@ -672,7 +671,6 @@ impl Model for WatermarkModel {
                 }
             }
         }
-        actions.retain(|action| !self.exceeds_bound(state, action));
     }
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {

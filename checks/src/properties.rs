@@ -821,10 +821,7 @@ fn member_rejoining(model: &WatermarkModel, state: &State) -> bool {
             .get(i)
             .is_some_and(|n| n.is_some());
         resumed
-            && !state.crashed[i]
-            && state.actor_states[i]
-                .as_consumer()
-                .and_then(|c| c.member.as_ref())
+            && crate::ghost::member(state, i)
                 .is_some_and(|m| matches!(m.step, MemberStep::FindCoordinator | MemberStep::Join))
     })
 }
