@@ -52,9 +52,9 @@ pub struct ProduceArgs {
     /// How many records to produce.
     #[arg(long, default_value_t = 300_000)]
     records: usize,
-    /// Offer records at this many per second (in 10 ms slices) and measure latency under that
-    /// load, from each slice's scheduled time (default: as fast as the producer takes them, all
-    /// offered at the start).
+    /// Hand the producers record i at i / RATE seconds (kafka-producer-perf-test's
+    /// --throughput) and measure each record's latency from then: latency under that load
+    /// (default: every record at the start, as fast as the producers take them).
     #[arg(long, value_name = "RECORDS_PER_S")]
     rate: Option<u64>,
     /// enable.idempotence (true or false).
@@ -240,6 +240,7 @@ fn produce_options(acks: Acks, idempotent: bool) -> ProduceOptions {
         idempotent,
         partition: None,
         delivery_timeout: Duration::from_secs(120),
+        throughput: None,
         timing: TimingMs::producer(idempotent),
     }
 }
@@ -258,40 +259,22 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
     }
     let cluster = BenchCluster::up(TimingMs::default())?;
     let stop = AtomicBool::new(false);
+    // With --rate, one set of long-lived producers is handed each record at its time (Kafka's
+    // perf test throttles its one producer the same way), and latency runs from then.
     let options = ProduceOptions {
         max_in_flight_requests: args.max_in_flight_requests,
+        throughput: args.rate.map(|r| r as f64),
         ..produce_options(args.acks, args.idempotent)
     };
     let all = values(args.records, args.record_bytes);
-    // Per record: when it was offered, and how long until its acknowledgement.
+    // Per record: how long from when it was offered (when the producers started, without
+    // --rate) until its producer took the acknowledgement.
     let mut latencies: Vec<Duration> = Vec::with_capacity(args.records);
-    let mut acknowledged = 0usize;
     let start = Instant::now();
-    match args.rate {
-        None => {
-            let report = client::produce(cluster.bootstrap(), &options, all, &stop, |_| {
-                latencies.push(start.elapsed());
-            })?;
-            acknowledged = report.acknowledged;
-        }
-        Some(rate) => {
-            // Slices of 10 ms' worth of records.
-            let per_slice = (rate as f64 / 100.0).ceil().max(1.0) as usize;
-            for (i, chunk) in all.chunks(per_slice).enumerate() {
-                let scheduled =
-                    start + Duration::from_secs_f64(i as f64 * per_slice as f64 / rate as f64);
-                let now = Instant::now();
-                if scheduled > now {
-                    std::thread::sleep(scheduled - now);
-                }
-                let report =
-                    client::produce(cluster.bootstrap(), &options, chunk.to_vec(), &stop, |_| {
-                        latencies.push(scheduled.elapsed());
-                    })?;
-                acknowledged += report.acknowledged;
-            }
-        }
-    }
+    let report = client::produce(cluster.bootstrap(), &options, all, &stop, |_, latency| {
+        latencies.push(latency);
+    })?;
+    let acknowledged = report.acknowledged;
     let elapsed = start.elapsed();
     drop(cluster);
     let records_per_s = acknowledged as f64 / elapsed.as_secs_f64();
@@ -435,7 +418,7 @@ fn consume(args: ConsumeArgs) -> Result<ExitCode, String> {
         &produce_options(Acks::Leader, true),
         values(args.records, args.record_bytes),
         &stop,
-        |_| {},
+        |_, _| {},
     )?;
     if report.acknowledged != args.records {
         return Err(format!(
@@ -511,7 +494,7 @@ fn failover_once(cluster: &mut BenchCluster) -> Result<Duration, String> {
                 partition: Some(0),
                 ..produce_options(Acks::All, true)
             };
-            client::produce(bootstrap, &options, values(200_000, 16), &stop, |ack| {
+            client::produce(bootstrap, &options, values(200_000, 16), &stop, |ack, _| {
                 acks.fetch_add(1, Ordering::Relaxed);
                 if ack.leader_epoch > killed_epoch {
                     first_after.lock().unwrap().get_or_insert_with(Instant::now);
@@ -582,7 +565,7 @@ fn controller_failover_once(
             (stop.clone(), acks.clone(), gaps.clone(), killed_at.clone());
         std::thread::spawn(move || {
             let options = produce_options(Acks::All, true);
-            client::produce(bootstrap, &options, values(2_000_000, 16), &stop, |_| {
+            client::produce(bootstrap, &options, values(2_000_000, 16), &stop, |_, _| {
                 acks.fetch_add(1, Ordering::Relaxed);
                 let now = Instant::now();
                 let killed = *killed_at.lock().unwrap();

@@ -1014,12 +1014,13 @@ fn produce(args: ProduceArgs) -> Result<ExitCode, String> {
         partition: args.partition,
         delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
         max_in_flight_requests: args.max_in_flight_requests,
+        throughput: None,
         timing: TimingMs::producer(args.idempotent),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let bar = crate::progress::bar(values.len() as u64, "records", args.json);
     let mut acknowledged = 0u64;
-    let report = client::produce(server, &options, values, &stop, |ack| {
+    let report = client::produce(server, &options, values, &stop, |ack, _| {
         let p = ack.topic_partition.partition;
         let _ = if args.json {
             writeln!(out, "{{\"partition\":{p},\"offset\":{}}}", ack.offset)

@@ -413,6 +413,24 @@ fn bench_runs_its_own_cluster_and_reports_json() {
         assert!(p[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {p}");
     }
     assert!(p["p50_ms"].as_f64() <= p["p99_ms"].as_f64(), "{p}");
+    // Throttled: one set of producers is handed the records over time, the last at 0.4995 s.
+    let r = json(&[
+        "bench",
+        "produce",
+        "--records",
+        "1000",
+        "--record-bytes",
+        "50",
+        "--rate",
+        "2000",
+        "--json",
+    ]);
+    assert_eq!(
+        (r["acknowledged"].as_u64(), r["rate"].as_u64()),
+        (Some(1000), Some(2000))
+    );
+    assert!(r["elapsed_s"].as_f64().is_some_and(|s| s >= 0.4995), "{r}");
+    assert!(r["p50_ms"].as_f64() <= r["p99_ms"].as_f64(), "{r}");
     let c = json(&["bench", "consume", "--records", "2000", "--json"]);
     assert_eq!(c["read"], 2000);
     let f = json(&[

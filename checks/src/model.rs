@@ -229,6 +229,7 @@ impl WatermarkModel {
                 acks: knobs.acks,
                 idempotence: knobs.idempotence.then_some(p as ProducerId + 1),
                 records,
+                accumulated_at_start: None,
                 attempts_max: settings.producer_attempts_max,
                 batch_bytes_max: settings.batch_bytes_max,
                 request_timeout: settings.client_request_timeout,

@@ -583,7 +583,7 @@ fn produce_not_forgotten(model: &WatermarkModel, state: &State) -> bool {
         let Some(head) = p.in_flight.first().filter(|f| f.sent && !state.crashed[i]) else {
             return true;
         };
-        let partition = producer.batch(head.batch).0;
+        let partition = producer.partition_of(head.batch);
         let Some(&(_, leader, epoch)) = p.leaders.iter().find(|(q, _, _)| *q == partition) else {
             return true;
         };

@@ -486,6 +486,10 @@ pub struct ProduceOptions {
     pub delivery_timeout: Duration,
     /// `max.in.flight.requests.per.connection`, per partition.
     pub max_in_flight_requests: u32,
+    /// Records per second handed to the producers' `send()`, as kafka-producer-perf-test's
+    /// `--throughput`: record `i` is handed over `i / throughput` seconds after the producers
+    /// start. `None`: every record at once.
+    pub throughput: Option<f64>,
     pub timing: TimingMs,
 }
 
@@ -513,13 +517,14 @@ impl Observer<Node> for LastProduceError {
 
 /// Produces `values` with the model's Producer actor. Records go to `--partition`, or to the
 /// partitions in turn, one batch's worth (`batch.size`) at a time, like Kafka's sticky
-/// partitioner. `on_ack` sees each acknowledged record in order.
+/// partitioner. `on_ack` sees each acknowledged record in order, with its latency: from when it
+/// was handed to `send()` until its producer took the acknowledgement (the send callback).
 pub fn produce(
     bootstrap: SocketAddrV4,
     options: &ProduceOptions,
     values: Vec<Value>,
     stop: &AtomicBool,
-    mut on_ack: impl FnMut(&Ack),
+    mut on_ack: impl FnMut(&Ack, Duration),
 ) -> Result<ProduceReport, String> {
     let metadata = topic_metadata(bootstrap, &options.topic)?;
     let partition_count = metadata.partitions.len() as u32;
@@ -576,9 +581,21 @@ pub fn produce(
     let deadline = start + options.delivery_timeout;
     let done = Arc::new(AtomicBool::new(false));
     let last_error = Arc::new(Mutex::new(None));
-    let (tx, rx) = mpsc::channel::<Result<(usize, Ack), String>>();
+    let (tx, rx) = mpsc::channel::<Result<(usize, Ack, Duration), String>>();
     let mut threads = Vec::new();
+    let throughput = options.throughput.filter(|t| *t > 0.0);
+    // When record `index` is handed to `send()`.
+    let origin = Instant::now();
+    let offered = move |index: usize| match throughput {
+        Some(t) => origin + Duration::from_secs_f64(index as f64 / t),
+        None => origin,
+    };
     for (partition, (indexes, records)) in by_partition {
+        // How many of this partition's records are handed over by `now`.
+        let handed_over = {
+            let indexes = indexes.clone();
+            move |now: Instant| -> u32 { indexes.partition_point(|i| offered(*i) <= now) as u32 }
+        };
         let config = ProducerConfig {
             bootstrap: bootstrap_ids.clone(),
             topic: Topic::new(&options.topic),
@@ -586,6 +603,7 @@ pub fn produce(
             // Sequences are per partition, so one producer id serves every partition.
             idempotence: options.idempotent.then_some(producer_id),
             records,
+            accumulated_at_start: throughput.map(|_| handed_over(origin)),
             attempts_max: u32::MAX,
             batch_bytes_max: BATCH_BYTES_MAX,
             request_timeout: true,
@@ -616,7 +634,9 @@ pub fn produce(
                 loop {
                     for msg in host.take_delivered() {
                         if let Msg::RecordAcknowledged(ack) = msg {
-                            let _ = tx.send(Ok((indexes[acked], ack)));
+                            let index = indexes[acked];
+                            let latency = offered(index).elapsed();
+                            let _ = tx.send(Ok((index, ack, latency)));
                             acked += 1;
                         }
                     }
@@ -625,11 +645,24 @@ pub fn produce(
                     };
                     let finished =
                         state.next_record as usize >= total && state.in_flight.is_empty();
-                    if finished || done.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    let now = Instant::now();
+                    if finished || done.load(Ordering::Relaxed) || now >= deadline {
                         return Ok(());
                     }
-                    host.step(Duration::from_millis(50))
-                        .map_err(|e| e.to_string())?;
+                    let accumulated = state.accumulated;
+                    let mut wait = Duration::from_millis(50);
+                    if throughput.is_some() && (accumulated as usize) < total {
+                        let due = handed_over(now);
+                        if due > accumulated {
+                            // R38: the application's send().
+                            host.deliver_local(application(), Msg::Send { records: due })
+                                .map_err(|e| e.to_string())?;
+                            continue;
+                        }
+                        let next = offered(indexes[accumulated as usize]);
+                        wait = wait.min(next.saturating_duration_since(now));
+                    }
+                    host.step(wait).map_err(|e| e.to_string())?;
                 }
             };
             if let Err(e) = run() {
@@ -639,7 +672,7 @@ pub fn produce(
     }
     drop(tx);
     // Acknowledgements are handed on in record order, as soon as every earlier record's is in.
-    let mut acked: Vec<Option<Ack>> = vec![None; total];
+    let mut acked: Vec<Option<(Ack, Duration)>> = vec![None; total];
     let mut next = 0usize;
     let mut count = 0usize;
     let mut error = None;
@@ -648,12 +681,12 @@ pub fn produce(
             done.store(true, Ordering::Relaxed);
         }
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Ok((index, ack))) => {
-                acked[index] = Some(ack);
+            Ok(Ok((index, ack, latency))) => {
+                acked[index] = Some((ack, latency));
                 count += 1;
                 while next < total {
                     match &acked[next] {
-                        Some(a) => on_ack(a),
+                        Some((a, latency)) => on_ack(a, *latency),
                         None => break,
                     }
                     next += 1;
@@ -671,8 +704,8 @@ pub fn produce(
         let _ = t.join();
     }
     // Records after one that failed were still acknowledged: hand them on too.
-    for a in acked[next..].iter().flatten() {
-        on_ack(a);
+    for (a, latency) in acked[next..].iter().flatten() {
+        on_ack(a, *latency);
     }
     if let Some(e) = error {
         return Err(e);

@@ -406,6 +406,7 @@ pub fn broker_admission(file: &ClusterFile, keyed: bool) -> Admission<Msg> {
             | Msg::JoinGroupResponse { .. }
             | Msg::OffsetCommitResponse { .. }
             | Msg::OffsetFetchResponse { .. }
+            | Msg::Send { .. }
             | Msg::RecordAcknowledged(_)
             | Msg::RecordConsumed(_)
             | Msg::Group(_)

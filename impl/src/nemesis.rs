@@ -851,6 +851,7 @@ fn run_producer(
                 .idempotent
                 .then_some((u64::from(plan.index) + 1) << 40 | round),
             records,
+            accumulated_at_start: None,
             attempts_max: u32::MAX,
             batch_bytes_max: BATCH_BYTES_MAX,
             request_timeout: true,

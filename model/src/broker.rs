@@ -647,6 +647,7 @@ impl Broker {
             | Msg::JoinGroupResponse { .. }
             | Msg::OffsetCommitResponse { .. }
             | Msg::OffsetFetchResponse { .. }
+            | Msg::Send { .. }
             | Msg::RecordAcknowledged(_)
             | Msg::RecordConsumed(_)
             | Msg::Group(_) => {}

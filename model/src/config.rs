@@ -175,6 +175,11 @@ pub struct ProducerConfig {
     pub idempotence: Option<ProducerId>,
     /// (partition, value) per record.
     pub records: Vec<(u32, Value)>,
+    /// How many of `records` the application has handed to `send()` when the producer starts;
+    /// the rest arrive with [`crate::msg::Msg::Send`]. `None`: all of them (the checker's
+    /// producers, `watermark produce`).
+    #[serde(default)]
+    pub accumulated_at_start: Option<u32>,
     /// Attempts per batch before the producer gives up on it (`retries` + 1).
     pub attempts_max: u32,
     /// `batch.size`: the byte limit of one produce request.

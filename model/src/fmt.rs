@@ -315,6 +315,7 @@ impl fmt::Debug for Msg {
                 topic_partition,
                 result,
             } => write!(f, "ListOffsetsResponse({topic_partition:?}: {result:?})"),
+            Msg::Send { records } => write!(f, "Send(the first {records} records)"),
             Msg::RecordAcknowledged(a) => write!(
                 f,
                 "RecordAcknowledged({:?}@{} epoch {}: {:?})",

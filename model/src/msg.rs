@@ -471,6 +471,15 @@ pub enum Msg {
         result: Result<Option<Offset>, ErrorCode>,
     },
 
+    // --- The application to its clients (from [`application`], never on the wire) ---
+    /// The application has handed its producer the first `records` of the producer's records
+    /// (Kafka's `send()`): only those are batched (R38). The checker's producers and `watermark
+    /// produce` hand over every record at start; a throttled `watermark bench produce --rate`
+    /// hands them over as their time comes.
+    Send {
+        records: u32,
+    },
+
     // --- Clients to their application (to [`application`], never on the wire) ---
     /// A record its leader acknowledged: the producer's send callback (R38).
     RecordAcknowledged(Ack),
@@ -556,6 +565,7 @@ impl Msg {
             Msg::IncrementalAlterConfigsResponse { .. } => "IncrementalAlterConfigsResponse",
             Msg::ListOffsets { .. } => "ListOffsets",
             Msg::ListOffsetsResponse { .. } => "ListOffsetsResponse",
+            Msg::Send { .. } => "Send",
             Msg::RecordAcknowledged(_) => "RecordAcknowledged",
             Msg::FindCoordinator { .. } => "FindCoordinator",
             Msg::FindCoordinatorResponse { .. } => "FindCoordinatorResponse",

@@ -35,6 +35,9 @@ pub struct Ack {
 pub struct InFlight {
     /// Index of the batch's first record in the producer's records.
     pub batch: u32,
+    /// Index of the record after the batch's last: fixed when the batch is first sent, since the
+    /// application may hand over more records later (R38).
+    pub end: u32,
     pub attempt: u32,
     /// False while the batch waits to be sent again: for fresh metadata, or, if it is not the
     /// first unanswered batch, for the batches before it to be answered.
@@ -52,6 +55,10 @@ pub struct ProducerState {
     pub bootstrap_index: u32,
     /// Index of the first record not yet acknowledged or given up.
     pub next_record: u32,
+    /// How many of the records the application has handed to `send()` so far (Kafka's record
+    /// accumulator holds them): only these are batched (R38). All of them from the start unless
+    /// the config says otherwise.
+    pub accumulated: u32,
     /// The unanswered batches, in record order, the first starting at `next_record`: at most
     /// `max_in_flight_requests` of them.
     pub in_flight: Vec<InFlight>,
@@ -114,6 +121,11 @@ impl Producer {
             metadata_in_flight: false,
             bootstrap_index: 0,
             next_record: 0,
+            accumulated: self
+                .config
+                .accumulated_at_start
+                .unwrap_or(u32::MAX)
+                .min(self.config.records.len() as u32),
             in_flight: Vec::new(),
             failed: 0,
         };
@@ -123,21 +135,26 @@ impl Producer {
         state
     }
 
-    /// The records of the batch starting at `start`: consecutive records for one partition, at
-    /// most `batch_bytes_max` bytes' worth but at least one.
-    pub fn batch(&self, start: u32) -> (u32, std::ops::Range<u32>) {
+    /// The records of a new batch starting at `start`: consecutive records for one partition
+    /// among the first `accumulated`, at most `batch_bytes_max` bytes' worth but at least one.
+    pub fn batch(&self, start: u32, accumulated: u32) -> std::ops::Range<u32> {
         let records = &self.config.records;
-        let partition = records[start as usize].0;
+        let partition = self.partition_of(start);
         let mut end = start + 1;
         let mut bytes = records[start as usize].1.len() + RECORD_OVERHEAD_BYTES;
-        while (end as usize) < records.len() && records[end as usize].0 == partition {
+        while end < accumulated && records[end as usize].0 == partition {
             bytes += records[end as usize].1.len() + RECORD_OVERHEAD_BYTES;
             if bytes > self.config.batch_bytes_max as usize {
                 break;
             }
             end += 1;
         }
-        (partition, start..end)
+        start..end
+    }
+
+    /// The partition record `index` goes to.
+    pub fn partition_of(&self, index: u32) -> u32 {
+        self.config.records[index as usize].0
     }
 
     fn topic_partition(&self, partition: u32) -> TopicPartition {
@@ -177,7 +194,7 @@ impl Producer {
     fn send_ready(&self, state: &mut ProducerState, outbox: &mut Outbox) {
         if let Some(head) = state.in_flight.first().copied() {
             if !head.sent {
-                if self.send_batch(state, head.batch, head.attempt, outbox) {
+                if self.send_batch(state, head, outbox) {
                     state.in_flight[0].sent = true;
                 }
                 return;
@@ -188,38 +205,31 @@ impl Producer {
         }
         let window = self.config.max_in_flight_requests.max(1) as usize;
         while state.in_flight.len() < window || self.config.acks == Acks::None {
-            let next = state
-                .in_flight
-                .last()
-                .map_or(state.next_record, |f| self.batch(f.batch).1.end);
-            if next as usize >= self.config.records.len() {
+            let next = state.in_flight.last().map_or(state.next_record, |f| f.end);
+            if next >= state.accumulated {
                 return;
             }
-            if !self.send_batch(state, next, 1, outbox) {
+            let batch = InFlight {
+                batch: next,
+                end: self.batch(next, state.accumulated).end,
+                attempt: 1,
+                sent: true,
+            };
+            if !self.send_batch(state, batch, outbox) {
                 return;
             }
             if self.config.acks == Acks::None {
-                state.next_record = self.batch(next).1.end;
+                state.next_record = batch.end;
                 continue;
             }
-            state.in_flight.push(InFlight {
-                batch: next,
-                attempt: 1,
-                sent: true,
-            });
+            state.in_flight.push(batch);
         }
     }
 
-    /// Sends attempt `attempt` of the batch starting at record `batch` to its partition's
-    /// leader; false if no leader is known (`MetadataRetry` asks again after a backoff).
-    fn send_batch(
-        &self,
-        state: &ProducerState,
-        batch: u32,
-        attempt: u32,
-        outbox: &mut Outbox,
-    ) -> bool {
-        let (partition, range) = self.batch(batch);
+    /// Sends the batch's attempt to its partition's leader; false if no leader is known
+    /// (`MetadataRetry` asks again after a backoff).
+    fn send_batch(&self, state: &ProducerState, batch: InFlight, outbox: &mut Outbox) -> bool {
+        let partition = self.partition_of(batch.batch);
         let Some((leader, leader_epoch)) = Self::leader_of(state, partition) else {
             return false;
         };
@@ -231,7 +241,7 @@ impl Producer {
         else {
             return false;
         };
-        let records: Arc<[Record]> = range
+        let records: Arc<[Record]> = (batch.batch..batch.end)
             .map(|i| Record {
                 value: self.config.records[i as usize].1.clone(),
                 producer: self.config.idempotence.map(|producer_id| ProducerSequence {
@@ -247,8 +257,8 @@ impl Producer {
                 acks: self.config.acks,
                 leader_epoch,
                 records,
-                batch,
-                attempt,
+                batch: batch.batch,
+                attempt: batch.attempt,
             }),
         );
         true
@@ -296,11 +306,11 @@ impl Producer {
         if !state.in_flight.is_empty() {
             let f = state.in_flight.remove(0);
             state.failed += 1;
-            state.next_record = self.batch(f.batch).1.end;
+            state.next_record = f.end;
         }
     }
 
-    pub fn on_msg(&self, state: &mut Cow<ProducerState>, _src: Id, msg: Msg, o: &mut Out<Node>) {
+    pub fn on_msg(&self, state: &mut Cow<ProducerState>, src: Id, msg: Msg, o: &mut Out<Node>) {
         let mut outbox = Outbox::new();
         match msg {
             Msg::MetadataResponse {
@@ -329,12 +339,8 @@ impl Producer {
                 leader_epoch,
                 result,
             }) => {
-                let expected = InFlight {
-                    batch,
-                    attempt,
-                    sent: true,
-                };
-                let Some(position) = state.in_flight.iter().position(|f| *f == expected) else {
+                let answered = |f: &InFlight| f.batch == batch && f.attempt == attempt && f.sent;
+                let Some(position) = state.in_flight.iter().position(answered) else {
                     return; // An answer to an attempt already given up on or resent.
                 };
                 if position > 0 && result.is_ok() {
@@ -347,7 +353,7 @@ impl Producer {
                     // R38: acknowledged.
                     Ok(base_offset) => {
                         fired(R38);
-                        let range = self.batch(batch).1;
+                        let range = batch..s.in_flight[0].end;
                         for (i, index) in range.clone().enumerate() {
                             let ack = Ack {
                                 topic_partition: topic_partition.clone(),
@@ -381,9 +387,20 @@ impl Producer {
                     Err(_) => self.retry(s, &mut outbox),
                 }
             }
+            // R38: the application handed over more records (`send()`).
+            Msg::Send { records } if src == application() && records > state.accumulated => {
+                self.accumulate(state.to_mut(), records, &mut outbox);
+            }
             _ => return,
         }
         self.flush(outbox, o);
+    }
+
+    /// R38: batches the first `records` records, and sends what the window lets go.
+    fn accumulate(&self, state: &mut ProducerState, records: u32, outbox: &mut Outbox) {
+        fired(R38);
+        state.accumulated = records.min(self.config.records.len() as u32);
+        self.send_ready(state, outbox);
     }
 
     pub fn on_timer(&self, state: &mut Cow<ProducerState>, timer: &Timer, o: &mut Out<Node>) {
@@ -398,7 +415,7 @@ impl Producer {
                 }
                 let waiting = match state.in_flight.first() {
                     Some(f) => !f.sent,
-                    None => (state.next_record as usize) < self.config.records.len(),
+                    None => state.next_record < state.accumulated,
                 };
                 if waiting {
                     self.request_metadata(state.to_mut(), &mut outbox);
@@ -433,6 +450,7 @@ impl fmt::Debug for ProducerState {
             batch,
             attempt,
             sent,
+            ..
         } in &self.in_flight
         {
             let how = if *sent { "in flight" } else { "to resend" };

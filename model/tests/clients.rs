@@ -18,6 +18,7 @@ fn producer_config(
         acks,
         idempotence,
         records,
+        accumulated_at_start: None,
         attempts_max,
         batch_bytes_max: 1,
         request_timeout: true,
@@ -358,6 +359,61 @@ fn r38_up_to_max_in_flight_batches_go_out_and_complete_in_order() {
     let ps = step.state().as_producer().unwrap();
     assert_eq!((step.acked().len(), ps.next_record), (1, 1));
     assert_eq!(sent_batches(&step, 2), vec![(2, 1, 2)]);
+}
+
+/// A producer of `records` to partition 0, batches of up to 60 bytes (two 6-byte records), the
+/// application handing over only the first one at start.
+fn throttled(records: &[&str]) -> Node {
+    let records = records.iter().map(|v| (0, Value::from(*v))).collect();
+    Node::Producer(Producer::new(ProducerConfig {
+        max_in_flight_requests: 2,
+        batch_bytes_max: 60,
+        accumulated_at_start: Some(1),
+        ..producer_config(Acks::All, Some(9), 5, records)
+    }))
+}
+
+fn sent_ranges(step: &Step, to: usize) -> Vec<(u32, usize)> {
+    step.sends_to(to)
+        .into_iter()
+        .filter_map(|m| match m {
+            Msg::Produce(p) => Some((p.batch, p.records.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn r38_only_records_the_application_handed_over_are_batched_and_a_batch_keeps_its_records() {
+    let p = throttled(&["aaaaaa", "bbbbbb", "cccccc", "dddddd", "eeeeee"]);
+    let app = usize::from(application());
+    let s = start(&p, PRODUCER, None).next.unwrap();
+    assert_eq!(s.as_producer().unwrap().accumulated, 1);
+    // Batch 0 holds the one record handed over, though a second would fit.
+    let step = deliver(&p, PRODUCER, &s, 1, metadata(Some(2), 0));
+    assert_eq!(sent_ranges(&step, 2), vec![(0, 1)]);
+    let s = after(&s, &step);
+    // Nothing new, or a message of that kind from anyone but the application: nothing happens.
+    assert!(deliver(&p, PRODUCER, &s, app, Msg::Send { records: 1 }).is_noop());
+    assert!(deliver(&p, PRODUCER, &s, 2, Msg::Send { records: 5 }).is_noop());
+    // Three more: the window's second batch takes as many as fit, two.
+    let step = deliver(&p, PRODUCER, &s, app, Msg::Send { records: 4 });
+    assert_eq!(sent_ranges(&step, 2), vec![(1, 2)]);
+    let s = after(&s, &step);
+    // The rest, and more than the producer has: the window is full, so it waits.
+    let step = deliver(&p, PRODUCER, &s, app, Msg::Send { records: 9 });
+    assert!(step.sends().is_empty());
+    let s = after(&s, &step);
+    assert_eq!(s.as_producer().unwrap().accumulated, 5);
+    // Batch 0's answer acknowledges its one record, not the two that would fit now.
+    let step = deliver(&p, PRODUCER, &s, 2, produce_response(0, 1, 0, Ok(0)));
+    assert_eq!(step.acked().len(), 1);
+    assert_eq!(step.state().as_producer().unwrap().next_record, 1);
+    assert_eq!(sent_ranges(&step, 2), vec![(3, 2)]);
+    let s = after(&s, &step);
+    let step = deliver(&p, PRODUCER, &s, 2, produce_response(1, 1, 0, Ok(1)));
+    let values: Vec<Value> = step.acked().into_iter().map(|a| a.value).collect();
+    assert_eq!(values, vec![Value::from("bbbbbb"), Value::from("cccccc")]);
 }
 
 #[test]
