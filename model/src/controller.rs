@@ -472,9 +472,10 @@ impl Controller {
         self.unfence(state, broker_id, outbox);
     }
 
-    /// R4–R6, R49: persist what changed, push it to the other live brokers, and answer the
-    /// heartbeat with every partition changed after the broker's metadata offset: for a
-    /// restarted broker (no offset), the whole table. Without `pull` (the push-only variant,
+    /// R4–R6, R49: push what changed to the other live brokers, and answer the heartbeat with
+    /// every partition changed after the broker's metadata offset: for a restarted broker (no
+    /// offset), the whole table. What changed is persisted already: R4 and R5 change state
+    /// only through `unfence`, which persists, and R6 changes nothing. Without `pull` (the push-only variant,
     /// `ClusterConfig::metadata_pull`) a registered broker's heartbeat is answered with nothing.
     #[allow(clippy::too_many_arguments)]
     fn answer_heartbeat(
@@ -495,9 +496,6 @@ impl Controller {
         } else {
             Some(state.metadata_offset)
         };
-        if state.metadata_offset > base {
-            outbox.persist();
-        }
         // The heartbeating broker learns the change from the answer.
         self.propagate(state, Some(base), Some(broker_id), outbox);
         let broker_epoch = state.registration(broker_id).map_or(0, |r| r.broker_epoch);

@@ -7,7 +7,7 @@
 //! fingerprint and no state count, and the checker's worker threads all count into them.
 //! Counting is off (one relaxed load per call) until [`Recording::start`] turns it on.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// A rule of spec.md: `R26` is `Rule(26)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,13 +107,14 @@ impl std::fmt::Display for Rule {
     }
 }
 
-static RECORDING: AtomicBool = AtomicBool::new(false);
+/// How many [`Recording`]s are alive: counting is on while any is.
+static RECORDING: AtomicUsize = AtomicUsize::new(0);
 static COUNTS: [AtomicU64; RULE_COUNT] = [const { AtomicU64::new(0) }; RULE_COUNT];
 
 /// A handler arm implementing `rule` ran.
 #[inline]
 pub fn fired(rule: Rule) {
-    if RECORDING.load(Ordering::Relaxed) {
+    if RECORDING.load(Ordering::Relaxed) > 0 {
         COUNTS[usize::from(rule.0)].fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -181,15 +182,15 @@ impl serde::Serialize for Coverage {
 }
 
 /// Counting for the lifetime of this value: the counts of whatever ran meanwhile, on any thread.
-/// Recordings do not nest; with two at once (tests in one process), each sees the other's
-/// counts too, so a test that needs exact counts runs alone in its process.
+/// With two at once (tests in one process), each sees the other's counts too, so a test that
+/// needs exact counts runs alone in its process; counting stops only when the last one ends.
 pub struct Recording {
     start: Coverage,
 }
 
 impl Recording {
     pub fn start() -> Recording {
-        RECORDING.store(true, Ordering::Relaxed);
+        RECORDING.fetch_add(1, Ordering::Relaxed);
         Recording { start: snapshot() }
     }
 
@@ -206,7 +207,7 @@ impl Recording {
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        RECORDING.store(false, Ordering::Relaxed);
+        RECORDING.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

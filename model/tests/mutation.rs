@@ -14,6 +14,7 @@ use watermark_checks::knobs::Knobs;
 use watermark_checks::matrix;
 use watermark_checks::preset;
 use watermark_checks::runner::{run, RunOptions, Strategy, Verdict};
+use watermark_model::rules::Coverage;
 use watermark_model::OffsetReset;
 
 /// The presets the pass checks in full, every applicable property.
@@ -72,6 +73,23 @@ fn isolated_leader() -> (&'static str, Knobs) {
     ("isolated leader", knobs)
 }
 
+/// KIP-966 on the isolated leader's pair, with min.insync.replicas=2, two leader epochs and a
+/// crash (260,566 states, about a second): the only configuration of stage 1 with eligible
+/// leader replicas, in which a replica leaves the ISR into the ELR (R52), one is elected from it
+/// after a false suspicion (R53), and a restarted broker leaves both (R54). Before it, only the
+/// heavy row `unclean-shutdown-then-leader-fails-kip-966` saw those rules.
+fn eligible_leader_replicas() -> (&'static str, Knobs) {
+    let (_, isolated) = isolated_leader();
+    let knobs = Knobs {
+        min_insync_replicas: 2,
+        broker_crashes: 1,
+        leader_epoch_max: 2,
+        eligible_leader_replicas: true,
+        ..isolated
+    };
+    ("eligible leader replicas", knobs)
+}
+
 /// `consumer-group` cut in four (3,834, 3,568, 31,347 and 4,455 states; the preset itself has
 /// 632,024): a member that crashes and resumes at its group's commit with no broker crash (I18,
 /// I19, I26, I29, I31 and their twins S22, S23, S32, S36, S39), the same member committing after
@@ -128,6 +146,8 @@ fn group_members() -> [(&'static str, Knobs); 4] {
 /// goes out in the step that reads, and reaches the coordinator before the restarted member's
 /// OffsetFetch on the same channel (spec section 6b).
 const UNFINDABLE: &[(&str, &str)] = &[
+    // One record, which only one leader ever appends: no two logs can diverge.
+    ("eligible leader replicas", "LogsDiverge"),
     ("consumer-group without a consumer crash", "LogsDiverge"),
     (
         "consumer-group with manual commit and no broker crash",
@@ -162,6 +182,7 @@ fn cheap_presets_hold_with_every_twin_found() {
         .chain([
             controller_restarts(),
             isolated_leader(),
+            eligible_leader_replicas(),
             batched_with_room(),
         ])
         .chain(group_members());
@@ -173,7 +194,65 @@ fn cheap_presets_hold_with_every_twin_found() {
             .filter(|p| !UNFINDABLE.contains(&(name, p.name)))
             .map(|p| (p.name, &p.verdict));
         assert_all_good(name, outcome.complete, verdicts);
+        assert_rules_still_fire(name, &outcome.rule_coverage);
     }
+}
+
+/// The rules each exhaustive configuration of stage 1 fires unmutated, pinned: each is a
+/// Sometimes property of its own, "some explored step runs rule Rk" (spec section 9, rule
+/// reachability). A mutant that keeps an arm from ever running where it ran before (a guard made
+/// `true` that takes every message into the arm above it, an arm deleted) is caught by it,
+/// though every safety property holds: what it breaks is progress, which no Always property
+/// sees. Exact only when the harness's tests run one at a time (`--test-threads=1`, which
+/// `.cargo/mutants.toml` passes): the counts are process-wide, and tests run at once count into
+/// each other's, which can hide a rule that stopped firing but never fail a good build. After a
+/// change to the model or to the configurations, print the lists anew with
+/// `WATERMARK_PRINT_RULES=1 cargo test --profile mutants -p watermark-model --test mutation
+/// -- --include-ignored --exact cheap_presets_hold_with_every_twin_found quorum_presets_hold_with_every_twin_found
+/// --test-threads=1 --nocapture`.
+const RULES_FIRED: &[(&str, &str)] = &[
+    ("idempotent", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R13 R14 R15 R16 R17 R19 R20 R21 R22 R23 R24 R26 R28 R30 R31 R32 R33 R36 R37 R38 R39 R40 R44 R49 R50 R51"),
+    ("lossy-duplicating", "R0 R1 R10 R14 R15 R19 R21 R26 R28 R31 R36 R37 R38 R45"),
+    ("slow-follower", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R12 R13 R14 R15 R16 R17 R21 R22 R23 R24 R26 R28 R29 R30 R31 R32 R33 R36 R37 R38 R39 R44 R49 R50 R51"),
+    ("consumer", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R13 R14 R15 R16 R17 R21 R22 R23 R24 R26 R27 R28 R30 R31 R32 R33 R36 R37 R38 R39 R41 R42 R43 R44 R49 R50 R51"),
+    ("pipelined", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R13 R14 R15 R16 R17 R19 R20 R21 R22 R23 R24 R26 R28 R30 R31 R32 R33 R36 R37 R38 R39 R40 R44 R49 R50 R51"),
+    ("batched", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R13 R14 R15 R16 R17 R21 R22 R23 R24 R26 R27 R28 R30 R31 R32 R33 R36 R37 R38 R39 R41 R42 R43 R44 R49 R50 R51"),
+    ("controller-crash without records", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R12 R13 R14 R15 R16 R22 R23 R26 R30 R33 R36 R37 R44 R49 R50 R51"),
+    ("isolated leader", "R0 R1 R2 R5 R7 R8 R10 R11 R13 R14 R15 R16 R17 R21 R22 R24 R26 R28 R30 R31 R32 R33 R36 R37 R38 R39 R44 R49 R50 R51"),
+    ("eligible leader replicas", "R0 R1 R2 R4 R5 R7 R8 R10 R11 R12 R13 R14 R15 R16 R17 R18 R21 R22 R23 R24 R26 R28 R30 R31 R32 R33 R36 R37 R38 R39 R44 R49 R50 R51 R52 R53 R54"),
+    ("batched with 74-byte limits", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R13 R14 R15 R16 R17 R21 R22 R23 R24 R26 R27 R28 R30 R31 R32 R33 R36 R37 R38 R39 R41 R42 R43 R44 R49 R50 R51"),
+    ("consumer-group without a broker crash", "R0 R1 R10 R14 R15 R21 R26 R27 R28 R31 R36 R37 R38 R41 R42 R57 R58 R59 R60 R61 R62"),
+    ("consumer-group with manual commit and no broker crash", "R0 R1 R10 R14 R15 R21 R26 R27 R28 R31 R36 R37 R38 R41 R42 R57 R58 R59 R60 R61 R62"),
+    ("consumer-group without a consumer crash", "R0 R1 R2 R4 R7 R8 R10 R11 R12 R13 R14 R15 R16 R17 R21 R22 R24 R26 R27 R28 R30 R31 R32 R33 R36 R37 R38 R39 R41 R42 R43 R44 R49 R50 R51 R57 R58 R59 R60 R61 R62"),
+    ("consumer-group with latest and no broker crash", "R0 R1 R10 R14 R15 R21 R26 R27 R28 R31 R36 R37 R38 R41 R42 R48 R57 R58 R59 R60 R61 R62"),
+    ("quorum", "R63 R64 R65 R66 R67 R68 R69 R70 R71"),
+    ("quorum-elections", "R63 R64 R65 R66 R67 R68 R69 R70 R71"),
+    ("quorum-observer", "R63 R64 R65 R66 R67 R68 R69 R70 R71 R72"),
+];
+
+/// Every rule pinned for configuration `name` in [`RULES_FIRED`] fired in its check.
+fn assert_rules_still_fire(name: &str, coverage: &Coverage) {
+    let fired: Vec<String> = coverage
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(rule, _)| rule.to_string())
+        .collect();
+    if std::env::var_os("WATERMARK_PRINT_RULES").is_some() {
+        println!("    (\"{name}\", \"{}\"),", fired.join(" "));
+        return;
+    }
+    let Some((_, pinned)) = RULES_FIRED.iter().find(|(n, _)| *n == name) else {
+        panic!("{name}: no rules pinned in RULES_FIRED");
+    };
+    let unfired: Vec<&str> = pinned
+        .split_whitespace()
+        .filter(|rule| !fired.iter().any(|f| f == rule))
+        .collect();
+    assert!(
+        unfired.is_empty(),
+        "{name}: rules that no longer fire: {}",
+        unfired.join(" ")
+    );
 }
 
 /// BFS on 2 threads, stopping at the first violation: a mutant is caught as soon as one shows.
@@ -213,6 +292,7 @@ fn quorum_presets_hold_with_every_twin_found() {
             watermark_checks::quorum::run(&preset(name).unwrap().knobs, &harness_options());
         let verdicts = outcome.properties.iter().map(|p| (p.name, &p.verdict));
         assert_all_good(name, outcome.complete, verdicts);
+        assert_rules_still_fire(name, &outcome.rule_coverage);
     }
 }
 
