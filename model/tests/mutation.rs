@@ -199,17 +199,17 @@ fn cheap_presets_hold_with_every_twin_found() {
 }
 
 /// The rules each exhaustive configuration of stage 1 fires unmutated, pinned: each is a
-/// Sometimes property of its own, "some explored step runs rule Rk" (spec section 9, rule
-/// reachability). A mutant that keeps an arm from ever running where it ran before (a guard made
-/// `true` that takes every message into the arm above it, an arm deleted) is caught by it,
-/// though every safety property holds: what it breaks is progress, which no Always property
-/// sees. Exact only when the harness's tests run one at a time (`--test-threads=1`, which
-/// `.cargo/mutants.toml` passes): the counts are process-wide, and tests run at once count into
-/// each other's, which can hide a rule that stopped firing but never fail a good build. After a
-/// change to the model or to the configurations, print the lists anew with
-/// `WATERMARK_PRINT_RULES=1 cargo test --profile mutants -p watermark-model --test mutation
-/// -- --include-ignored --exact cheap_presets_hold_with_every_twin_found quorum_presets_hold_with_every_twin_found
-/// --test-threads=1 --nocapture`.
+/// Sometimes property of its own, "some explored step runs rule Rk" (spec section 12, "Rule
+/// coverage", rule reachability). A mutant that keeps an arm from ever running where it ran
+/// before (a guard made `true` that takes every message into the arm above it, an arm deleted)
+/// is caught by it, though every safety property holds: what it breaks is progress, which no
+/// Always property sees. Exact only when the harness's tests run one at a time
+/// (`--test-threads=1`, which `.cargo/mutants.toml` passes): the counts are process-wide, and
+/// tests run at once count into each other's, which can hide a rule that stopped firing but never
+/// fail a good build. After a change to the model or to the configurations, print the lists anew
+/// with `WATERMARK_PRINT_RULES=1 cargo test --profile mutants -p watermark-model --test mutation
+/// -- --include-ignored --exact cheap_presets_hold_with_every_twin_found
+/// quorum_presets_hold_with_every_twin_found --test-threads=1 --nocapture`.
 const RULES_FIRED: &[(&str, &str)] = &[
     ("idempotent", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R13 R14 R15 R16 R17 R19 R20 R21 R22 R23 R24 R26 R28 R30 R31 R32 R33 R36 R37 R38 R39 R40 R44 R49 R50 R51"),
     ("lossy-duplicating", "R0 R1 R10 R14 R15 R19 R21 R26 R28 R31 R36 R37 R38 R45"),
