@@ -619,8 +619,6 @@ fn id_port(id: Id) -> u16 {
     SocketAddrV4::from(id).port()
 }
 
-/// A UDP socket on `address` with large kernel buffers, so that bursts of full datagrams are
-/// not dropped at the socket.
 /// Whether a datagram is ready on `socket` within `wait`. ppoll(2) sleeps on a high-resolution
 /// timer, where a blocking read's timeout (SO_RCVTIMEO) runs on the kernel's timer wheel and
 /// wakes up to an eighth late (5 ms for a 40 ms wait): a producer handed a record at its time
@@ -647,6 +645,8 @@ fn readable_within(socket: &UdpSocket, wait: Duration) -> io::Result<bool> {
     }
 }
 
+/// A UDP socket on `address` with large kernel buffers, so that bursts of full datagrams are
+/// not dropped at the socket.
 pub fn bind(address: SocketAddrV4) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;

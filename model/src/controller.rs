@@ -475,8 +475,9 @@ impl Controller {
     /// R4–R6, R49: push what changed to the other live brokers, and answer the heartbeat with
     /// every partition changed after the broker's metadata offset: for a restarted broker (no
     /// offset), the whole table. What changed is persisted already: R4 and R5 change state
-    /// only through `unfence`, which persists, and R6 changes nothing. Without `pull` (the push-only variant,
-    /// `ClusterConfig::metadata_pull`) a registered broker's heartbeat is answered with nothing.
+    /// only through `unfence`, which persists, and R6 changes nothing. Without `pull` (the
+    /// push-only variant, `ClusterConfig::metadata_pull`) a registered broker's heartbeat is
+    /// answered with nothing.
     #[allow(clippy::too_many_arguments)]
     fn answer_heartbeat(
         &self,

@@ -121,11 +121,7 @@ impl Producer {
             metadata_in_flight: false,
             bootstrap_index: 0,
             next_record: 0,
-            accumulated: self
-                .config
-                .accumulated_at_start
-                .unwrap_or(u32::MAX)
-                .min(self.config.records.len() as u32),
+            accumulated: self.at_most_all(self.config.accumulated_at_start.unwrap_or(u32::MAX)),
             in_flight: Vec::new(),
             failed: 0,
         };
@@ -388,8 +384,10 @@ impl Producer {
                 }
             }
             // R38: the application handed over more records (`send()`).
-            Msg::Send { records } if src == application() && records > state.accumulated => {
-                self.accumulate(state.to_mut(), records, &mut outbox);
+            Msg::Send { records }
+                if src == application() && self.at_most_all(records) > state.accumulated =>
+            {
+                self.accumulate(state.to_mut(), self.at_most_all(records), &mut outbox);
             }
             _ => return,
         }
@@ -399,8 +397,13 @@ impl Producer {
     /// R38: batches the first `records` records, and sends what the window lets go.
     fn accumulate(&self, state: &mut ProducerState, records: u32, outbox: &mut Outbox) {
         fired(R38);
-        state.accumulated = records.min(self.config.records.len() as u32);
+        state.accumulated = records;
         self.send_ready(state, outbox);
+    }
+
+    /// `records`, or the producer's record count if that is fewer.
+    fn at_most_all(&self, records: u32) -> u32 {
+        records.min(self.config.records.len() as u32)
     }
 
     pub fn on_timer(&self, state: &mut Cow<ProducerState>, timer: &Timer, o: &mut Out<Node>) {

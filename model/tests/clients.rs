@@ -405,6 +405,8 @@ fn r38_only_records_the_application_handed_over_are_batched_and_a_batch_keeps_it
     assert!(step.sends().is_empty());
     let s = after(&s, &step);
     assert_eq!(s.as_producer().unwrap().accumulated, 5);
+    // Past the last record there is nothing more to hand over.
+    assert!(deliver(&p, PRODUCER, &s, app, Msg::Send { records: 9 }).is_noop());
     // Batch 0's answer acknowledges its one record, not the two that would fit now.
     let step = deliver(&p, PRODUCER, &s, 2, produce_response(0, 1, 0, Ok(0)));
     assert_eq!(step.acked().len(), 1);
