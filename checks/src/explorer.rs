@@ -164,7 +164,7 @@ macro_rules! conditions {
     };
 }
 
-/// One slot per property (there are 63; room for more).
+/// One slot per property (there are 67; room for more).
 const CONDITIONS: [fn(&ExplorerModel, &ExplorerState) -> bool; 80] = conditions!(
     0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19
     20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39

@@ -405,6 +405,24 @@ pub fn scenarios() -> Vec<Scenario> {
         "AcknowledgedRecordsSurvive",
         Holds,
     ));
+    // KIP-966's bookkeeping (I33) where a replica is fenced twice: cut off (a false suspicion)
+    // while the ISR is at min.insync.replicas, it joins the ELR; unfenced without rejoining the
+    // ISR (a heartbeat sent before its crash), then fenced again, it stays eligible. The model
+    // dropped it from the ELR until I33 found it (spec section 11).
+    rows.push(row(
+        "kip-966-fenced-twice-stays-eligible",
+        HISTORY,
+        None,
+        Knobs {
+            min_insync_replicas: 2,
+            false_suspicions: true,
+            leader_epoch_max: 2,
+            eligible_leader_replicas: true,
+            ..pair()
+        },
+        "EligibleLeaderReplicasKept",
+        Holds,
+    ));
     // Stale HWM checkpoints: Kafka writes them periodically, so a broker may restart with an
     // older HWM than it had. It happens within these bounds (M6), and costs no committed or
     // consumed record: a new leader's HWM that lags only hides records until it catches up.

@@ -1,5 +1,5 @@
 //! The properties checked, each with the name it has in spec.md and in the output. Spec:
-//! "Invariants and twins" (I1–I19, I24–I31 and S1–S24, S30–S39; the quorum's are in
+//! "Invariants and twins" (I1–I19, I24–I34 and S1–S24, S30–S42; the quorum's are in
 //! `crate::quorum`).
 //!
 //! Every Always property has a Sometimes twin that shows the situation it guards does happen
@@ -143,6 +143,22 @@ fn with_writes_under_min_isr(k: &Knobs) -> bool {
 /// A coordinator's writes wait for a second replica before they are answered.
 fn with_replicated_offsets(k: &Knobs) -> bool {
     with_group(k) && k.offsets_rf() >= 2
+}
+
+/// KIP-966, and the bounds can take the ISR under min.insync.replicas, where a replica that
+/// leaves it joins the ELR (I33, R52).
+fn with_elr(k: &Knobs) -> bool {
+    k.eligible_leader_replicas
+        && k.replication_factor.saturating_sub(removable_from_isr(k)) < k.min_insync_replicas
+}
+/// I34 judges some ELR member: with unclean shutdown only a running one, which needs a false
+/// suspicion (a crashed member is not running, and a restarted one leaves the ELR, R54).
+fn with_judged_elr(k: &Knobs) -> bool {
+    with_elr(k) && (!k.unclean_shutdown || k.false_suspicions)
+}
+/// I34's twin needs a record to hold.
+fn with_judged_elr_and_producers(k: &Knobs) -> bool {
+    with_judged_elr(k) && with_producers(k)
 }
 
 /// Every property, in spec order.
@@ -335,6 +351,18 @@ pub fn all() -> Vec<PropertyDef> {
         p("S35", "PipelineRefilled", Sometimes, Some("ProducerWithinLimits"),
           "A producer with an answered batch behind it has two batches sent and unanswered: its window is refilled as answers come, not only once it is empty.",
           pipeline_refilled, with_pipelining),
+        p("I33", "EligibleLeaderReplicasKept", Always, None,
+          "With KIP-966, every partition's ELR is disjoint from its ISR, empty while the ISR has min.insync.replicas members, and with the ISR and the replicas that restarted holds min.insync.replicas replicas unless unclean election is allowed.",
+          eligible_leader_replicas_kept, with_elr),
+        p("S41", "ReplicaInElr", Sometimes, Some("EligibleLeaderReplicasKept"),
+          "A partition has a replica in its ELR.",
+          replica_in_elr, with_elr),
+        p("I34", "EligibleLeaderReplicasHoldCommitted", Always, None,
+          "Every member of the controller's ELR holds what any presumed leader holds below its HWM; with unclean shutdown, every member running in the incarnation the controller registered.",
+          eligible_leader_replicas_hold_committed, with_judged_elr),
+        p("S42", "CommittedRecordInElr", Sometimes, Some("EligibleLeaderReplicasHoldCommitted"),
+          "An ELR member I34 judges holds a record below a leader's HWM.",
+          committed_record_in_elr, with_judged_elr_and_producers),
         p("I24", "FetchWithinBytes", Always, None,
           "A fetch response holding more than one record holds at most fetch.max.bytes of them (KIP-74: the first record always fits).",
           fetch_within_bytes, always_applies),
@@ -416,6 +444,90 @@ fn strong_isr(model: &WatermarkModel, state: &State) -> bool {
                 .and_then(|b| b.replicas.get(tp))
                 .map(|r| &r.log);
             same_prefix(log, &leader.log, leader.high_watermark)
+        })
+    })
+}
+
+/// I33 (R52–R54). The third clause is what makes an empty ISR recoverable without data loss:
+/// a replica leaves the ISR under min.insync.replicas only into the ELR, and leaves both only by
+/// an election from the ELR (which moves it back to the ISR), a return to the ISR, an unclean
+/// restart (R54, so a replica that restarted still counts), or an unclean election.
+fn eligible_leader_replicas_kept(_: &WatermarkModel, state: &State) -> bool {
+    let Some(controller) = controller(state) else {
+        return true;
+    };
+    let restarted = |b: &BrokerId| {
+        controller
+            .registration(*b)
+            .is_some_and(|r| r.broker_epoch > 0)
+    };
+    controller.partitions.values().all(|p| {
+        let min = p.min_insync_replicas as usize;
+        let disjoint = p.elr.iter().all(|b| !p.isr.contains(b));
+        let assigned = p.elr.iter().all(|b| p.replicas.contains(b));
+        let distinct = p
+            .elr
+            .iter()
+            .enumerate()
+            .all(|(i, b)| !p.elr[..i].contains(b));
+        let empty_at_min = p.isr.len() < min || p.elr.is_empty();
+        let covered = p.unclean_leader_election
+            || p.replicas
+                .iter()
+                .filter(|b| p.isr.contains(b) || p.elr.contains(b) || restarted(b))
+                .count()
+                >= min;
+        disjoint && assigned && distinct && empty_at_min && covered
+    })
+}
+
+/// S41.
+fn replica_in_elr(_: &WatermarkModel, state: &State) -> bool {
+    controller(state).is_some_and(|c| c.partitions.values().any(|p| !p.elr.is_empty()))
+}
+
+/// The controller's ELR members of each partition whose logs are whole, with their replica of
+/// it. With unclean shutdown only members running in the incarnation the controller registered
+/// count: a crashed member's log may be cut, and a restarted one's stays cut until it registers
+/// and leaves the ELR (R54).
+fn whole_elr_members<'a>(
+    model: &'a WatermarkModel,
+    state: &'a State,
+) -> impl Iterator<Item = (&'a TopicPartition, Option<&'a Replica>)> + 'a {
+    let whole = move |c: &ControllerState, b: BrokerId| {
+        !model.knobs.unclean_shutdown
+            || c.registration(b)
+                .is_some_and(|r| crate::model::alive_in(state, b, r.broker_epoch))
+    };
+    controller(state).into_iter().flat_map(move |c| {
+        c.partitions.values().flat_map(move |p| {
+            p.elr.iter().filter(move |b| whole(c, **b)).map(move |b| {
+                let replica = state.actor_states[*b as usize]
+                    .as_broker()
+                    .and_then(|s| s.replicas.get(&p.topic_partition));
+                (&p.topic_partition, replica)
+            })
+        })
+    })
+}
+
+/// I34 (R52, R28): a replica joins the ELR only when it leaves an ISR under min.insync.replicas,
+/// and the HWM does not advance under it, so the ELR is as strong as the ISR (I2).
+fn eligible_leader_replicas_hold_committed(model: &WatermarkModel, state: &State) -> bool {
+    whole_elr_members(model, state).all(|(tp, member)| {
+        leaders(model, state)
+            .filter(|l| &l.partition.topic_partition == tp)
+            .all(|l| same_prefix(member.map(|r| &r.log), &l.log, l.high_watermark))
+    })
+}
+
+/// S42.
+fn committed_record_in_elr(model: &WatermarkModel, state: &State) -> bool {
+    whole_elr_members(model, state).any(|(tp, member)| {
+        leaders(model, state).any(|l| {
+            &l.partition.topic_partition == tp
+                && l.high_watermark > 0
+                && member.is_some_and(|r| r.log_end_offset() > 0)
         })
     })
 }

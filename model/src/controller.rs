@@ -462,6 +462,7 @@ impl Controller {
         // R54: with KIP-966, the restart was unclean (there is no controlled shutdown): the
         // broker may have lost the tail of its logs, so it leaves every ISR and ELR.
         let departure = if self.config.cluster.eligible_leader_replicas {
+            fired(R54);
             Departure::UncleanRestart
         } else {
             Departure::Fenced
@@ -992,23 +993,24 @@ pub struct Election {
 
 /// R52, R54: the ISR and ELR once `broker` leaves them, with KIP-966. Leaving the ISR for any
 /// reason but an unclean restart while it is (or is left) under min.insync.replicas makes the
-/// broker an eligible leader replica: the HWM did not advance without it (R28). An unclean
-/// restart takes it out of both.
+/// broker an eligible leader replica: the HWM did not advance without it (R28). A fenced broker
+/// already in the ELR stays in it, as Kafka's `PartitionChangeBuilder` keeps it: it still holds
+/// every committed record. An unclean restart takes it out of both.
 fn leave_with_elr(
     p: &PartitionState,
     broker: BrokerId,
     departure: Departure,
 ) -> (BrokerIds, BrokerIds) {
     let isr: Vec<BrokerId> = p.isr.iter().copied().filter(|b| *b != broker).collect();
-    let mut elr: Vec<BrokerId> = p.elr.iter().copied().filter(|b| *b != broker).collect();
-    let was_in_isr = p.isr.contains(&broker);
-    if was_in_isr && departure == Departure::Fenced && (isr.len() as u32) < p.min_insync_replicas {
-        fired(R52);
-        elr.push(broker);
-    }
-    if departure == Departure::UncleanRestart && (was_in_isr || p.elr.contains(&broker)) {
-        fired(R54);
-    }
+    let left_isr = isr.len() < p.isr.len();
+    let elr: Vec<BrokerId> = match departure {
+        Departure::Fenced if left_isr && (isr.len() as u32) < p.min_insync_replicas => {
+            fired(R52);
+            p.elr.iter().copied().chain([broker]).collect()
+        }
+        Departure::Fenced => p.elr.to_vec(),
+        Departure::UncleanRestart => p.elr.iter().copied().filter(|b| *b != broker).collect(),
+    };
     (isr.as_slice().into(), elr.as_slice().into())
 }
 

@@ -617,6 +617,28 @@ fn r52_an_isr_at_min_isr_needs_no_eligible_replicas() {
 }
 
 #[test]
+fn r52_a_fenced_eligible_replica_stays_eligible_and_a_replica_out_of_both_stays_out() {
+    let c = controller(&elr_cluster(), true);
+    let s = fresh(&c, CONTROLLER);
+    // ISR [1] and ELR [2], broker 2 unfenced again but not yet back in the ISR: its session
+    // expires. It was fenced in the incarnation the ELR recorded, so it stays eligible (found by
+    // I33: dropping it left the ISR and ELR under min.insync.replicas).
+    let s = with_partition(
+        s.as_controller().unwrap(),
+        with_elr(partition(Some(1), 0, 0, &[1]), &[2]),
+    );
+    let step = fire(&c, CONTROLLER, &s, Timer::SessionTimeout(2));
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!((&*p.isr, &*p.elr), (&[1][..], &[2][..]));
+    // Broker 3, in neither, is fenced: it joins neither, since it left the ISR while the ISR was
+    // at min.insync.replicas and may lack records committed since.
+    let s = after(&s, &step);
+    let step = fire(&c, CONTROLLER, &s, Timer::SessionTimeout(3));
+    let p = &step.controller().partitions[&tp()];
+    assert_eq!((&*p.isr, &*p.elr), (&[1][..], &[2][..]));
+}
+
+#[test]
 fn r53_with_an_empty_isr_a_live_eligible_replica_is_elected() {
     let c = controller(&elr_cluster(), true);
     let s = fresh(&c, CONTROLLER);

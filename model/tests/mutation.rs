@@ -74,7 +74,7 @@ fn isolated_leader() -> (&'static str, Knobs) {
 }
 
 /// KIP-966 on the isolated leader's pair, with min.insync.replicas=2, two leader epochs and a
-/// crash (260,566 states, about a second): the only configuration of stage 1 with eligible
+/// crash (257,525 states, about a second): the only configuration of stage 1 with eligible
 /// leader replicas, in which a replica leaves the ISR into the ELR (R52), one is elected from it
 /// after a false suspicion (R53), and a restarted broker leaves both (R54). Before it, only the
 /// heavy row `unclean-shutdown-then-leader-fails-kip-966` saw those rules.
@@ -88,6 +88,48 @@ fn eligible_leader_replicas() -> (&'static str, Knobs) {
         ..isolated
     };
     ("eligible leader replicas", knobs)
+}
+
+/// The same pair with an ISR shrink instead of a crash (12,442 states, a tenth of a second): the
+/// only configuration of stage 1 in which a leader drops a follower from an ISR at
+/// min.insync.replicas, so that the follower joins the ELR through the leader's AlterPartition
+/// (R7, R52) rather than its fencing, and leaves it when the leader adds it back (R8).
+fn eligible_leader_replicas_with_isr_shrink() -> (&'static str, Knobs) {
+    let (_, elr) = eligible_leader_replicas();
+    let knobs = Knobs {
+        broker_crashes: 0,
+        isr_shrinks: 1,
+        ..elr
+    };
+    ("eligible leader replicas with an ISR shrink", knobs)
+}
+
+/// KIP-966 on three replicas, without records: a false suspicion and an ISR shrink, with
+/// min.insync.replicas 2 (78,075 states) and 3 (76,261 states), half a second each. The pair's
+/// ISR is always under min.insync.replicas once a replica leaves it; here it can be left at the
+/// minimum (where a fenced replica must not join the ELR), and, with a minimum of 3, the leader
+/// can shrink an ISR that is already under it while the ELR has a member (which must stay).
+fn eligible_leader_replicas_on_three_replicas() -> [(&'static str, Knobs); 2] {
+    let knobs = Knobs {
+        records: 0,
+        broker_crashes: 0,
+        false_suspicions: true,
+        isr_shrinks: 1,
+        leader_epoch_max: 2,
+        preferred_leader_election: false,
+        eligible_leader_replicas: true,
+        ..Knobs::canonical()
+    };
+    [
+        ("eligible leader replicas on three replicas", knobs.clone()),
+        (
+            "eligible leader replicas on three replicas with min.insync.replicas 3",
+            Knobs {
+                min_insync_replicas: 3,
+                ..knobs
+            },
+        ),
+    ]
 }
 
 /// `consumer-group` cut in four (3,834, 3,568, 31,347 and 4,455 states; the preset itself has
@@ -148,6 +190,7 @@ fn group_members() -> [(&'static str, Knobs); 4] {
 const UNFINDABLE: &[(&str, &str)] = &[
     // One record, which only one leader ever appends: no two logs can diverge.
     ("eligible leader replicas", "LogsDiverge"),
+    ("eligible leader replicas with an ISR shrink", "LogsDiverge"),
     ("consumer-group without a consumer crash", "LogsDiverge"),
     (
         "consumer-group with manual commit and no broker crash",
@@ -183,8 +226,10 @@ fn cheap_presets_hold_with_every_twin_found() {
             controller_restarts(),
             isolated_leader(),
             eligible_leader_replicas(),
+            eligible_leader_replicas_with_isr_shrink(),
             batched_with_room(),
         ])
+        .chain(eligible_leader_replicas_on_three_replicas())
         .chain(group_members());
     for (name, knobs) in configs {
         let outcome = run(&knobs, &harness_options());
@@ -220,6 +265,9 @@ const RULES_FIRED: &[(&str, &str)] = &[
     ("controller-crash without records", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R12 R13 R14 R15 R16 R22 R23 R26 R30 R33 R36 R37 R44 R49 R50 R51"),
     ("isolated leader", "R0 R1 R2 R5 R7 R8 R10 R11 R13 R14 R15 R16 R17 R21 R22 R24 R26 R28 R30 R31 R32 R33 R36 R37 R38 R39 R44 R49 R50 R51"),
     ("eligible leader replicas", "R0 R1 R2 R4 R5 R7 R8 R10 R11 R12 R13 R14 R15 R16 R17 R18 R21 R22 R23 R24 R26 R28 R30 R31 R32 R33 R36 R37 R38 R39 R44 R49 R50 R51 R52 R53 R54"),
+    ("eligible leader replicas with an ISR shrink", "R0 R1 R2 R5 R7 R8 R10 R11 R12 R13 R14 R15 R16 R17 R18 R21 R22 R24 R26 R28 R29 R30 R31 R32 R33 R36 R37 R38 R39 R44 R49 R50 R51 R52 R53"),
+    ("eligible leader replicas on three replicas", "R0 R1 R2 R5 R7 R8 R10 R11 R12 R13 R14 R15 R16 R22 R26 R29 R30 R33 R36 R37 R44 R49 R50 R51 R52 R53"),
+    ("eligible leader replicas on three replicas with min.insync.replicas 3", "R0 R1 R2 R5 R7 R8 R10 R11 R12 R13 R14 R15 R16 R22 R26 R29 R30 R33 R36 R37 R44 R49 R50 R51 R52 R53"),
     ("batched with 74-byte limits", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R13 R14 R15 R16 R17 R21 R22 R23 R24 R26 R27 R28 R30 R31 R32 R33 R36 R37 R38 R39 R41 R42 R43 R44 R49 R50 R51"),
     ("consumer-group without a broker crash", "R0 R1 R10 R14 R15 R21 R26 R27 R28 R31 R36 R37 R38 R41 R42 R57 R58 R59 R60 R61 R62"),
     ("consumer-group with manual commit and no broker crash", "R0 R1 R10 R14 R15 R21 R26 R27 R28 R31 R36 R37 R38 R41 R42 R57 R58 R59 R60 R61 R62"),
