@@ -433,8 +433,14 @@ fn main() -> ExitCode {
         Command::Explore(args) => explore::explore(args),
         Command::Simulate(args) => simulate::simulate(args),
         Command::Validate(args) => validate(args),
-        Command::Net(command) => net::run(command),
-        Command::Bench(command) => bench::run(command),
+        Command::Net(command) => {
+            watermark_net::disable_transparent_huge_pages();
+            net::run(command)
+        }
+        Command::Bench(command) => {
+            watermark_net::disable_transparent_huge_pages();
+            bench::run(command)
+        }
     };
     match result {
         Ok(code) => code,
