@@ -426,6 +426,10 @@ fn list_presets() -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The cluster and its clients run without transparent huge pages; the checker keeps them.
+    if matches!(cli.command, Command::Net(_) | Command::Bench(_)) {
+        watermark_net::disable_transparent_huge_pages();
+    }
     let result = match cli.command {
         Command::Check(args) => check(args),
         Command::Presets => Ok(list_presets()),
@@ -433,14 +437,8 @@ fn main() -> ExitCode {
         Command::Explore(args) => explore::explore(args),
         Command::Simulate(args) => simulate::simulate(args),
         Command::Validate(args) => validate(args),
-        Command::Net(command) => {
-            watermark_net::disable_transparent_huge_pages();
-            net::run(command)
-        }
-        Command::Bench(command) => {
-            watermark_net::disable_transparent_huge_pages();
-            bench::run(command)
-        }
+        Command::Net(command) => net::run(command),
+        Command::Bench(command) => bench::run(command),
     };
     match result {
         Ok(code) => code,

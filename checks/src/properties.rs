@@ -7,7 +7,7 @@
 
 use crate::ghost::{event, violation, Ghost};
 use crate::knobs::Knobs;
-use crate::model::{controller, State, WatermarkModel};
+use crate::model::{alive_in, controller, State, WatermarkModel};
 use stateright::actor::{Id, Network};
 use stateright::Expectation;
 use watermark_model::broker::{DelayedFetch, FollowerState, HeldRequest};
@@ -115,14 +115,18 @@ fn with_isr_change(k: &Knobs) -> bool {
     k.isr_shrinks >= 1 || leader_can_change(k)
 }
 
-/// acks=all producers, and the ISR can fall below min.insync.replicas within the bounds: a
-/// crash, a false suspicion or an ISR shrink for each replica above the minimum less one.
+/// acks=all producers, and the ISR can fall below min.insync.replicas within the bounds.
 fn with_isr_under_min(k: &Knobs) -> bool {
-    let removable = removable_from_isr(k);
     k.acks == Acks::All
         && with_producers(k)
         && k.min_insync_replicas >= 2
-        && k.replication_factor.saturating_sub(removable) < k.min_insync_replicas
+        && isr_can_fall_under_min(k)
+}
+
+/// The data partitions' ISR can fall below min.insync.replicas within the bounds: a crash, a
+/// false suspicion or an ISR shrink for each replica above the minimum less one.
+fn isr_can_fall_under_min(k: &Knobs) -> bool {
+    k.replication_factor.saturating_sub(removable_from_isr(k)) < k.min_insync_replicas
 }
 
 /// How many ISR members the bounds can remove: crashes, a false suspicion, ISR shrinks.
@@ -148,8 +152,7 @@ fn with_replicated_offsets(k: &Knobs) -> bool {
 /// KIP-966, and the bounds can take the ISR under min.insync.replicas, where a replica that
 /// leaves it joins the ELR (I33, R52).
 fn with_elr(k: &Knobs) -> bool {
-    k.eligible_leader_replicas
-        && k.replication_factor.saturating_sub(removable_from_isr(k)) < k.min_insync_replicas
+    k.eligible_leader_replicas && isr_can_fall_under_min(k)
 }
 /// I34 judges some ELR member: with unclean shutdown only a running one, which needs a false
 /// suspicion (a crashed member is not running, and a restarted one leaves the ELR, R54).
@@ -439,10 +442,7 @@ fn strong_isr(model: &WatermarkModel, state: &State) -> bool {
             return true;
         };
         p.isr.iter().all(|member| {
-            let log = state.actor_states[*member as usize]
-                .as_broker()
-                .and_then(|b| b.replicas.get(tp))
-                .map(|r| &r.log);
+            let log = replica_of(state, *member, tp).map(|r| &r.log);
             same_prefix(log, &leader.log, leader.high_watermark)
         })
     })
@@ -497,15 +497,15 @@ fn whole_elr_members<'a>(
     let whole = move |c: &ControllerState, b: BrokerId| {
         !model.knobs.unclean_shutdown
             || c.registration(b)
-                .is_some_and(|r| crate::model::alive_in(state, b, r.broker_epoch))
+                .is_some_and(|r| alive_in(state, b, r.broker_epoch))
     };
     controller(state).into_iter().flat_map(move |c| {
         c.partitions.values().flat_map(move |p| {
             p.elr.iter().filter(move |b| whole(c, **b)).map(move |b| {
-                let replica = state.actor_states[*b as usize]
-                    .as_broker()
-                    .and_then(|s| s.replicas.get(&p.topic_partition));
-                (&p.topic_partition, replica)
+                (
+                    &p.topic_partition,
+                    replica_of(state, *b, &p.topic_partition),
+                )
             })
         })
     })
@@ -530,6 +530,14 @@ fn committed_record_in_elr(model: &WatermarkModel, state: &State) -> bool {
                 && member.is_some_and(|r| r.log_end_offset() > 0)
         })
     })
+}
+
+/// Broker `broker`'s replica of `tp`, crashed or not (a crashed broker's is what it persisted).
+fn replica_of<'a>(state: &'a State, broker: BrokerId, tp: &TopicPartition) -> Option<&'a Replica> {
+    state.actor_states[broker as usize]
+        .as_broker()?
+        .replicas
+        .get(tp)
 }
 
 /// Whether `log` and `other` hold the same entries (or both none) at every offset below `end`.
@@ -760,15 +768,10 @@ fn leading_replica<'a>(
     tp: &TopicPartition,
     epoch: LeaderEpoch,
 ) -> Option<&'a Replica> {
-    let i = leader as usize;
-    if state.crashed[i] {
+    if state.crashed[leader as usize] {
         return None;
     }
-    state.actor_states[i]
-        .as_broker()?
-        .replicas
-        .get(tp)
-        .filter(|r| r.is_leader() && r.leader_epoch() == epoch)
+    replica_of(state, leader, tp).filter(|r| r.is_leader() && r.leader_epoch() == epoch)
 }
 
 /// The fetches held by running leaders, with the replica holding each.
