@@ -7,9 +7,10 @@
 #
 #   checks  the exhaustive checks alone: model/tests/mutation.rs runs the cheap presets,
 #           controller-crash without records, an isolated leader, KIP-966 on a pair and on
-#           three replicas (every applicable property, every twin, and every rule each
-#           configuration fires unmutated: rule reachability), the KRaft quorum's presets and
-#           the matrix without its eight slowest rows;
+#           three replicas, two partitions with two ISR shrinks and a metadata pull (every
+#           applicable property, every twin, and exactly the rules each configuration fires
+#           unmutated: rule reachability, both ways), the KRaft quorum's presets and the matrix
+#           without its eight slowest rows;
 #   heavy   the matrix's eight slowest rows (.cargo/mutants-heavy.toml);
 #   sim     the simulator's sweep, safety and liveness L1–L5, and the quorum's recovery sweep
 #           (QL1) (.cargo/mutants-sim.toml);

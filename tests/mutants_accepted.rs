@@ -7,8 +7,8 @@ use watermark_model::rules::RULE_COUNT;
 
 /// The rules with accepted survivors ("-": code that decides no rule).
 const ACCEPTED_RULES: &[&str] = &[
-    "-", "R17", "R22", "R27", "R28", "R34", "R35", "R38", "R39", "R41", "R43", "R49", "R61", "R7",
-    "R8", "R9",
+    "-", "R11", "R12", "R17", "R22", "R25", "R27", "R28", "R34", "R35", "R38", "R39", "R41", "R43",
+    "R49", "R5", "R51", "R61", "R7", "R8", "R9",
 ];
 
 struct Accepted {

@@ -391,6 +391,10 @@ fn write_history(f: &mut fmt::Formatter<'_>, ghost: &Ghost) -> fmt::Result {
                 violation::APPENDED_UNDER_MIN_ISR,
                 "a leader appended an acks=all batch under min.insync.replicas (I14)",
             ),
+            (
+                violation::CAUGHT_UP_FOLLOWER_DROPPED,
+                "a leader dropped a caught-up follower from its ISR (I36)",
+            ),
         ],
     );
     if !violations.is_empty() {

@@ -92,6 +92,9 @@ pub mod violation {
     /// was neither its coordinator's error answer to its commit nor a request timeout with a
     /// group request of its own unanswered.
     pub const LEFT_CONSUMING_UNTOLD: u16 = 1 << 8;
+    /// I36: a leader asked to drop from its ISR a follower whose last fetch in this leader epoch
+    /// was at the leader's log end offset (R29: a caught-up follower has not lagged).
+    pub const CAUGHT_UP_FOLLOWER_DROPPED: u16 = 1 << 9;
 }
 
 /// A record once below a leader's high watermark.
@@ -524,8 +527,14 @@ fn compute(
     }
 
     // A leader asking to drop lagging followers from the ISR.
-    if let Some(ActorModelAction::Timeout(_, Timer::IsrShrink)) = action {
+    if let Some(ActorModelAction::Timeout(id, Timer::IsrShrink)) = action {
         ghost.isr_shrinks = ghost.isr_shrinks.saturating_add(1);
+        let i = usize::from(*id);
+        if let (Some(before), Some(after)) = (broker(last, i), broker(next, i)) {
+            if drops_caught_up_follower(before, after) {
+                ghost.violations |= violation::CAUGHT_UP_FOLLOWER_DROPPED;
+            }
+        }
     }
 
     // A registered broker's heartbeat: a metadata pull (B7).
@@ -707,6 +716,36 @@ fn commit_committed(model: &WatermarkModel, ghost: &Ghost, acknowledged: &GroupE
                     if g == *group && t == *topic_partition && o == *offset
             )
         })
+}
+
+/// I36 (R29) in one IsrShrink step of a leader (`before` to `after`): whether it asked to drop
+/// from an ISR a follower that was, by the leader's own record of its last fetch in this leader
+/// epoch, at the leader's log end offset. Kafka keeps such a follower in sync whatever the time
+/// (`Replica.isCaughtUp`: the leader's LEO equals the follower's), and the model, which has no
+/// time, drops only followers short of the log end or silent in this epoch.
+fn drops_caught_up_follower(before: &BrokerState, after: &BrokerState) -> bool {
+    before.replicas.iter().any(|(tp, r)| {
+        let Some(leader) = r.leader_state().filter(|l| l.pending_isr.is_none()) else {
+            return false;
+        };
+        let proposed = after
+            .replicas
+            .get(tp)
+            .and_then(|now| now.leader_state())
+            .and_then(|l| l.pending_isr.as_ref());
+        proposed.is_some_and(|proposed| {
+            r.partition
+                .isr
+                .iter()
+                .filter(|f| !proposed.contains(f))
+                .any(|f| {
+                    leader
+                        .followers
+                        .iter()
+                        .any(|p| p.broker_id == *f && p.log_end_offset == Some(r.log_end_offset()))
+                })
+        })
+    })
 }
 
 /// I14 and I29 for a coordinator's writes: what the leader of a `__consumer_offsets` partition

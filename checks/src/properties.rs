@@ -1,5 +1,5 @@
 //! The properties checked, each with the name it has in spec.md and in the output. Spec:
-//! "Invariants and twins" (I1–I19, I24–I34 and S1–S24, S30–S42; the quorum's are in
+//! "Invariants and twins" (I1–I19, I24–I36 and S1–S24, S30–S44; the quorum's are in
 //! `crate::quorum`).
 //!
 //! Every Always property has a Sometimes twin that shows the situation it guards does happen
@@ -94,10 +94,17 @@ fn with_leader_change_and_acks(k: &Knobs) -> bool {
 fn with_leader_change_and_consumers(k: &Knobs) -> bool {
     leader_can_change(k) && with_consumers(k) && k.replication_factor >= 2
 }
-/// Controller messages can be lost, a leader change can be among them, and a registered broker
-/// may pull (B7).
-fn with_lossy_network_and_leader_change(k: &Knobs) -> bool {
-    k.network.lossy && leader_can_change(k) && k.metadata_pulls >= 1
+/// Controller messages can be lost, a leader or ISR change can be among them, and a registered
+/// broker may pull (B7).
+fn with_lossy_network_and_isr_change(k: &Knobs) -> bool {
+    k.network.lossy && with_isr_change(k) && k.metadata_pulls >= 1
+}
+/// A broker can apply a change while it lacks an older one (S43): two partitions of two
+/// replicas, and two ISR shrinks. Each leader learns its own AlterPartition's outcome from the
+/// answer, which spans the metadata offsets since the controller's previous change (R7, R51); if
+/// the other leader made that change, the answer follows on an offset this broker does not hold.
+fn with_metadata_gap(k: &Knobs) -> bool {
+    k.partitions >= 2 && k.replication_factor >= 2 && k.isr_shrinks >= 2
 }
 /// Nothing is lost on the way: a request not answered is somewhere (brokers do not retransmit).
 fn without_loss(k: &Knobs) -> bool {
@@ -111,6 +118,10 @@ fn without_loss_and_with_acks_all(k: &Knobs) -> bool {
     without_loss_and_with_acks(k) && k.acks == Acks::All
 }
 /// An ISR member can be dropped: by its leader (B6), or by the controller when it dies.
+/// Leaders may shrink ISRs on their own (B6), and a follower can be in one to drop.
+fn with_isr_shrinks(k: &Knobs) -> bool {
+    k.isr_shrinks >= 1 && k.replication_factor >= 2
+}
 fn with_isr_change(k: &Knobs) -> bool {
     k.isr_shrinks >= 1 || leader_can_change(k)
 }
@@ -263,7 +274,19 @@ pub fn all() -> Vec<PropertyDef> {
           metadata_from_controller, always_applies),
         p("S16", "LostMetadataRepaired", Sometimes, Some("MetadataFromController"),
           "A broker that lost a LeaderAndIsr learns the partition state it missed from a heartbeat response.",
-          lost_metadata_repaired, with_lossy_network_and_leader_change),
+          lost_metadata_repaired, with_lossy_network_and_isr_change),
+        p("I35", "MetadataOffsetApplied", Always, None,
+          "A broker's metadata offset counts only changes it applied: every partition whose newest change is at or before it is held in the controller's state.",
+          metadata_offset_applied, always_applies),
+        p("S43", "MetadataPastGapHeld", Sometimes, Some("MetadataOffsetApplied"),
+          "A broker holds a partition's newest state while it lacks an older change of another partition: it missed a push and applied the next.",
+          metadata_past_gap_held, with_metadata_gap),
+        p("I36", "CaughtUpFollowerKept", Always, None,
+          "No leader asks to drop from its ISR a follower whose last fetch in the leader's epoch was at the leader's log end offset: a caught-up follower has not lagged (replica.lag.time.max.ms).",
+          caught_up_follower_kept, with_isr_shrinks),
+        p("S44", "FollowerDroppedFromIsr", Sometimes, Some("CaughtUpFollowerKept"),
+          "A leader waits on its AlterPartition that drops a member of its ISR.",
+          follower_dropped_from_isr, with_isr_shrinks),
         p("I14", "NoAppendUnderMinIsr", Always, None,
           "No leader appends an acks=all batch, nor a coordinator a group record, while its ISR is smaller than min.insync.replicas: the producer is told NotEnoughReplicas, the member CoordinatorNotAvailable.",
           no_append_under_min_isr, with_writes_under_min_isr),
@@ -1403,6 +1426,24 @@ fn replica_truncates(_: &WatermarkModel, state: &State) -> bool {
     ghost(state).has_event(event::TRUNCATED)
 }
 
+/// I36 (R29), latched by the ghost on a leader's IsrShrink step.
+fn caught_up_follower_kept(_: &WatermarkModel, state: &State) -> bool {
+    !ghost(state).has_violation(violation::CAUGHT_UP_FOLLOWER_DROPPED)
+}
+
+/// S44: some leader waits on an AlterPartition that drops a member of its ISR. Read from the
+/// state, not latched by the ghost, so that it adds no state.
+fn follower_dropped_from_isr(model: &WatermarkModel, state: &State) -> bool {
+    brokers(model, state).any(|(b, crashed)| {
+        !crashed
+            && b.replicas.values().any(|r| {
+                r.leader_state()
+                    .and_then(|l| l.pending_isr.as_ref())
+                    .is_some_and(|p| r.partition.isr.iter().any(|m| !p.contains(m)))
+            })
+    })
+}
+
 /// S14.
 fn isr_shrink_and_expand(_: &WatermarkModel, state: &State) -> bool {
     ghost(state).has_event(event::ISR_EXPANDED)
@@ -1434,6 +1475,64 @@ fn metadata_from_controller(model: &WatermarkModel, state: &State) -> bool {
                         held < decided || (held == decided && p == c)
                     })
             })
+    })
+}
+
+/// A broker's state of partition `tp`: its replica's, or the metadata it keeps of a partition
+/// it does not replicate.
+fn known_partition<'a>(b: &'a BrokerState, tp: &TopicPartition) -> Option<&'a PartitionState> {
+    b.replicas
+        .get(tp)
+        .map(|r| &r.partition)
+        .or_else(|| b.metadata.get(tp))
+}
+
+/// The metadata offset of partition `tp`'s newest change (R50; 0: bootstrapped).
+fn changed_at(controller: &ControllerState, tp: &TopicPartition) -> MetadataOffset {
+    controller.partition_offsets.get(tp).copied().unwrap_or(0)
+}
+
+/// I35 (R49, R51). A broker heartbeats with the metadata offset it holds and is answered with
+/// the changes after it (R49): a change counted in that offset but not applied would never reach
+/// it. So every partition whose newest change is at or before the offset is held exactly as the
+/// controller decided it. Crashed brokers too: their offsets were honest when they stopped, and
+/// the controller's changes since are newer.
+fn metadata_offset_applied(model: &WatermarkModel, state: &State) -> bool {
+    let Some(controller) = controller(state) else {
+        return true;
+    };
+    brokers(model, state).all(|(b, _)| {
+        b.metadata_offset.is_none_or(|held| {
+            controller.partitions.iter().all(|(tp, decided)| {
+                changed_at(controller, tp) > held || known_partition(b, tp) == Some(decided)
+            })
+        })
+    })
+}
+
+/// S43: some broker holds the newest state of a partition changed after its metadata offset,
+/// and lacks an older change of another: the gap I35 keeps it from counting.
+fn metadata_past_gap_held(model: &WatermarkModel, state: &State) -> bool {
+    let Some(controller) = controller(state) else {
+        return false;
+    };
+    brokers(model, state).any(|(b, crashed)| {
+        let Some(held) = b.metadata_offset.filter(|_| !crashed) else {
+            return false;
+        };
+        let unheld_changes = || {
+            controller
+                .partitions
+                .iter()
+                .filter(move |(tp, _)| changed_at(controller, tp) > held)
+        };
+        unheld_changes().any(|(missed, decided)| {
+            known_partition(b, missed) != Some(decided)
+                && unheld_changes().any(|(tp, newer)| {
+                    changed_at(controller, tp) > changed_at(controller, missed)
+                        && known_partition(b, tp) == Some(newer)
+                })
+        })
     })
 }
 
