@@ -527,6 +527,20 @@ pub fn presets() -> Vec<Preset> {
             },
         },
         Preset {
+            name: "metadata-gap",
+            description: "Two partitions, each led by its own broker, whose leaders shrink their ISRs: an AlterPartition answer can follow on another leader's change this broker never got, and its metadata offset must not move over the gap (I35). One metadata pull, no records, no crash.",
+            knobs: Knobs {
+                partitions: 2,
+                records: 0,
+                broker_crashes: 0,
+                isr_shrinks: 2,
+                leader_epoch_max: 1,
+                preferred_leader_election: false,
+                metadata_pulls: 1,
+                ..pair.clone()
+            },
+        },
+        Preset {
             name: "consumer",
             description: "A consumer reads while leadership moves.",
             knobs: Knobs {

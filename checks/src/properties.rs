@@ -117,11 +117,11 @@ fn without_loss_and_with_acks(k: &Knobs) -> bool {
 fn without_loss_and_with_acks_all(k: &Knobs) -> bool {
     without_loss_and_with_acks(k) && k.acks == Acks::All
 }
-/// An ISR member can be dropped: by its leader (B6), or by the controller when it dies.
 /// Leaders may shrink ISRs on their own (B6), and a follower can be in one to drop.
 fn with_isr_shrinks(k: &Knobs) -> bool {
     k.isr_shrinks >= 1 && k.replication_factor >= 2
 }
+/// An ISR member can be dropped: by its leader (B6), or by the controller when it dies.
 fn with_isr_change(k: &Knobs) -> bool {
     k.isr_shrinks >= 1 || leader_can_change(k)
 }
