@@ -7,8 +7,9 @@
 #
 #   checks  the exhaustive checks alone: model/tests/mutation.rs runs the cheap presets,
 #           controller-crash without records, an isolated leader, KIP-966 on a pair and on
-#           three replicas, two partitions with two ISR shrinks and a metadata pull (every
-#           applicable property, every twin, and exactly the rules each configuration fires
+#           three replicas, two partitions with two ISR shrinks and a metadata pull, a pair
+#           under KIP-279 (every applicable property, L0 RecoveryReachable among them: no
+#           dead end within the bounds; every twin; and exactly the rules each configuration fires
 #           unmutated: rule reachability, both ways), the KRaft quorum's presets and the matrix
 #           without its eight slowest rows;
 #   heavy   the matrix's eight slowest rows (.cargo/mutants-heavy.toml);

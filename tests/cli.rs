@@ -57,6 +57,7 @@ fn check_json_reports_every_property_with_its_verdict() {
                 assert_eq!(verdict, "found", "{p}");
                 assert!(p["trace"].as_array().is_some_and(|t| !t.is_empty()), "{p}");
             }
+            "eventually" => assert_eq!(verdict, "holds", "{p}"),
             other => panic!("unexpected expectation {other}"),
         }
     }

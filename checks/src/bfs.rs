@@ -18,8 +18,19 @@
 //! shortest counterexamples but was 1.2 times slower than stateright's and took 1.6 times the
 //! memory, because a state's data had long left the cache when its turn came.
 //!
-//! Eventually properties and symmetry reduction are not supported (the watermark models use
-//! neither); `spawn` refuses a model with Eventually properties.
+//! An Eventually property means here what TLA+ users call a possibility from everywhere (CTL's
+//! `AG EF`): **from every reachable state, some path reaches a state where its condition holds**.
+//! (stateright's own checkers read Eventually otherwise, as "every path reaches it", judged at
+//! terminal states only, which the watermark models, whose timers can always fire, do not have.)
+//! With such a property the search also keeps every edge of the state graph; once the graph is
+//! complete, a search backwards from the states where the condition holds marks every state that
+//! can reach one, and a state it leaves unmarked is the discovery: a state from which the
+//! condition can no longer come to hold, reached by the shortest parent path among them. A state
+//! with a successor outside the model's boundary counts as one that can: what lies beyond the
+//! bounds is not known, and the bounds must not be mistaken for a dead end. A search that stops
+//! early (a timeout, `finish_when`) judges no Eventually property.
+//!
+//! Symmetry reduction is not supported (the watermark models do not use it).
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -154,6 +165,47 @@ struct Shared<M: Model> {
     done: AtomicBool,
     /// Set when the search stopped early (finished or out of time).
     stop: AtomicBool,
+    /// The indices of the Eventually properties; with none, no graph is kept.
+    eventually: Vec<usize>,
+    /// The threads' shares of the state graph, merged as each thread ends.
+    graph: Mutex<Graph>,
+}
+
+/// What the Eventually properties need of the state graph: every edge, the states where each
+/// property's condition holds, and the states with a successor outside the boundary.
+#[derive(Default)]
+struct Graph {
+    /// Each edge as (successor, state), one list per thread: sorted by successor, a list gives
+    /// a state's predecessors. The lists are not merged, which would hold them twice at once.
+    edges: Vec<Vec<(u64, u64)>>,
+    /// Per Eventually property (in the order of `Shared::eventually`): the states where its
+    /// condition holds.
+    goals: Vec<Vec<u64>>,
+    /// The states with a successor outside the boundary.
+    frontier: Vec<u64>,
+}
+
+impl Graph {
+    fn new(properties: usize) -> Self {
+        Graph {
+            edges: vec![Vec::new()],
+            goals: vec![Vec::new(); properties],
+            ..Graph::default()
+        }
+    }
+
+    /// The thread's own list of edges.
+    fn edges_mut(&mut self) -> &mut Vec<(u64, u64)> {
+        self.edges.last_mut().expect("a thread's list")
+    }
+
+    fn absorb(&mut self, other: Graph) {
+        self.edges.extend(other.edges);
+        self.frontier.extend(other.frontier);
+        for (mine, theirs) in self.goals.iter_mut().zip(other.goals) {
+            mine.extend(theirs);
+        }
+    }
 }
 
 /// The checker. Build it with [`spawn`].
@@ -176,12 +228,10 @@ where
     M::Action: Send,
 {
     let properties = model.properties();
-    assert!(
-        properties
-            .iter()
-            .all(|p| p.expectation != Expectation::Eventually),
-        "the breadth-first checker does not check Eventually properties"
-    );
+    let eventually: Vec<usize> = (0..properties.len())
+        .filter(|i| properties[*i].expectation == Expectation::Eventually)
+        .collect();
+    let graph = Mutex::new(Graph::new(eventually.len()));
     let found = properties.iter().map(|_| AtomicBool::new(false)).collect();
     let shared = Arc::new(Shared {
         model,
@@ -195,6 +245,8 @@ where
         discoveries: Mutex::new(HashMap::new()),
         done: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        eventually,
+        graph,
     });
     let driver = {
         let shared = Arc::clone(&shared);
@@ -248,6 +300,81 @@ where
                 });
             }
         });
+        if !self.eventually.is_empty() && !self.stop.load(Ordering::Relaxed) {
+            self.judge_eventually();
+        }
+    }
+
+    /// Once the whole graph is known: for each Eventually property, marks every state from
+    /// which a state where it holds (or one at the boundary) can be reached, searching the edges
+    /// backwards, and records as its discovery the unmarked state nearest an initial state.
+    fn judge_eventually(&self) {
+        let mut graph = std::mem::take(&mut *self.graph.lock().expect("graph"));
+        for list in &mut graph.edges {
+            list.sort_unstable();
+            list.dedup();
+        }
+        let predecessors = |to: u64| {
+            graph.edges.iter().flat_map(move |list| {
+                let first = list.partition_point(|(t, _)| *t < to);
+                list[first..]
+                    .iter()
+                    .take_while(move |(t, _)| *t == to)
+                    .map(|(_, from)| *from)
+            })
+        };
+        for (k, goals) in graph.goals.iter().enumerate() {
+            let mut marked: std::collections::HashSet<u64, BuildNoHashHasher<u64>> =
+                goals.iter().chain(&graph.frontier).copied().collect();
+            let mut pending: Vec<u64> = marked.iter().copied().collect();
+            while let Some(to) = pending.pop() {
+                for from in predecessors(to) {
+                    if marked.insert(from) {
+                        pending.push(from);
+                    }
+                }
+            }
+            if std::env::var_os("WATERMARK_GRAPH_STATS").is_some() {
+                let frontier: std::collections::HashSet<u64, BuildNoHashHasher<u64>> =
+                    graph.frontier.iter().copied().collect();
+                let goals: std::collections::HashSet<u64, BuildNoHashHasher<u64>> =
+                    goals.iter().copied().collect();
+                eprintln!(
+                    "{}: {} states, {} edges, {} where it holds, {} at the boundary, {} that can reach either",
+                    self.properties[self.eventually[k]].name,
+                    self.visited.len(),
+                    graph.edges.iter().map(Vec::len).sum::<usize>(),
+                    goals.len(),
+                    frontier.len(),
+                    marked.len()
+                );
+            }
+            let nearest = self
+                .visited
+                .iter()
+                .map(|e| *e.key())
+                .filter(|fp| !marked.contains(fp))
+                .min_by_key(|fp| (self.depth_of(*fp), *fp));
+            if let Some(fp) = nearest {
+                let i = self.eventually[k];
+                self.found[i].store(true, Ordering::Release);
+                self.discoveries
+                    .lock()
+                    .expect("discoveries")
+                    .insert(self.properties[i].name, fp);
+            }
+        }
+    }
+
+    /// How many steps the parent links take from an initial state to the state `fp`.
+    fn depth_of(&self, fp: u64) -> usize {
+        let mut depth = 0;
+        let mut at = fp;
+        while let Some((parent, _)) = *self.visited.get(&at).expect("a visited state") {
+            depth += 1;
+            at = parent;
+        }
+        depth
     }
 
     /// One thread's share of the search.
@@ -255,10 +382,13 @@ where
         let mut pending: Vec<Job<M::State>> = Vec::new();
         let mut actions = Vec::new();
         let mut deepest = 0;
+        let keeps_graph = !self.eventually.is_empty();
+        let mut graph = Graph::new(self.eventually.len());
         loop {
             if pending.is_empty() {
                 pending = market.take();
                 if pending.is_empty() {
+                    self.graph.lock().expect("graph").absorb(graph);
                     return;
                 }
             }
@@ -271,7 +401,7 @@ where
                     deepest = depth;
                     self.max_depth.fetch_max(depth, Ordering::Relaxed);
                 }
-                if !self.evaluate(&state, fp) {
+                if !self.evaluate(&state, fp, &mut graph) {
                     // Every property has its discovery: nothing more to learn.
                     self.stop.store(true, Ordering::Relaxed);
                     break;
@@ -282,10 +412,16 @@ where
                         continue;
                     };
                     if !self.model.within_boundary(&next) {
+                        if keeps_graph {
+                            graph.frontier.push(fp);
+                        }
                         continue;
                     }
                     generated += 1;
                     let next_fp = fingerprint(&next);
+                    if keeps_graph {
+                        graph.edges_mut().push((next_fp, fp));
+                    }
                     if let Entry::Vacant(e) = self.visited.entry(next_fp) {
                         e.insert(Some((fp, index as u32)));
                         pending.push((next, next_fp, depth + 1));
@@ -305,9 +441,11 @@ where
         }
     }
 
-    /// Evaluates the properties still without a discovery in `state`, recording the new ones.
-    /// Returns whether some property is still awaiting its discovery.
-    fn evaluate(&self, state: &M::State, fp: u64) -> bool {
+    /// Evaluates the properties still without a discovery in `state`, recording the new ones,
+    /// and notes in `graph` the Eventually properties that hold there. Returns whether some
+    /// property is still awaiting its discovery (an Eventually property always is, until the
+    /// graph is complete).
+    fn evaluate(&self, state: &M::State, fp: u64, graph: &mut Graph) -> bool {
         let mut awaiting = false;
         for (i, property) in self.properties.iter().enumerate() {
             if self.found[i].load(Ordering::Relaxed) {
@@ -317,7 +455,13 @@ where
             let discovered = match property.expectation {
                 Expectation::Always => !(property.condition)(&self.model, state),
                 Expectation::Sometimes => (property.condition)(&self.model, state),
-                Expectation::Eventually => unreachable!("refused by spawn"),
+                Expectation::Eventually => {
+                    if (property.condition)(&self.model, state) {
+                        let k = self.eventually.iter().position(|e| *e == i);
+                        graph.goals[k.expect("an Eventually property")].push(fp);
+                    }
+                    false
+                }
             };
             if discovered && !self.found[i].swap(true, Ordering::AcqRel) {
                 self.discoveries
@@ -442,8 +586,103 @@ mod tests {
     use crate::properties;
     use watermark_model::revision::Protocol;
 
+    /// The model with every property that applies but L0, which stateright's checkers read
+    /// otherwise (as "every path", at terminal states).
     fn model(knobs: &crate::knobs::Knobs) -> WatermarkModel {
-        WatermarkModel::new(knobs.clone()).with_properties(properties::enabled(knobs))
+        let defs = properties::enabled(knobs)
+            .into_iter()
+            .filter(|p| p.expectation != Expectation::Eventually)
+            .collect();
+        WatermarkModel::new(knobs.clone()).with_properties(defs)
+    }
+
+    /// States 0, 1, 2 and a trap: 0 goes to 1, 1 back to 0 or on to 2, and 2 (with `trap`) only
+    /// to itself, or (without) back to 0. With `fenced`, 2 also has a successor 3 outside the
+    /// boundary. "Back at 0" is the Eventually property.
+    struct Trap {
+        trap: bool,
+        fenced: bool,
+    }
+
+    impl Model for Trap {
+        type State = u8;
+        type Action = u8;
+        fn init_states(&self) -> Vec<u8> {
+            vec![0]
+        }
+        fn actions(&self, state: &u8, actions: &mut Vec<u8>) {
+            match state {
+                0 => actions.push(1),
+                1 => actions.extend([0, 2]),
+                _ if self.trap => actions.push(2),
+                _ => actions.push(0),
+            }
+            if *state == 2 && self.fenced {
+                actions.push(3);
+            }
+        }
+        fn next_state(&self, _: &u8, action: u8) -> Option<u8> {
+            Some(action)
+        }
+        fn within_boundary(&self, state: &u8) -> bool {
+            *state < 3
+        }
+        fn properties(&self) -> Vec<Property<Self>> {
+            vec![
+                Property::always("anything", |_, _| true),
+                Property::eventually("back at 0", |_, s| *s == 0),
+            ]
+        }
+    }
+
+    fn joined(mut checker: BfsChecker<Trap>) -> BfsChecker<Trap> {
+        for h in checker.handles() {
+            h.join().expect("a checker thread");
+        }
+        checker
+    }
+
+    fn trap_discoveries(trap: bool, fenced: bool, threads: usize) -> Vec<Vec<u8>> {
+        let checker = joined(spawn(
+            Trap { trap, fenced },
+            threads,
+            None,
+            HasDiscoveries::All,
+        ));
+        assert_eq!(checker.unique_state_count(), 3);
+        checker
+            .discoveries()
+            .into_values()
+            .map(|path| path.into_states())
+            .collect()
+    }
+
+    /// An Eventually property is violated by a state from which no path leads back to where it
+    /// holds, and its discovery is the path to that state; a successor outside the boundary
+    /// counts as a way out.
+    #[test]
+    fn an_eventually_property_is_violated_by_a_dead_end_and_only_by_one() {
+        for threads in [1, 2] {
+            assert_eq!(trap_discoveries(true, false, threads), vec![vec![0, 1, 2]]);
+            assert!(trap_discoveries(false, false, threads).is_empty());
+            assert!(trap_discoveries(true, true, threads).is_empty());
+        }
+    }
+
+    /// A search stopped early judges no Eventually property: the graph is not complete.
+    #[test]
+    fn a_search_stopped_early_judges_no_eventually_property() {
+        let finish = HasDiscoveries::AllOf(["anything"].into_iter().collect());
+        let checker = joined(spawn(
+            Trap {
+                trap: true,
+                fenced: false,
+            },
+            1,
+            Some(Duration::ZERO),
+            finish,
+        ));
+        assert!(checker.discoveries().is_empty());
     }
 
     fn run(checker: impl Checker<WatermarkModel>) -> impl Checker<WatermarkModel> {

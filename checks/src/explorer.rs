@@ -220,11 +220,14 @@ impl Model for ExplorerModel {
         self.model.as_svg(inner)
     }
 
+    /// Every property checked but L0: stateright's Explorer reads an Eventually property as
+    /// "every path", at terminal states, not as `check` does (spec section 12).
     fn properties(&self) -> Vec<Property<Self>> {
         self.model
             .checked
             .iter()
             .enumerate()
+            .filter(|(_, p)| p.expectation != stateright::Expectation::Eventually)
             .map(|(i, p)| Property {
                 expectation: p.expectation.clone(),
                 name: p.name,

@@ -7,6 +7,7 @@
 //! - [`hashed`]: a value that caches its hash, for the parts of a state its parent shares;
 //! - [`properties`]: the invariants (I1…) and their twins (S1…), named as in spec.md;
 //! - [`quorum`]: the KRaft quorum of controllers as a model of its own (spec section 4a);
+//! - [`recovery`]: what "recovered" means (L1–L7), for the simulator and L0;
 //! - [`runner`]: runs the checker and collects verdicts;
 //! - [`sim`]: the same actors on a virtual clock with the runtime's transport, faults and
 //!   recovery (`watermark simulate`);
@@ -26,6 +27,7 @@ pub mod model;
 pub mod properties;
 pub mod quorum;
 pub mod quorum_sim;
+pub mod recovery;
 pub mod report;
 pub mod runner;
 #[cfg(feature = "runtime")]

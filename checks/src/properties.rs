@@ -1,5 +1,5 @@
 //! The properties checked, each with the name it has in spec.md and in the output. Spec:
-//! "Invariants and twins" (I1–I19, I24–I36 and S1–S24, S30–S44; the quorum's are in
+//! "Invariants and twins" (I1–I19, I24–I36 and S1–S24, S30–S45; the quorum's are in
 //! `crate::quorum`).
 //!
 //! Every Always property has a Sometimes twin that shows the situation it guards does happen
@@ -8,6 +8,7 @@
 use crate::ghost::{event, violation, Ghost};
 use crate::knobs::Knobs;
 use crate::model::{alive_in, controller, State, WatermarkModel};
+use crate::recovery;
 use stateright::actor::{Id, Network};
 use stateright::Expectation;
 use watermark_model::broker::{DelayedFetch, FollowerState, HeldRequest};
@@ -32,6 +33,10 @@ pub struct PropertyDef {
 
 fn always_applies(_: &Knobs) -> bool {
     true
+}
+/// Some process can crash (B2, B4).
+fn with_crashes(k: &Knobs) -> bool {
+    k.broker_crashes + k.controller_crashes + k.consumer_crashes > 0
 }
 fn with_acks(k: &Knobs) -> bool {
     k.acks != Acks::None && with_producers(k)
@@ -177,7 +182,7 @@ fn with_judged_elr_and_producers(k: &Knobs) -> bool {
 
 /// Every property, in spec order.
 pub fn all() -> Vec<PropertyDef> {
-    use Expectation::{Always, Sometimes};
+    use Expectation::{Always, Eventually, Sometimes};
     let p = |id, name, expectation, twin_of, description, condition, applies| PropertyDef {
         name,
         id,
@@ -287,6 +292,12 @@ pub fn all() -> Vec<PropertyDef> {
         p("S44", "FollowerDroppedFromIsr", Sometimes, Some("CaughtUpFollowerKept"),
           "A leader waits on its AlterPartition that drops a member of its ISR.",
           follower_dropped_from_isr, with_isr_shrinks),
+        p("L0", "RecoveryReachable", Eventually, None,
+          "From every state, some path within the bounds leads to a recovered cluster: every process running, and L1-L7 (every partition led, every replica in its ISR, every broker's metadata the controller's, every acknowledged record read, every producer done, every group member reading with its position committed, every consumer on its partition's leader).",
+          recovery::cluster_recovered, always_applies),
+        p("S45", "RecoveredAfterCrash", Sometimes, Some("RecoveryReachable"),
+          "The cluster is recovered (L0's condition) after a crash.",
+          recovered_after_crash, with_crashes),
         p("I14", "NoAppendUnderMinIsr", Always, None,
           "No leader appends an acks=all batch, nor a coordinator a group record, while its ISR is smaller than min.insync.replicas: the producer is told NotEnoughReplicas, the member CoordinatorNotAvailable.",
           no_append_under_min_isr, with_writes_under_min_isr),
@@ -1539,4 +1550,11 @@ fn metadata_past_gap_held(model: &WatermarkModel, state: &State) -> bool {
 /// S16.
 fn lost_metadata_repaired(_: &WatermarkModel, state: &State) -> bool {
     ghost(state).has_event(event::METADATA_REPAIRED)
+}
+
+/// S45: L0's condition, after some process crashed.
+fn recovered_after_crash(model: &WatermarkModel, state: &State) -> bool {
+    let ghost = &state.history;
+    ghost.broker_crashes + ghost.controller_crashes + ghost.consumer_crashes > 0
+        && recovery::cluster_recovered(model, state)
 }

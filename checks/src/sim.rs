@@ -30,6 +30,7 @@ use crate::hashed::Hashed;
 use crate::knobs::Knobs;
 use crate::model::{controller, Action, Settings, State, WatermarkModel};
 use crate::properties::PropertyDef;
+use crate::recovery;
 use crate::trace::{self, TraceStep};
 use rand_core::{RngCore, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -45,9 +46,6 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 use watermark_model::broker::BrokerStorage;
-use watermark_model::consumer::MemberStep;
-use watermark_model::group::GroupEvent;
-use watermark_model::producer::Ack;
 use watermark_model::rules::{Coverage, Recording};
 use watermark_model::*;
 use watermark_net::cluster::{TimingMs, BATCH_BYTES_MAX};
@@ -1185,13 +1183,11 @@ impl<'o> World<'o> {
     /// The cluster's recovery conditions (L1–L3) that do not hold yet.
     fn cluster_unrecovered(&self) -> Vec<String> {
         let mut failing = Vec::new();
-        let Some(c) = controller(&self.state) else {
+        if controller(&self.state).is_none() {
             return vec!["no controller".into()];
-        };
-        let offline: Vec<_> = c
-            .partitions
-            .values()
-            .filter(|p| p.leader.is_none())
+        }
+        let dead_for_good = &|i| self.dead_for_good(i);
+        let offline: Vec<_> = recovery::offline(&self.state)
             .map(|p| format!("{:?}", p.topic_partition))
             .collect();
         if !offline.is_empty() {
@@ -1200,14 +1196,7 @@ impl<'o> World<'o> {
                 offline.join(", ")
             ));
         }
-        let short: Vec<_> = c
-            .partitions
-            .values()
-            .filter(|p| {
-                p.replicas
-                    .iter()
-                    .any(|b| !p.isr.contains(b) && !self.dead_for_good(*b as usize))
-            })
+        let short: Vec<_> = recovery::short_isr(&self.state, dead_for_good)
             .map(|p| format!("{:?} ISR {:?}", p.topic_partition, p.isr))
             .collect();
         if !short.is_empty() {
@@ -1216,39 +1205,25 @@ impl<'o> World<'o> {
                 short.join(", ")
             ));
         }
-        let mut stale = Vec::new();
-        for i in self.model.broker_indices() {
-            if self.dead_for_good(i) {
-                continue;
-            }
-            let Some(b) = self.state.actor_states[i].as_broker() else {
-                continue;
-            };
-            for p in c.partitions.values() {
-                let held = b.partition_state(&p.topic_partition);
-                let in_role = b
-                    .replicas
-                    .get(&p.topic_partition)
-                    .is_none_or(|r| !matches!(r.role, Role::Recovering));
-                if held != Some(p) || !in_role {
-                    let knows = match held {
-                        Some(h) => format!(
-                            "leader epoch {}, partition epoch {}",
-                            h.leader_epoch, h.partition_epoch
-                        ),
-                        None => "knows nothing of it".into(),
-                    };
-                    let role = if in_role { "" } else { ", recovering" };
-                    stale.push(format!(
-                        "{} on {:?} ({knows}{role}; the controller's: leader epoch {}, partition epoch {})",
-                        self.model.actor_name(i),
-                        p.topic_partition,
-                        p.leader_epoch,
-                        p.partition_epoch
-                    ));
-                }
-            }
-        }
+        let stale: Vec<_> = recovery::stale_metadata(&self.model, &self.state, dead_for_good)
+            .map(|s| {
+                let knows = match s.held {
+                    Some(h) => format!(
+                        "leader epoch {}, partition epoch {}",
+                        h.leader_epoch, h.partition_epoch
+                    ),
+                    None => "knows nothing of it".into(),
+                };
+                let role = if s.recovering { ", recovering" } else { "" };
+                format!(
+                    "{} on {:?} ({knows}{role}; the controller's: leader epoch {}, partition epoch {})",
+                    self.model.actor_name(s.broker),
+                    s.controllers.topic_partition,
+                    s.controllers.leader_epoch,
+                    s.controllers.partition_epoch
+                )
+            })
+            .collect();
         if !stale.is_empty() {
             failing.push(format!(
                 "L3 every broker's metadata equals the controller's: {}",
@@ -1261,50 +1236,13 @@ impl<'o> World<'o> {
     /// The clients' recovery conditions (L4–L7) that do not hold yet.
     fn clients_unrecovered(&self) -> Vec<String> {
         let mut failing = Vec::new();
-        let mut unread = 0;
-        let history = &self.state.history;
-        // `auto.offset.reset=latest`: a member with nothing committed skips what is below the
-        // high watermark it reset to.
-        let skipped_by_reset = |ack: &Ack| {
-            self.model.consumer_indices().any(|ci| {
-                consumer_partition(&self.model, ci) == Some(&ack.topic_partition)
-                    && history.group_events(ci).iter().any(|e| {
-                        matches!(e, GroupEvent::Resumed { committed: None, position, .. }
-                            if ack.offset < *position)
-                    })
-            })
-        };
-        for p in self.model.producer_indices() {
-            for ack in history.acked(p).iter().filter(|a| !skipped_by_reset(a)) {
-                let read = self.model.consumer_indices().any(|ci| {
-                    history
-                        .consumed(ci)
-                        .iter()
-                        .any(|r| r.offset == ack.offset && r.entry.record.value == ack.value)
-                        && consumer_partition(&self.model, ci) == Some(&ack.topic_partition)
-                });
-                if !read {
-                    unread += 1;
-                }
-            }
-        }
+        let unread = recovery::unread(&self.model, &self.state).count();
         if unread > 0 {
             failing.push(format!(
                 "L4 every acknowledged record is read by a consumer: {unread} not yet"
             ));
         }
-        let busy: Vec<_> = self
-            .model
-            .producer_indices()
-            .filter(|p| {
-                let records = match self.model.node(*p) {
-                    Node::Producer(pr) => pr.config.records.len(),
-                    _ => 0,
-                };
-                self.state.actor_states[*p]
-                    .as_producer()
-                    .is_some_and(|s| (s.next_record as usize) < records || !s.in_flight.is_empty())
-            })
+        let busy: Vec<_> = recovery::busy_producers(&self.model, &self.state)
             .map(|p| self.model.actor_name(p))
             .collect();
         if !busy.is_empty() {
@@ -1313,22 +1251,17 @@ impl<'o> World<'o> {
                 busy.join(", ")
             ));
         }
-        let uncommitted: Vec<_> = self
-            .model
-            .consumer_indices()
+        let uncommitted: Vec<_> = recovery::uncommitted_members(&self.model, &self.state)
             .filter_map(|ci| {
                 let s = self.state.actor_states[ci].as_consumer()?;
                 let m = s.member.as_ref()?;
-                let done = m.step == MemberStep::Consuming && m.committed == s.position;
-                (!done).then(|| {
-                    format!(
-                        "{} ({:?}, position {}, committed {})",
-                        self.model.actor_name(ci),
-                        m.step,
-                        s.position,
-                        m.committed
-                    )
-                })
+                Some(format!(
+                    "{} ({:?}, position {}, committed {})",
+                    self.model.actor_name(ci),
+                    m.step,
+                    s.position,
+                    m.committed
+                ))
             })
             .collect();
         if !uncommitted.is_empty() {
@@ -1337,22 +1270,19 @@ impl<'o> World<'o> {
                 uncommitted.join(", ")
             ));
         }
-        let astray: Vec<_> = self
-            .model
-            .consumer_indices()
+        let astray: Vec<_> = recovery::astray_consumers(&self.model, &self.state)
             .filter_map(|ci| {
                 let s = self.state.actor_states[ci].as_consumer()?;
                 let c = controller(&self.state)?;
-                let p = c.partitions.get(consumer_partition(&self.model, ci)?)?;
-                let leader = p.leader.map(|l| (l, p.leader_epoch));
-                (s.leader != leader).then(|| {
-                    format!(
-                        "{} (knows {:?}, the controller's: {:?})",
-                        self.model.actor_name(ci),
-                        s.leader,
-                        leader
-                    )
-                })
+                let p = c
+                    .partitions
+                    .get(recovery::consumer_partition(&self.model, ci)?)?;
+                Some(format!(
+                    "{} (knows {:?}, the controller's: {:?})",
+                    self.model.actor_name(ci),
+                    s.leader,
+                    p.leader.map(|l| (l, p.leader_epoch))
+                ))
             })
             .collect();
         if !astray.is_empty() {
@@ -1362,12 +1292,5 @@ impl<'o> World<'o> {
             ));
         }
         failing
-    }
-}
-
-fn consumer_partition(model: &WatermarkModel, index: usize) -> Option<&TopicPartition> {
-    match model.node(index) {
-        Node::Consumer(c) => Some(&c.config.topic_partition),
-        _ => None,
     }
 }

@@ -17,7 +17,7 @@ use watermark_checks::matrix;
 use watermark_checks::preset;
 use watermark_checks::runner::{run, RunOptions, Strategy, Verdict};
 use watermark_model::rules::Coverage;
-use watermark_model::OffsetReset;
+use watermark_model::{OffsetReset, Protocol};
 
 /// The presets the pass checks in full, every applicable property.
 pub const PRESETS: &[&str] = &[
@@ -78,6 +78,20 @@ fn isolated_leader() -> (&'static str, Knobs) {
         ..Knobs::canonical()
     };
     ("isolated leader", knobs)
+}
+
+/// The pair of `idempotent` without idempotence, under KIP-279 (11,697 states, a tenth of a
+/// second): the only configuration of stage 1 whose followers truncate by asking their leader
+/// for an epoch's end offset (OffsetsForLeaderEpoch, R33–R35) rather than by the fetch's
+/// divergence check (KIP-320). With L0, a follower left waiting on that answer is caught. The
+/// matrix's KIP-101 and KIP-279 rows judge one property each; this one judges them all.
+fn epoch_lookup() -> (&'static str, Knobs) {
+    let knobs = Knobs {
+        idempotence: false,
+        protocol: Protocol::Kip279,
+        ..preset("idempotent").unwrap().knobs
+    };
+    ("kip-279 pair", knobs)
 }
 
 /// KIP-966 on the isolated leader's pair, with min.insync.replicas=2, two leader epochs and a
@@ -235,6 +249,7 @@ fn cheap_presets_hold_with_every_twin_found() {
             eligible_leader_replicas(),
             eligible_leader_replicas_with_isr_shrink(),
             batched_with_room(),
+            epoch_lookup(),
         ])
         .chain(eligible_leader_replicas_on_three_replicas())
         .chain(group_members());
@@ -279,6 +294,7 @@ const RULES_FIRED: &[(&str, &str)] = &[
     ("eligible leader replicas on three replicas", "R0 R1 R2 R5 R7 R8 R10 R11 R12 R13 R14 R15 R16 R22 R26 R29 R30 R33 R36 R37 R44 R49 R50 R51 R52 R53"),
     ("eligible leader replicas on three replicas with min.insync.replicas 3", "R0 R1 R2 R5 R7 R8 R10 R11 R12 R13 R14 R15 R16 R22 R26 R29 R30 R33 R36 R37 R44 R49 R50 R51 R52 R53"),
     ("batched with 74-byte limits", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R13 R14 R15 R16 R17 R21 R22 R23 R24 R26 R27 R28 R30 R31 R32 R33 R36 R37 R38 R39 R41 R42 R43 R44 R49 R50 R51"),
+    ("kip-279 pair", "R0 R1 R2 R4 R7 R8 R9 R10 R11 R13 R14 R15 R16 R17 R21 R22 R26 R28 R30 R31 R33 R34 R35 R36 R37 R38 R39 R44 R49 R50 R51"),
     ("metadata-gap", "R0 R1 R6 R7 R10 R11 R12 R13 R14 R15 R16 R26 R29 R30 R36 R37 R49 R50 R51"),
     ("consumer-group without a broker crash", "R0 R1 R10 R14 R15 R21 R26 R27 R28 R31 R36 R37 R38 R41 R42 R57 R58 R59 R60 R61 R62"),
     ("consumer-group with manual commit and no broker crash", "R0 R1 R10 R14 R15 R21 R26 R27 R28 R31 R36 R37 R38 R41 R42 R57 R58 R59 R60 R61 R62"),
