@@ -21,11 +21,12 @@ pub fn offline(state: &State) -> impl Iterator<Item = &PartitionState> + '_ {
         .filter(|p| p.leader.is_none())
 }
 
-/// L2: the controller's partitions with a replica outside the ISR, but for replicas dead for
-/// good.
+/// L2: the controller's partitions with a replica outside the ISR that is not `excused`: the
+/// simulator excuses the replicas of brokers dead for good, the checker those that only the
+/// missing fetch expiry keeps out ([`awaits_fetch_expiry`]).
 pub fn short_isr<'a>(
     state: &'a State,
-    dead_for_good: &'a dyn Fn(usize) -> bool,
+    excused: &'a dyn Fn(&PartitionState, BrokerId) -> bool,
 ) -> impl Iterator<Item = &'a PartitionState> + 'a {
     controller(state)
         .into_iter()
@@ -33,11 +34,12 @@ pub fn short_isr<'a>(
         .filter(move |p| {
             p.replicas
                 .iter()
-                .any(|b| !p.isr.contains(b) && !dead_for_good(*b as usize))
+                .any(|b| !p.isr.contains(b) && !excused(p, *b))
         })
 }
 
-/// L2 as the checker judges it: a replica outside the ISR counts as back in it when nothing but
+/// Whether `follower`'s replica of `p` is kept out of the ISR only by the missing fetch expiry:
+/// L2 as the checker judges it counts such a replica as back in the ISR, since nothing but
 /// `replica.fetch.wait.max.ms` keeps it out. The model has no such timer: a leader holds a
 /// follower's fetch until there is something to return (R26, `FetchRequest::high_watermark`),
 /// so a follower that caught up while its broker was fenced, whose ISR expansion the controller
@@ -45,16 +47,6 @@ pub fn short_isr<'a>(
 /// fetch expires, the follower fetches again, and the leader proposes it again. So the replica
 /// counts as in the ISR when its leader is running, has no AlterPartition pending, and holds its
 /// fetch at the leader's log end offset.
-pub fn short_isr_in_model(state: &State) -> impl Iterator<Item = &PartitionState> + '_ {
-    short_isr(state, &|_| false).filter(move |p| {
-        p.replicas
-            .iter()
-            .any(|b| !p.isr.contains(b) && !awaits_fetch_expiry(state, p, *b))
-    })
-}
-
-/// Whether `follower`'s replica of `p` is kept out of the ISR only by the missing fetch expiry
-/// (see [`short_isr_in_model`]).
 fn awaits_fetch_expiry(state: &State, p: &PartitionState, follower: BrokerId) -> bool {
     let Some(leader) = p.leader else {
         return false;
@@ -234,23 +226,14 @@ pub fn astray_consumers<'a>(
 
 /// The checker's recovery of the cluster (L0's condition): every broker and the controller
 /// running (none is lost for good there: crashes are bounded, and a crashed process may always
-/// restart), and L1–L3 with L2 as [`short_isr_in_model`] and L3 as [`stale_leadership`] judge
-/// them.
+/// restart), and L1–L3 with L2 excusing [`awaits_fetch_expiry`] and L3 as [`stale_leadership`]
+/// judges it.
 pub fn cluster_recovered(model: &WatermarkModel, state: &State) -> bool {
-    let servers = std::iter::once(crate::model::CONTROLLER_INDEX).chain(model.broker_indices());
-    servers.clone().all(|i| !state.crashed[i])
+    let mut servers = std::iter::once(crate::model::CONTROLLER_INDEX).chain(model.broker_indices());
+    let awaits_fetch_expiry = |p: &PartitionState, b| awaits_fetch_expiry(state, p, b);
+    servers.all(|i| !state.crashed[i])
         && controller(state).is_some()
         && offline(state).next().is_none()
-        && short_isr_in_model(state).next().is_none()
+        && short_isr(state, &awaits_fetch_expiry).next().is_none()
         && stale_leadership(model, state).next().is_none()
-}
-
-/// The checker's recovery of the clients (L8's condition): every client running, and L4–L7.
-pub fn clients_recovered(model: &WatermarkModel, state: &State) -> bool {
-    let clients = model.producer_indices().chain(model.consumer_indices());
-    clients.clone().all(|i| !state.crashed[i])
-        && unread(model, state).next().is_none()
-        && busy_producers(model, state).next().is_none()
-        && uncommitted_members(model, state).next().is_none()
-        && astray_consumers(model, state).next().is_none()
 }

@@ -1196,9 +1196,10 @@ impl<'o> World<'o> {
                 offline.join(", ")
             ));
         }
-        let short: Vec<_> = recovery::short_isr(&self.state, dead_for_good)
-            .map(|p| format!("{:?} ISR {:?}", p.topic_partition, p.isr))
-            .collect();
+        let short: Vec<_> =
+            recovery::short_isr(&self.state, &|_, b| self.dead_for_good(b as usize))
+                .map(|p| format!("{:?} ISR {:?}", p.topic_partition, p.isr))
+                .collect();
         if !short.is_empty() {
             failing.push(format!(
                 "L2 every replica is back in its ISR: {}",
